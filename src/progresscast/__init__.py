@@ -1,0 +1,49 @@
+"""progresscast: live progress for long-running jobs over Socket.IO.
+
+Pipeline code needs three names::
+
+    from progresscast import ProgressTracker, open_store
+
+    tracker = ProgressTracker(open_store("sqlite:///progress.db"), emitter=socketio)
+    with tracker.job("import", {"read": 1, "write": 3}, owner="alice") as job:
+        ...
+"""
+
+from .emitter import ProgressEmitter
+from .errors import (
+    Conflict,
+    Forbidden,
+    InvalidPayload,
+    JobNotFound,
+    ProgressCastError,
+    RateLimited,
+    Unauthorized,
+)
+from .stages import Stage, normalize_stages, overall_progress
+from .state import EventType, JobState, JobStatus
+from .stores import JobStore, SQLiteStore, open_store
+from .tracker import NAMESPACE, ProgressTracker, job_room, user_room
+
+__all__ = [
+    "NAMESPACE",
+    "Conflict",
+    "EventType",
+    "Forbidden",
+    "InvalidPayload",
+    "JobNotFound",
+    "JobState",
+    "JobStatus",
+    "JobStore",
+    "ProgressCastError",
+    "ProgressEmitter",
+    "ProgressTracker",
+    "RateLimited",
+    "SQLiteStore",
+    "Stage",
+    "Unauthorized",
+    "job_room",
+    "normalize_stages",
+    "open_store",
+    "overall_progress",
+    "user_room",
+]

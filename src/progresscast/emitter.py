@@ -1,0 +1,278 @@
+"""``ProgressEmitter``: what pipeline code holds to report progress.
+
+It is built for hot loops. ``advance()`` and ``update()`` only bump counters
+under a lock; every ``check_every`` calls it reads the clock, and only when
+``min_interval`` has passed since the last report does it forward a
+``progress_update`` (the tqdm recipe: a cheap integer check first, the clock
+second). ``check_every`` adapts to the call rate, so the clock is read a few
+times per interval whether the loop runs at 10 or 10 million calls a second.
+
+Stage transitions and the end of the job are never throttled, and they carry
+the latest unsent progress, which the state machine applies right before the
+transition, so watchers always end on the true final state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .stages import Stage, overall_progress, stage_index
+from .state import EventType
+
+if TYPE_CHECKING:
+    from .tracker import ProgressTracker
+
+#: upper bound of the adaptive counter, so a loop that suddenly slows down
+#: still reports within about this many calls
+MAX_CHECK_EVERY = 10_000
+#: clock reads aimed for per min_interval
+CHECKS_PER_INTERVAL = 4
+
+
+class ProgressEmitter:
+    """Reports one job's progress to a :class:`ProgressTracker`.
+
+    Get one from :meth:`ProgressTracker.job` (creates and starts a job) or
+    :meth:`ProgressTracker.start` (starts a queued one). Safe to call from
+    several threads. As a context manager it completes the job on a normal
+    exit, and on an exception reports ``job_failed`` (with the stage it
+    happened in) and re-raises.
+    """
+
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        job_id: str,
+        stages: Sequence[Stage],
+        *,
+        min_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job_id = job_id
+        self.stages = tuple(stages)
+        self.min_interval = min_interval
+        self._tracker = tracker
+        self._clock = clock
+        self._lock = threading.Lock()  # guards the counters below
+        self._send_lock = threading.Lock()  # keeps reports in the order they were built
+        self._index: int | None = 0  # running stage; None once every stage is done
+        self._done = 0.0
+        self._total: float | None = None
+        self._message: str | None = None
+        self._calls = 0
+        self._check_every = 1
+        self._last_check = clock()
+        self._last_sent = self._last_check  # job_started was the first report
+        self._sent: tuple | None = None  # (index, done, total, message) last forwarded
+        self._finished = False
+
+    # ---------------------------------------------------------------- reading
+
+    @property
+    def current_stage(self) -> str | None:
+        """The running stage's name (``None`` once every stage is done)."""
+        index = self._index
+        return None if index is None else self.stages[index].name
+
+    @property
+    def stage_progress(self) -> float | None:
+        """Percent of the running stage, or ``None`` without a known total."""
+        with self._lock:
+            return self._stage_pct()
+
+    @property
+    def progress(self) -> float:
+        """Overall percent, from the stage weights and the running stage's fraction."""
+        with self._lock:
+            pct = self._stage_pct() or 0.0
+            return overall_progress(self.stages, self._index, pct / 100.0)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    # -------------------------------------------------------------- hot path
+
+    def advance(self, n: float = 1, message: str | None = None) -> None:
+        """Count ``n`` more units of work done in the running stage."""
+        with self._lock:
+            self._done += n
+            if message is not None:
+                self._message = message
+            self._calls += 1
+            if self._calls < self._check_every:
+                return
+        self._tick()
+
+    def update(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Set the running stage's progress to ``done`` of ``total`` units."""
+        with self._lock:
+            self._done = done
+            if total is not None:
+                self._total = total
+            if message is not None:
+                self._message = message
+            self._calls += 1
+            if self._calls < self._check_every:
+                return
+        self._tick()
+
+    def message(self, text: str | None) -> None:
+        """Set the human-readable status line; it goes out with the next report."""
+        with self._lock:
+            self._message = text
+        self._tick()
+
+    # ----------------------------------------------------------- transitions
+
+    def stage(self, name: str, total: float | None = None) -> _StageScope:
+        """Enter stage ``name`` now, completing the running stage (and skipping
+        any between the two).
+
+        Works as a plain call or as a context manager; leaving the ``with``
+        block normally completes the stage. ``total`` sets the units that
+        :meth:`advance` counts towards.
+        """
+        target = stage_index(self.stages, name)
+        with self._send_lock:
+            current = self._index
+            if current == target:
+                with self._lock:
+                    if total is not None:
+                        self._total = total
+                return _StageScope(self, target)
+            if current is not None and target > current:
+                self._send(
+                    EventType.STAGE_COMPLETED,
+                    stage=self.stages[current].name,
+                    next_stage=name,
+                    **self._pending(),
+                )
+            else:
+                # Backwards, or on after the last stage: the state machine
+                # answers Conflict; that rule lives in one place.
+                self._send(EventType.PROGRESS_UPDATE, stage=name)
+            with self._lock:
+                self._index = target
+                self._reset_counters(total)
+        return _StageScope(self, target)
+
+    def complete_stage(self) -> None:
+        """Complete the running stage; the next one in order becomes current."""
+        with self._send_lock:
+            if self._index is None or self._finished:
+                return
+            self._send(
+                EventType.STAGE_COMPLETED, stage=self.stages[self._index].name, **self._pending()
+            )
+            with self._lock:
+                nxt = self._index + 1
+                self._index = nxt if nxt < len(self.stages) else None
+                self._reset_counters(None)
+
+    def complete(self, result: Any = None) -> None:
+        """End the job successfully; ``result`` (JSON-able) goes to watchers."""
+        self._finish(EventType.JOB_COMPLETED, result=result)
+
+    def fail(self, error: BaseException | str | dict) -> None:
+        """End the job as failed; ``error`` is an exception, a message or ``{message, type}``."""
+        self._finish(EventType.JOB_FAILED, error=error)
+
+    def __enter__(self) -> ProgressEmitter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._finished:
+            return False
+        if exc is None:
+            self.complete()
+        elif isinstance(exc, Exception):
+            self.fail(exc)
+        return False  # never swallow the pipeline's exception
+
+    # ------------------------------------------------------------- internals
+
+    def _stage_pct(self) -> float | None:
+        if not self._total:
+            return None
+        return min(100.0, max(0.0, 100.0 * self._done / self._total))
+
+    def _reset_counters(self, total: float | None) -> None:
+        self._done = 0.0
+        self._total = total
+        self._message = None  # the state machine clears it on a transition too
+        self._sent = (self._index, 0.0, total, None)
+
+    def _pending(self) -> dict[str, Any]:
+        """Progress not yet forwarded, as request fields; marks it forwarded.
+
+        Transitions carry these fields so the state machine applies the
+        latest numbers just before the transition: watchers end on the true
+        state without an extra event per transition.
+        """
+        with self._lock:
+            current = (self._index, self._done, self._total, self._message)
+            if current == self._sent:
+                return {}
+            self._sent = current
+            self._last_sent = self._clock()
+            fields: dict[str, Any] = {"message": self._message}
+            pct = self._stage_pct()
+            if pct is not None:
+                fields["stage_progress"] = round(pct, 4)
+            return fields
+
+    def _tick(self) -> None:
+        """Called every ``check_every`` calls: read the clock, maybe report."""
+        with self._lock:
+            calls, self._calls = self._calls, 0
+            now = self._clock()
+            elapsed = now - self._last_check
+            self._last_check = now
+            if elapsed > 0:
+                wanted = int(calls / elapsed * self.min_interval / CHECKS_PER_INTERVAL)
+                self._check_every = max(1, min(MAX_CHECK_EVERY, wanted))
+            else:
+                self._check_every = min(MAX_CHECK_EVERY, self._check_every * 2)
+            if self._finished or self._index is None or now - self._last_sent < self.min_interval:
+                return
+        # Another thread reporting already carries (nearly) our numbers;
+        # never queue behind it in a hot loop.
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            fields = self._pending()
+            if fields and not self._finished:
+                self._send(EventType.PROGRESS_UPDATE, **fields)
+        finally:
+            self._send_lock.release()
+
+    def _send(self, kind: EventType, **fields: Any) -> None:
+        self._tracker.record(self.job_id, kind, **fields)
+
+    def _finish(self, kind: EventType, **fields: Any) -> None:
+        with self._send_lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._send(kind, **self._pending(), **fields)
+
+
+class _StageScope:
+    """Returned by :meth:`ProgressEmitter.stage`; completes the stage on a normal exit."""
+
+    def __init__(self, emitter: ProgressEmitter, index: int) -> None:
+        self._emitter = emitter
+        self._index = index
+
+    def __enter__(self) -> ProgressEmitter:
+        return self._emitter
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        em = self._emitter
+        if exc is None and not em.finished and em._index == self._index:
+            em.complete_stage()
+        return False

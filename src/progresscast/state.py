@@ -1,0 +1,473 @@
+"""The job model and its state machine (DESIGN §3), pure: no I/O, no clock.
+
+:func:`transition` takes a job's state, one request (an event type and its
+fields) and the time, and returns the events to publish and the new state.
+The tracker, the HTTP ingestion endpoint and the emitter all go through it,
+so every rule about stages, progress and terminal states lives here.
+
+Requests may imply more than one event: a progress update for a later stage
+first completes the current one (``stage_completed``), and ``job_completed``
+first completes the stage that was running. The extra events are returned in
+order, each with its own ``seq``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from .errors import Conflict, InvalidPayload
+from .eta import EtaEstimator
+from .stages import Stage, normalize_stages, overall_progress, stage_index
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job: ``queued → running → completed | failed | cancelled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    SKIPPED = "skipped"  # a later stage was entered before this one ran
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EventType(StrEnum):
+    """Server → client job events (DESIGN §4)."""
+
+    JOB_QUEUED = "job_queued"
+    JOB_STARTED = "job_started"
+    PROGRESS_UPDATE = "progress_update"
+    STAGE_COMPLETED = "stage_completed"
+    JOB_COMPLETED = "job_completed"
+    JOB_FAILED = "job_failed"
+    JOB_CANCELLED = "job_cancelled"
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and a ``Z``, as every timestamp on the wire."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class JobState:
+    """Everything known about one job. ``snapshot()`` is its wire form.
+
+    ``stage_status[i]`` and ``stage_pct[i]`` describe ``stages[i]``; ``stage_index``
+    is the running stage (``None`` before start and after the last stage).
+    Times are epoch seconds; ``eta`` is the estimator's stored state.
+    """
+
+    job_id: str
+    name: str
+    owner: str
+    stages: tuple[Stage, ...]
+    status: JobStatus = JobStatus.QUEUED
+    stage_status: list[StageStatus] = field(default_factory=list)
+    stage_pct: list[float] = field(default_factory=list)
+    stage_index: int | None = None
+    progress: float = 0.0
+    stage_progress: float = 0.0
+    message: str | None = None
+    eta_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = 0.0
+    result: Any = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    eta: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stage_status:
+            self.stage_status = [StageStatus.PENDING] * len(self.stages)
+            self.stage_pct = [0.0] * len(self.stages)
+
+    @property
+    def stage(self) -> str | None:
+        """Name of the running stage, or of the stage the job ended in."""
+        if self.stage_index is None:
+            return None
+        return self.stages[self.stage_index].name
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """The job as clients see it (``job`` in acks and REST).
+
+        ``elapsed_seconds`` of a running job is counted up to ``now`` when given,
+        so a snapshot read long after the last event is still true.
+        """
+        elapsed = self.elapsed_seconds
+        if now is not None and self.status is JobStatus.RUNNING and self.started_at:
+            elapsed = round(max(0.0, now - self.started_at), 3)
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "owner": self.owner,
+            "status": self.status.value,
+            "stages": [
+                {
+                    "name": s.name,
+                    "weight": s.weight,
+                    "status": self.stage_status[i].value,
+                    "progress": self.stage_pct[i],
+                }
+                for i, s in enumerate(self.stages)
+            ],
+            "stage": self.stage,
+            "progress": self.progress,
+            "stage_progress": self.stage_progress,
+            "message": self.message,
+            "eta_seconds": self.eta_seconds,
+            "elapsed_seconds": elapsed,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "result": self.result,
+            "error": self.error,
+            "metadata": self.metadata,
+            "seq": self.seq,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able dict a store keeps; :meth:`from_record` reads it back."""
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "owner": self.owner,
+            "stages": [s.to_dict() for s in self.stages],
+            "status": self.status.value,
+            "stage_status": [s.value for s in self.stage_status],
+            "stage_pct": self.stage_pct,
+            "stage_index": self.stage_index,
+            "progress": self.progress,
+            "stage_progress": self.stage_progress,
+            "message": self.message,
+            "eta_seconds": self.eta_seconds,
+            "elapsed_seconds": self.elapsed_seconds,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
+            "result": self.result,
+            "error": self.error,
+            "metadata": self.metadata,
+            "seq": self.seq,
+            "eta": self.eta,
+        }
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> JobState:
+        data = dict(rec)
+        data["stages"] = tuple(Stage(s["name"], s["weight"]) for s in data["stages"])
+        data["status"] = JobStatus(data["status"])
+        data["stage_status"] = [StageStatus(s) for s in data["stage_status"]]
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- #
+# transitions
+
+_STARTABLE = {None, JobStatus.QUEUED}
+
+
+def _check_text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidPayload(
+            f"{name} must be a string or null", details={name: ["must be a string or null"]}
+        )
+    return value
+
+
+def _check_pct(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidPayload(
+            f"{name} must be a finite number (percent 0-100)",
+            details={name: ["must be a finite number"]},
+        )
+    if not 0 <= value <= 100:
+        raise InvalidPayload(
+            f"{name} must be between 0 and 100, got {value}",
+            details={name: ["must be between 0 and 100"]},
+        )
+    return float(value)
+
+
+class _Builder:
+    """Accumulates the events of one request against a copy of the state."""
+
+    def __init__(self, state: JobState, now: float) -> None:
+        self.state = state
+        self.now = now
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, kind: EventType, **fields: Any) -> None:
+        st = self.state
+        st.seq += 1
+        st.updated_at = self.now
+        self.events.append(
+            {"job_id": st.job_id, "seq": st.seq, "type": kind.value, "ts": iso(self.now), **fields}
+        )
+
+    def elapsed(self) -> float | None:
+        st = self.state
+        if st.started_at is None:
+            return None
+        return round(max(0.0, self.now - st.started_at), 3)
+
+    def recompute(self) -> None:
+        st = self.state
+        fraction = st.stage_progress / 100.0
+        st.progress = overall_progress(st.stages, st.stage_index, fraction)
+        st.elapsed_seconds = self.elapsed()
+
+    def enter(self, target: int | None) -> None:
+        """Complete the running stage and make ``target`` (or nothing) current."""
+        st = self.state
+        current = st.stage_index
+        assert current is not None
+        st.stage_status[current] = StageStatus.COMPLETED
+        st.stage_pct[current] = 100.0
+        end = len(st.stages) if target is None else target
+        for i in range(current + 1, end):
+            st.stage_status[i] = StageStatus.SKIPPED
+        st.stage_index = target
+        st.stage_progress = 0.0
+        st.message = None  # a status line belongs to the stage that set it
+        if target is not None:
+            st.stage_status[target] = StageStatus.RUNNING
+            st.stage_pct[target] = 0.0
+        self.recompute()
+        self.emit(
+            EventType.STAGE_COMPLETED,
+            stage=st.stages[current].name,
+            next_stage=None if target is None else st.stages[target].name,
+            progress=st.progress,
+        )
+
+    def goto(self, name: str | None) -> None:
+        """Make stage ``name`` current, completing the stages before it."""
+        st = self.state
+        if name is None or name == st.stage:
+            return
+        target = stage_index(st.stages, name)
+        if st.stage_index is None or target < st.stage_index:
+            raise Conflict(
+                f"stage {name!r} has already ended; stages only move forward",
+                job_id=st.job_id,
+            )
+        self.enter(target)
+
+    def apply_pending(self, fields: Mapping[str, Any]) -> None:
+        """Apply ``stage_progress`` and ``message`` a request carries.
+
+        Transitions accept them too, so a pipeline's last numbers land in the
+        state right before the transition without an event of their own.
+        """
+        st = self.state
+        pct = _check_pct(fields.get("stage_progress"), "stage_progress")
+        if pct is not None and st.stage_index is not None:
+            st.stage_progress = pct
+            st.stage_pct[st.stage_index] = pct
+        if "message" in fields:
+            st.message = _check_text(fields.get("message"), "message")
+        self.recompute()
+
+    def observe_eta(self) -> None:
+        st = self.state
+        est = EtaEstimator.from_dict(st.eta)
+        st.eta_seconds = est.observe(self.now, st.progress)
+        st.eta = est.to_dict()
+
+
+def new_job(
+    job_id: str,
+    name: str,
+    stages: Any,
+    owner: str,
+    metadata: Mapping[str, Any] | None,
+    now: float,
+) -> JobState:
+    """A fresh, not yet stored, job in ``queued`` with ``seq`` 0."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidPayload("name must be a non-empty string", details={"name": ["required"]})
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidPayload("metadata must be an object", details={"metadata": ["not an object"]})
+    return JobState(
+        job_id=job_id,
+        name=name,
+        owner=owner,
+        stages=normalize_stages(stages),
+        metadata=dict(metadata or {}),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def transition(
+    state: JobState, kind: str | EventType, fields: Mapping[str, Any], now: float
+) -> tuple[list[dict[str, Any]], JobState]:
+    """Apply one request to ``state`` and return ``(events, new_state)``.
+
+    ``state`` is not modified. A fresh job (``seq == 0``) accepts only
+    ``job_queued`` or ``job_started``. Raises :class:`Conflict` for an illegal
+    transition (anything after a terminal event, a stage going backwards) and
+    :class:`InvalidPayload` for bad field values.
+    """
+    try:
+        kind = EventType(kind)
+    except ValueError:
+        raise InvalidPayload(
+            f"unknown event type {kind!r}; expected one of: "
+            + ", ".join(e.value for e in EventType),
+            details={"type": ["unknown event type"]},
+        ) from None
+    st = replace(state, stage_status=list(state.stage_status), stage_pct=list(state.stage_pct))
+    b = _Builder(st, now)
+    status = None if state.seq == 0 else st.status
+    if status is not None and status.is_terminal:
+        raise Conflict(f"job {st.job_id!r} is already {status.value}", job_id=st.job_id)
+
+    def job_fields() -> dict[str, Any]:
+        return {
+            "name": st.name,
+            "stages": [s.to_dict() for s in st.stages],
+            "owner": st.owner,
+            "metadata": st.metadata,
+        }
+
+    if kind is EventType.JOB_QUEUED:
+        if status is not None:
+            raise Conflict(f"job {st.job_id!r} already exists", job_id=st.job_id)
+        b.emit(kind, **job_fields())
+    elif kind is EventType.JOB_STARTED:
+        if status not in _STARTABLE:
+            raise Conflict(f"job {st.job_id!r} has already started", job_id=st.job_id)
+        st.status = JobStatus.RUNNING
+        st.started_at = now
+        st.stage_index = 0
+        st.stage_status[0] = StageStatus.RUNNING
+        b.recompute()
+        b.emit(kind, **job_fields())
+    elif status is not JobStatus.RUNNING and kind in (
+        EventType.PROGRESS_UPDATE,
+        EventType.STAGE_COMPLETED,
+        EventType.JOB_COMPLETED,
+    ):
+        state_name = "new" if status is None else status.value
+        raise Conflict(f"job {st.job_id!r} is {state_name}, not running", job_id=st.job_id)
+    elif kind is EventType.PROGRESS_UPDATE:
+        stage = _check_text(fields.get("stage"), "stage")
+        if st.stage_index is None and stage is None:
+            raise Conflict("every stage has completed; nothing left to report", job_id=st.job_id)
+        b.goto(stage)
+        b.apply_pending(fields)
+        b.observe_eta()
+        b.emit(
+            kind,
+            stage=st.stage,
+            stage_progress=st.stage_progress,
+            progress=st.progress,
+            message=st.message,
+            eta_seconds=st.eta_seconds,
+            elapsed_seconds=st.elapsed_seconds,
+        )
+    elif kind is EventType.STAGE_COMPLETED:
+        stage = _check_text(fields.get("stage"), "stage")
+        next_stage = _check_text(fields.get("next_stage"), "next_stage")
+        if st.stage_index is None:
+            raise Conflict("every stage has already completed", job_id=st.job_id)
+        b.apply_pending(fields)
+        b.goto(stage)
+        if next_stage is None:
+            nxt = st.stage_index + 1
+            target = nxt if nxt < len(st.stages) else None
+        else:
+            target = stage_index(st.stages, next_stage)
+            if target <= st.stage_index:
+                raise Conflict(f"next_stage {next_stage!r} is not after the current stage")
+        b.enter(target)
+    elif kind is EventType.JOB_COMPLETED:
+        b.apply_pending(fields)
+        if st.stage_index is not None:
+            b.enter(None)
+        st.status = JobStatus.COMPLETED
+        st.finished_at = now
+        st.progress = 100.0
+        st.eta_seconds = 0.0
+        st.elapsed_seconds = b.elapsed()
+        st.result = fields.get("result")
+        b.emit(kind, progress=100.0, result=st.result, elapsed_seconds=st.elapsed_seconds)
+    else:  # job_failed, job_cancelled: from queued or running
+        if status is None:
+            raise Conflict(f"job {st.job_id!r} does not exist yet", job_id=st.job_id)
+        failed = kind is EventType.JOB_FAILED
+        b.apply_pending(fields)
+        st.status = JobStatus.FAILED if failed else JobStatus.CANCELLED
+        st.finished_at = now
+        st.eta_seconds = None
+        st.elapsed_seconds = b.elapsed()
+        if st.stage_index is not None:
+            st.stage_status[st.stage_index] = (
+                StageStatus.FAILED if failed else StageStatus.CANCELLED
+            )
+        if failed:
+            st.error = _error_object(fields.get("error"), st.stage)
+            b.emit(
+                kind,
+                stage=st.stage,
+                error={"message": st.error["message"], "type": st.error["type"]},
+                progress=st.progress,
+            )
+        else:
+            reason = _check_text(fields.get("reason"), "reason")
+            b.emit(kind, stage=st.stage, progress=st.progress, reason=reason)
+    return b.events, st
+
+
+def _error_object(error: Any, stage: str | None) -> dict[str, Any]:
+    """Normalise what a pipeline reports as an error to ``{message, stage, type}``."""
+    if isinstance(error, BaseException):
+        message, kind = str(error) or type(error).__name__, type(error).__name__
+    elif isinstance(error, str):
+        message, kind = error, "Error"
+    elif isinstance(error, Mapping):
+        message = error.get("message")
+        kind = error.get("type") or "Error"
+        if not isinstance(message, str) or not isinstance(kind, str):
+            raise InvalidPayload(
+                "error needs a string 'message' and an optional string 'type'",
+                details={"error": ["needs a string message"]},
+            )
+    elif error is None:
+        message, kind = "job failed", "Error"
+    else:
+        raise InvalidPayload(
+            "error must be a string or {message, type}", details={"error": ["wrong type"]}
+        )
+    return {"message": message, "stage": stage, "type": kind}

@@ -1,0 +1,66 @@
+"""The ``JobStore`` interface every back-end implements.
+
+A store keeps, per job, the current :class:`JobState` and the ordered list of
+its events. Its one write is :meth:`JobStore.append`: the events of one
+request and the resulting state, together, or not at all. The append is a
+compare-and-set on ``seq`` so that several writers (threads, processes,
+hosts) can never leave a gap or a duplicate in a job's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..state import JobState, JobStatus
+
+
+class JobStore:
+    """Base class; back-ends override every method."""
+
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+        """Store ``events`` (consecutive ``seq``) and ``state`` atomically.
+
+        The first event's ``seq`` must be one more than the stored job's
+        ``seq`` (``1`` creates the job). Otherwise raises
+        :class:`~progresscast.errors.SeqConflict` and stores nothing.
+        """
+        raise NotImplementedError
+
+    def get(self, job_id: str) -> JobState | None:
+        """The job's current state, or ``None``."""
+        raise NotImplementedError
+
+    def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:
+        """Stored events with ``seq > since``, ascending, at most ``limit``."""
+        raise NotImplementedError
+
+    def first_seq(self, job_id: str) -> int | None:
+        """The oldest ``seq`` still stored (history may be trimmed), or ``None``."""
+        raise NotImplementedError
+
+    def list_jobs(
+        self,
+        owner: str | None = None,
+        status: Sequence[JobStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobState]:
+        """Jobs newest first; ``owner=None`` means every owner."""
+        raise NotImplementedError
+
+    def count_jobs(
+        self, owner: str | None = None, status: Sequence[JobStatus] | None = None
+    ) -> int:
+        raise NotImplementedError
+
+    def prune(self, finished_before: float) -> int:
+        """Delete terminal jobs that finished before this epoch time; return how many."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Raise if the store cannot serve requests (used by ``/readyz``)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,209 @@
+"""SQLite job store: the embedded default, one file, WAL mode.
+
+Schema::
+
+    jobs(job_id PK, owner, status, created_at, finished_at, seq, state JSON)
+    events(job_id, seq, event JSON, PRIMARY KEY (job_id, seq))
+
+One connection, behind a lock. SQLite serialises writers anyway, every call
+is one short transaction, and a single connection behaves the same under
+threads, eventlet and gevent (a thread-local connection would become one
+connection per greenlet under monkey patching). Other processes may use the
+same file: ``BEGIN IMMEDIATE`` and the busy ``timeout`` coordinate them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import SeqConflict
+from ..state import TERMINAL, JobState, JobStatus
+from .base import JobStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    finished_at REAL,
+    seq         INTEGER NOT NULL,
+    state       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    event  TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def _locked(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class SQLiteStore(JobStore):
+    """Job store in one SQLite file.
+
+    ``max_events_per_job`` bounds each job's history: older events are
+    trimmed from the front, so what remains is still gapless and a client
+    resuming from further back is told its history was ``truncated``.
+    """
+
+    def __init__(self, path: str, *, max_events_per_job: int = 10_000, timeout: float = 10.0):
+        self.path = path
+        self.max_events_per_job = max_events_per_job
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves, so a write
+        # transaction takes the lock up front (IMMEDIATE) and the
+        # compare-and-set on seq cannot race another process.
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is closed")
+        return self._db
+
+    @_locked
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+        if not events:
+            return
+        first = events[0]["seq"]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT seq FROM jobs WHERE job_id = ?", (state.job_id,)).fetchone()
+            stored = row[0] if row else 0
+            if stored != first - 1:
+                raise SeqConflict(state.job_id, first - 1, stored if row else None)
+            conn.executemany(
+                "INSERT INTO events (job_id, seq, event) VALUES (?, ?, ?)",
+                [(state.job_id, e["seq"], _dumps(e)) for e in events],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO jobs"
+                " (job_id, owner, status, created_at, finished_at, seq, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state.job_id,
+                    state.owner,
+                    state.status.value,
+                    state.created_at,
+                    state.finished_at,
+                    state.seq,
+                    _dumps(state.to_record()),
+                ),
+            )
+            if state.seq > self.max_events_per_job:
+                conn.execute(
+                    "DELETE FROM events WHERE job_id = ? AND seq <= ?",
+                    (state.job_id, state.seq - self.max_events_per_job),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_locked
+    def get(self, job_id: str) -> JobState | None:
+        row = self._conn().execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobState.from_record(json.loads(row[0])) if row else None
+
+    @_locked
+    def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:
+        rows = self._conn().execute(
+            "SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, since, -1 if limit is None else limit),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    @_locked
+    def first_seq(self, job_id: str) -> int | None:
+        row = (
+            self._conn()
+            .execute("SELECT MIN(seq) FROM events WHERE job_id = ?", (job_id,))
+            .fetchone()
+        )
+        return row[0]
+
+    @staticmethod
+    def _where(owner: str | None, status: Sequence[JobStatus] | None) -> tuple[str, list]:
+        clauses, args = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            args.append(owner)
+        if status:
+            clauses.append(f"status IN ({', '.join('?' * len(status))})")
+            args.extend(JobStatus(s).value for s in status)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    @_locked
+    def list_jobs(self, owner=None, status=None, limit=50, offset=0) -> list[JobState]:
+        where, args = self._where(owner, status)
+        rows = self._conn().execute(
+            f"SELECT state FROM jobs{where} ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [JobState.from_record(json.loads(r[0])) for r in rows]
+
+    @_locked
+    def count_jobs(self, owner=None, status=None) -> int:
+        where, args = self._where(owner, status)
+        return self._conn().execute(f"SELECT COUNT(*) FROM jobs{where}", args).fetchone()[0]
+
+    @_locked
+    def prune(self, finished_before: float) -> int:
+        conn = self._conn()
+        terminal = [s.value for s in TERMINAL]
+        marks = ", ".join("?" * len(terminal))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT job_id FROM jobs WHERE status IN ({marks}) AND finished_at < ?",
+                    (*terminal, finished_before),
+                )
+            ]
+            conn.executemany("DELETE FROM events WHERE job_id = ?", [(i,) for i in ids])
+            conn.executemany("DELETE FROM jobs WHERE job_id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(ids)
+
+    @_locked
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1").fetchone()
+
+    @_locked
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

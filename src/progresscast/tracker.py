@@ -1,0 +1,245 @@
+"""``ProgressTracker``: turns what pipelines report into stored, published events.
+
+For every request it (1) applies the state machine (:func:`state.transition`,
+pure), (2) appends the events and the new state to the :class:`JobStore` in
+one compare-and-set on ``seq``, (3) emits each event to the Socket.IO rooms
+``job:<id>`` and ``user:<owner>``.
+
+The tracker does not know Flask. It emits through anything with Socket.IO's
+``emit(event, data, to=..., namespace=...)``: the web app's ``SocketIO`` in
+process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import Conflict, InvalidPayload, JobNotFound, SeqConflict
+from .state import EventType, JobState, JobStatus, new_job, transition
+
+if TYPE_CHECKING:
+    from .emitter import ProgressEmitter
+    from .stores.base import JobStore
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/progress"
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class SocketEmitter(Protocol):
+    """What the tracker emits through: Flask-SocketIO's or python-socketio's ``emit``."""
+
+    def emit(
+        self, event: str, data: Any, *, to: Any = None, namespace: str | None = None
+    ) -> Any: ...
+
+
+def job_room(job_id: str) -> str:
+    """The Socket.IO room of one job's watchers."""
+    return f"job:{job_id}"
+
+
+def user_room(owner: str) -> str:
+    """The Socket.IO room of a user's dashboards (``watch_jobs``)."""
+    return f"user:{owner}"
+
+
+def validate_job_id(job_id: Any) -> str:
+    """Return ``job_id`` if it is a valid id, else raise :class:`InvalidPayload`."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise InvalidPayload(
+            "job_id must be 1-128 characters: letters, digits, '_', '.', '-',"
+            " starting with a letter or digit",
+            details={"job_id": ["invalid job id"]},
+        )
+    return job_id
+
+
+class ProgressTracker:
+    """Job state machine, per-job ``seq``, ETA, storage and publishing.
+
+    :param store: where state and history live (:func:`progresscast.open_store`).
+    :param emitter: a Socket.IO server or write-only emitter; ``None`` stores only.
+    :param clock: wall-clock seconds (``time.time``); tests pass a fake one.
+    :param min_interval: default throttle of the emitters this tracker hands out.
+    """
+
+    #: how often a write that lost a race with another writer is retried
+    max_retries = 20
+
+    def __init__(
+        self,
+        store: JobStore,
+        emitter: SocketEmitter | None = None,
+        *,
+        namespace: str = NAMESPACE,
+        clock: Callable[[], float] = time.time,
+        min_interval: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.emitter = emitter
+        self.namespace = namespace
+        self.clock = clock
+        self.min_interval = min_interval
+        # Striped locks: events of one job are stored and emitted in seq order
+        # by this process, without a lock object per job ever created.
+        self._locks = [threading.Lock() for _ in range(64)]
+
+    # ------------------------------------------------------------------ writes
+
+    def create_job(
+        self,
+        name: str,
+        stages: Any,
+        *,
+        owner: str,
+        job_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        start: bool = False,
+    ) -> JobState:
+        """Create a job; emits ``job_queued`` (or ``job_started`` with ``start=True``).
+
+        Raises :class:`Conflict` if ``job_id`` is taken.
+        """
+        job_id = validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex
+        state = new_job(job_id, name, stages, owner, metadata, self.clock())
+        kind = EventType.JOB_STARTED if start else EventType.JOB_QUEUED
+        with self._lock_for(job_id):
+            events, state = transition(state, kind, {}, self.clock())
+            try:
+                self.store.append(events, state)
+            except SeqConflict:
+                raise Conflict(f"job {job_id!r} already exists", job_id=job_id) from None
+            self._publish(state, events)
+        return state
+
+    def record(self, job_id: str, kind: str | EventType, **fields: Any) -> list[dict[str, Any]]:
+        """Apply one request (``kind`` and its fields) to a job; return its events.
+
+        Used by :class:`ProgressEmitter` and by HTTP ingestion. Raises
+        :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
+        """
+        with self._lock_for(job_id):
+            for _ in range(self.max_retries):
+                state = self.store.get(job_id)
+                if state is None:
+                    raise JobNotFound(job_id)
+                events, new_state = transition(state, kind, fields, self.clock())
+                try:
+                    self.store.append(events, new_state)
+                except SeqConflict:
+                    continue  # another process wrote first: re-read and re-apply
+                self._publish(new_state, events)
+                return events
+        raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
+
+    def job(
+        self,
+        name: str,
+        stages: Any,
+        *,
+        owner: str,
+        job_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        min_interval: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> ProgressEmitter:
+        """Create and start a job; return its :class:`ProgressEmitter`.
+
+        Use it as a context manager::
+
+            with tracker.job("report", ["parse", "render"], owner="alice") as job:
+                with job.stage("parse", total=len(pages)):
+                    for page in pages:
+                        job.advance()
+        """
+        state = self.create_job(
+            name, stages, owner=owner, job_id=job_id, metadata=metadata, start=True
+        )
+        return self._emitter(state, min_interval, clock)
+
+    def start(
+        self,
+        job_id: str,
+        *,
+        min_interval: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> ProgressEmitter:
+        """Start a queued job (from :meth:`create_job` or ``POST /api/jobs``)."""
+        self.record(job_id, EventType.JOB_STARTED)
+        state = self.store.get(job_id)
+        assert state is not None
+        return self._emitter(state, min_interval, clock)
+
+    def _emitter(self, state: JobState, min_interval, clock) -> ProgressEmitter:
+        from .emitter import ProgressEmitter
+
+        return ProgressEmitter(
+            self,
+            state.job_id,
+            state.stages,
+            min_interval=self.min_interval if min_interval is None else min_interval,
+            clock=clock or time.monotonic,
+        )
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, job_id: str) -> JobState:
+        """The job's state; :class:`JobNotFound` if there is none."""
+        state = self.store.get(job_id)
+        if state is None:
+            raise JobNotFound(job_id)
+        return state
+
+    def snapshot(self, job_id: str) -> dict[str, Any]:
+        """The job's wire snapshot, with elapsed time counted up to now."""
+        return self.get(job_id).snapshot(self.clock())
+
+    def history(
+        self, job_id: str, since: int, upto: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Events with ``since < seq <= upto``, and whether history was truncated.
+
+        ``truncated`` is true when the store no longer holds the events right
+        after ``since``, or when more than ``limit`` are missing: the caller
+        then starts over from the snapshot instead of replaying.
+        """
+        if since >= upto:
+            return [], False
+        first = self.store.first_seq(job_id)
+        if first is None or first > since + 1 or upto - since > limit:
+            return [], True
+        events = self.store.events_since(job_id, since, limit=upto - since)
+        return events, False
+
+    def list_jobs(
+        self,
+        owner: str | None,
+        status: Sequence[JobStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobState]:
+        return self.store.list_jobs(owner=owner, status=status, limit=limit, offset=offset)
+
+    # --------------------------------------------------------------- internals
+
+    def _lock_for(self, job_id: str) -> threading.Lock:
+        return self._locks[hash(job_id) % len(self._locks)]
+
+    def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
+        if self.emitter is None:
+            return
+        rooms = [job_room(state.job_id), user_room(state.owner)]
+        for event in events:
+            try:
+                self.emitter.emit(event["type"], event, to=rooms, namespace=self.namespace)
+            except Exception:
+                # The event is stored; clients that resume with `since` get it.
+                log.exception("could not publish %s seq=%s", event["type"], event["seq"])
