@@ -6,6 +6,8 @@ under a lock; every ``check_every`` calls it reads the clock, and only when
 ``progress_update`` (the tqdm recipe: a cheap integer check first, the clock
 second). ``check_every`` adapts to the call rate, so the clock is read a few
 times per interval whether the loop runs at 10 or 10 million calls a second.
+As with tqdm's ``miniters``, a loop that suddenly becomes much slower reports
+late until the counter has adapted (at most ``MAX_CHECK_EVERY`` calls).
 
 Stage transitions and the end of the job are never throttled, and they carry
 the latest unsent progress, which the state machine applies right before the
@@ -14,16 +16,20 @@ transition, so watchers always end on the true final state.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidPayload
 from .stages import Stage, overall_progress, stage_index
 from .state import EventType
 
 if TYPE_CHECKING:
     from .tracker import ProgressTracker
+
+log = logging.getLogger(__name__)
 
 #: upper bound of the adaptive counter, so a loop that suddenly slows down
 #: still reports within about this many calls
@@ -39,7 +45,7 @@ class ProgressEmitter:
     :meth:`ProgressTracker.start` (starts a queued one). Safe to call from
     several threads. As a context manager it completes the job on a normal
     exit, and on an exception reports ``job_failed`` (with the stage it
-    happened in) and re-raises.
+    happened in) and re-raises it.
     """
 
     def __init__(
@@ -189,8 +195,14 @@ class ProgressEmitter:
             return False
         if exc is None:
             self.complete()
-        elif isinstance(exc, Exception):
+            return False
+        # KeyboardInterrupt and SystemExit end the job too: report them, or
+        # watchers would see it running forever.
+        try:
             self.fail(exc)
+        except Exception:
+            # Never let a reporting problem replace the pipeline's own exception.
+            log.exception("could not report the failure of job %s", self.job_id)
         return False  # never swallow the pipeline's exception
 
     # ------------------------------------------------------------- internals
@@ -232,11 +244,15 @@ class ProgressEmitter:
             now = self._clock()
             elapsed = now - self._last_check
             self._last_check = now
+            # Aim for CHECKS_PER_INTERVAL clock reads per min_interval at the
+            # observed call rate; grow at most 2x per tick, so one quick call
+            # right after a slow one cannot push the next check far away.
+            grown = min(MAX_CHECK_EVERY, self._check_every * 2)
             if elapsed > 0:
                 wanted = int(calls / elapsed * self.min_interval / CHECKS_PER_INTERVAL)
-                self._check_every = max(1, min(MAX_CHECK_EVERY, wanted))
+                self._check_every = max(1, min(grown, wanted))
             else:
-                self._check_every = min(MAX_CHECK_EVERY, self._check_every * 2)
+                self._check_every = grown
             if self._finished or self._index is None or now - self._last_sent < self.min_interval:
                 return
         # Another thread reporting already carries (nearly) our numbers;
@@ -258,7 +274,13 @@ class ProgressEmitter:
             if self._finished:
                 return
             self._finished = True
-            self._send(kind, **self._pending(), **fields)
+            try:
+                self._send(kind, **self._pending(), **fields)
+            except InvalidPayload:
+                # e.g. a result that is not JSON: the job is not over, and a
+                # surrounding `with` must still be able to report the failure.
+                self._finished = False
+                raise
 
 
 class _StageScope:

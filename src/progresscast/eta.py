@@ -15,13 +15,17 @@ from dataclasses import dataclass
 class EMA:
     """Bias-corrected exponential moving average (tqdm's ``EMA``).
 
-    ``smoothing`` is the weight of the newest sample: 0 keeps the first value
-    forever (an average over all time), 1 keeps only the latest sample.
+    ``smoothing`` is the weight of the newest sample, in (0, 1]: small values
+    average over a long history, 1 keeps only the latest sample.
     """
 
     smoothing: float = 0.3
     last: float = 0.0
     calls: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"smoothing must be in (0, 1], got {self.smoothing!r}")
 
     def update(self, x: float) -> float:
         beta = 1 - self.smoothing

@@ -92,8 +92,11 @@ def normalize_stages(specs: Iterable[StageSpec] | Mapping[str, float]) -> tuple[
             )
         seen.add(name)
         pairs.append((name, float(weight)))
-    total = math.fsum(w for _, w in pairs)
-    return tuple(Stage(name, w / total) for name, w in pairs)
+    # Scale by the largest weight first: huge finite weights must not overflow.
+    top = max(w for _, w in pairs)
+    scaled = [(name, w / top) for name, w in pairs]
+    total = math.fsum(w for _, w in scaled)
+    return tuple(Stage(name, w / total) for name, w in scaled)
 
 
 def stage_index(stages: Sequence[Stage], name: str) -> int:

@@ -13,6 +13,7 @@ order, each with its own ``seq``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -218,6 +219,20 @@ def _check_pct(value: Any, name: str) -> float | None:
     return float(value)
 
 
+def _check_json(value: Any, name: str) -> Any:
+    """``value`` if it is plain JSON (no NaN/Infinity, no odd types), else InvalidPayload.
+
+    Results and metadata travel to browsers, whose JSON.parse rejects NaN.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(
+            f"{name} must be plain JSON: {exc}", details={name: ["not plain JSON"]}
+        ) from None
+    return value
+
+
 class _Builder:
     """Accumulates the events of one request against a copy of the state."""
 
@@ -242,6 +257,8 @@ class _Builder:
 
     def recompute(self) -> None:
         st = self.state
+        if st.started_at is None:
+            return  # a job that never started has made no progress (not 100%)
         fraction = st.stage_progress / 100.0
         st.progress = overall_progress(st.stages, st.stage_index, fraction)
         st.elapsed_seconds = self.elapsed()
@@ -323,7 +340,7 @@ def new_job(
         name=name,
         owner=owner,
         stages=normalize_stages(stages),
-        metadata=dict(metadata or {}),
+        metadata=_check_json(dict(metadata or {}), "metadata"),
         created_at=now,
         updated_at=now,
     )
@@ -410,7 +427,9 @@ def transition(
         else:
             target = stage_index(st.stages, next_stage)
             if target <= st.stage_index:
-                raise Conflict(f"next_stage {next_stage!r} is not after the current stage")
+                raise Conflict(
+                    f"next_stage {next_stage!r} is not after the current stage", job_id=st.job_id
+                )
         b.enter(target)
     elif kind is EventType.JOB_COMPLETED:
         b.apply_pending(fields)
@@ -421,7 +440,7 @@ def transition(
         st.progress = 100.0
         st.eta_seconds = 0.0
         st.elapsed_seconds = b.elapsed()
-        st.result = fields.get("result")
+        st.result = _check_json(fields.get("result"), "result")
         b.emit(kind, progress=100.0, result=st.result, elapsed_seconds=st.elapsed_seconds)
     else:  # job_failed, job_cancelled: from queued or running
         if status is None:

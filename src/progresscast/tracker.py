@@ -13,6 +13,7 @@ process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 import time
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/progress"
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 class SocketEmitter(Protocol):
@@ -127,7 +128,11 @@ class ProgressTracker:
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
-            for _ in range(self.max_retries):
+            for attempt in range(self.max_retries):
+                if attempt:
+                    # Lost a race with another writer: back off a little, with
+                    # jitter, so the two do not collide again and again.
+                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
                 state = self.store.get(job_id)
                 if state is None:
                     raise JobNotFound(job_id)

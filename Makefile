@@ -1,0 +1,56 @@
+# progresscast — two commands on a fresh machine:
+#   make run    set up, then serve the live demo on http://127.0.0.1:8000/
+#   make test   set up everything the tests need, then lint and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup setup-dev lint format unit clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamp files: reinstall only when the requirement files change.
+$(VENV)/.runtime: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.runtime node_modules/.installed
+
+setup-dev: $(VENV)/.dev node_modules/.installed
+
+run: setup
+	@echo ""
+	@echo "  progresscast demo: http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs)"
+	@echo ""
+	PROGRESSCAST_CONFIG=development PROGRESSCAST_DEMO=1 PROGRESSCAST_BIND=$(HOST):$(PORT) \
+		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup-dev lint
+	$(BIN)/pytest
+
+unit: setup-dev
+	$(BIN)/pytest tests/unit tests/handlers
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache instance

@@ -1,0 +1,89 @@
+"""Configuration classes.
+
+Every setting can be overridden from the environment with the prefix
+``PROGRESSCAST_``: ``PROGRESSCAST_STORE_URL=sqlite:////var/lib/pc.db``,
+``PROGRESSCAST_DEMO=1``, ``PROGRESSCAST_ASYNC_MODE=gevent``. Values are read
+as JSON when they parse (numbers, booleans, lists), else as strings — Flask's
+``Config.from_prefixed_env``. ``PROGRESSCAST_CONFIG`` picks the class:
+``production`` (default), ``development`` or ``testing``.
+"""
+
+from __future__ import annotations
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Config:
+    """Production defaults: nothing open that was not asked for."""
+
+    # --- server
+    ASYNC_MODE = "eventlet"  # eventlet | gevent | threading
+    STORE_URL = f"sqlite:///{os.path.join(HERE, 'instance', 'progresscast.db')}"
+    MESSAGE_QUEUE_URL: str | None = None
+    SOCKETIO_CHANNEL = "flask-socketio"  # must match workers' write-only emitters
+    # Allowed browser origins for Socket.IO; empty means same origin only.
+    CORS_ALLOWED_ORIGINS: list[str] = []
+    PING_INTERVAL = 25
+    PING_TIMEOUT = 20
+    # Largest Socket.IO message and HTTP body accepted, in bytes.
+    MAX_HTTP_BUFFER_SIZE = 64 * 1024
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    # --- jobs
+    MIN_INTERVAL = 0.1  # emitter throttle, seconds
+    JOIN_MAX_EVENTS = 1000  # more missed events than this: the join ack says `truncated`
+    WATCH_MAX_JOBS = 200  # jobs listed in a watch_jobs ack
+    RETENTION_SECONDS = 7 * 24 * 3600  # finished jobs older than this are pruned
+    PRUNE_EVERY_SECONDS = 600
+
+    # --- demo
+    DEMO = False  # PROGRESSCAST_DEMO=1: demo pipeline, demo user, no sign-in
+    DEMO_USER = "demo"
+    DEMO_CONCURRENCY = 3
+    DEMO_PACE = 1.0  # multiplies the demo's sleeps; tests use 0.02 for ~1 s jobs
+
+    # --- front-end assets installed by npm (never committed)
+    NODE_MODULES_DIR = os.path.join(HERE, "node_modules")
+
+    # --- REST API / OpenAPI (flask-smorest)
+    API_TITLE = "progresscast"
+    API_VERSION = "1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "/vendor/swagger-ui/"
+    API_SPEC_OPTIONS = {
+        "info": {"description": "Live progress for long-running jobs. See docs/protocol.md."}
+    }
+
+
+class DevConfig(Config):
+    """Local development: the demo pipeline on, everything else as production."""
+
+    DEMO = True
+
+
+class TestConfig(Config):
+    """Handler tests: threading mode (no monkey patching in pytest), no demo."""
+
+    TESTING = True
+    ASYNC_MODE = "threading"
+    STORE_URL = "sqlite:///:memory:"
+    PRUNE_EVERY_SECONDS = 0  # no background pruner
+
+
+CONFIGS = {"production": Config, "development": DevConfig, "testing": TestConfig}
+
+
+def config_from_env() -> type[Config]:
+    """The class ``PROGRESSCAST_CONFIG`` names (``production`` when unset)."""
+    name = os.environ.get("PROGRESSCAST_CONFIG", "production")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(
+            f"PROGRESSCAST_CONFIG={name!r}; expected one of {', '.join(CONFIGS)}"
+        ) from None

@@ -1,0 +1,107 @@
+"""A demo pipeline: document checks with weighted stages, varied speeds and
+the occasional failure, so a newcomer sees live progress at once.
+
+It uses only the public API (:meth:`ProgressTracker.job` and the emitter);
+``spawn`` and ``sleep`` come from the host (``socketio.start_background_task``
+and ``socketio.sleep`` in the server), so it runs under any async mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from .tracker import ProgressTracker
+
+log = logging.getLogger(__name__)
+
+STAGES = {"parsing": 0.15, "analyzing": 0.60, "integrating": 0.20, "formatting": 0.05}
+DOCUMENTS = [
+    "contract",
+    "annual-report",
+    "thesis",
+    "invoice-batch",
+    "manual",
+    "whitepaper",
+    "minutes",
+    "policy",
+    "proposal",
+    "datasheet",
+]
+FAILURES = [
+    ("analyzing", "TableStructureError", "table on page {page} has no header row"),
+    ("analyzing", "FontError", "embedded font 'Garamond-Bold' is corrupt"),
+    ("integrating", "ReferenceError", "cross-reference to section {page} is dangling"),
+]
+
+
+class DemoDocumentError(Exception):
+    """A simulated problem in a document."""
+
+
+def make_error(kind: str, text: str) -> Exception:
+    return type(kind, (DemoDocumentError,), {})(text)
+
+
+def check_document(
+    tracker: ProgressTracker,
+    owner: str,
+    sleep: Callable[[float], Any],
+    rng: random.Random,
+    failure_rate: float = 0.15,
+) -> str:
+    """Run one simulated document check; return its job id."""
+    pages = rng.randint(20, 160)
+    name = f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf"
+    speed = rng.uniform(0.6, 1.8)  # a slower or faster machine
+    fail = rng.random() < failure_rate
+    failure = rng.choice(FAILURES) if fail else None
+    fail_at = rng.randint(pages // 4, pages - 1)
+    job = tracker.job(name, STAGES, owner=owner, metadata={"pages": pages, "demo": True})
+    try:
+        with job:
+            for stage in STAGES:
+                per_page = {
+                    "parsing": 0.02,
+                    "analyzing": 0.09,
+                    "integrating": 0.03,
+                    "formatting": 0.01,
+                }[stage] * speed
+                with job.stage(stage, total=pages):
+                    for page in range(1, pages + 1):
+                        if failure and failure[0] == stage and page == fail_at:
+                            raise make_error(failure[1], failure[2].format(page=page))
+                        job.advance(message=f"{stage} page {page} of {pages}")
+                        # Uneven pages: some take several times longer.
+                        sleep(per_page * rng.choice((0.5, 1, 1, 1, 3)))
+            job.complete({"pages": pages, "issues_found": rng.randint(0, 12)})
+    except DemoDocumentError:
+        pass  # reported as job_failed by the emitter; the demo goes on
+    return job.job_id
+
+
+def run_demo(
+    tracker: ProgressTracker,
+    *,
+    owner: str,
+    concurrency: int,
+    spawn: Callable[..., Any],
+    sleep: Callable[[float], Any],
+    rng: random.Random | None = None,
+) -> None:
+    """Keep ``concurrency`` demo jobs running, forever, a few seconds apart."""
+    rng = rng or random.Random()
+
+    def worker(index: int) -> None:
+        sleep(index * 2.0)  # stagger the starts
+        while True:
+            try:
+                check_document(tracker, owner, sleep, rng)
+            except Exception:
+                log.exception("demo job crashed")
+            sleep(rng.uniform(1.0, 4.0))
+
+    for i in range(concurrency):
+        spawn(worker, i)

@@ -1,0 +1,104 @@
+"""Fixtures for the handler tests: one isolated app per test (threading mode,
+in-memory SQLite), Socket.IO test clients on ``/progress`` and Flask's HTTP
+test client. See helpers.py for how the tests wait."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # config.py and web/ live at the project root
+    sys.path.insert(0, str(ROOT))
+
+from config import TestConfig  # noqa: E402
+from progresscast import ProgressTracker  # noqa: E402
+from web import create_app  # noqa: E402
+
+from .helpers import NS, Peer  # noqa: E402
+
+
+def config_dict(**overrides: Any) -> dict[str, Any]:
+    """TestConfig as a dict, plus overrides. ``create_app(dict)`` starts from
+    the production config, so every TestConfig setting is spelled out."""
+    base = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    return {**base, **overrides}
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., Any]]:
+    """``make_app(**overrides)``: another fresh app (TestConfig plus overrides)."""
+    apps = []
+
+    def make(**overrides: Any):
+        app = create_app(config_dict(**overrides)) if overrides else create_app(TestConfig)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["progresscast"].store.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def socketio(app):
+    return app.extensions["socketio"]
+
+
+@pytest.fixture
+def tracker(app) -> ProgressTracker:
+    return app.extensions["progresscast"]
+
+
+@pytest.fixture
+def http(app):
+    return app.test_client()
+
+
+_USER_AUTH = object()
+
+
+@pytest.fixture
+def connect(app) -> Iterator[Callable[..., Peer]]:
+    """``connect(user)``: a Socket.IO client on ``/progress`` with ``auth={"user": user}``.
+
+    ``auth=`` sends that auth payload instead (``None``: no auth at all);
+    ``app=`` connects to another app built by ``make_app``.
+    """
+    peers: list[Peer] = []
+
+    def connect_(user: str = "alice", *, auth: Any = _USER_AUTH, app=app) -> Peer:
+        if auth is _USER_AUTH:
+            auth = {"user": user}
+        socketio = app.extensions["socketio"]
+        peer = Peer(socketio.test_client(app, namespace=NS, auth=auth))
+        peers.append(peer)
+        return peer
+
+    yield connect_
+    for peer in peers:
+        if peer.connected:
+            peer.raw.disconnect(NS)
+
+
+@pytest.fixture
+def alice(connect) -> Peer:
+    peer = connect("alice")
+    assert peer.connected
+    return peer
+
+
+@pytest.fixture
+def bob(connect) -> Peer:
+    peer = connect("bob")
+    assert peer.connected
+    return peer

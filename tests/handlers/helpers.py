@@ -1,0 +1,159 @@
+"""Constants and the Socket.IO client wrapper shared by the handler tests.
+
+The Flask-SocketIO test client runs handlers synchronously (``async_handlers``
+off) and the tracker emits in the caller's thread, so events normally arrive
+at once; :meth:`Peer.wait_until` still waits on a bounded condition, never a
+fixed delay.
+
+A test that must show an event did *not* arrive uses a sentinel: it drives
+one more event that the client *does* receive and waits for it. One server
+delivers events in the order it emits them, so anything that was going to
+arrive before the sentinel is in the inbox by then.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+NS = "/progress"
+WAIT = 2.0  # seconds: upper bound of every wait
+POLL = 0.002  # seconds between two checks of a bounded wait
+
+STAGES = [{"name": "parsing", "weight": 1}, {"name": "analyzing", "weight": 3}]
+
+#: DESIGN §3: the job snapshot (``job`` in acks and REST)
+SNAPSHOT_KEYS = {
+    "job_id", "name", "owner", "status", "stages", "stage", "progress", "stage_progress",
+    "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
+    "result", "error", "metadata", "seq",
+}  # fmt: skip
+STAGE_KEYS = {"name", "weight", "status", "progress"}
+
+#: DESIGN §4: fields of every job event, then the extra fields of each type
+EVENT_KEYS = {"job_id", "seq", "type", "ts"}
+EVENT_EXTRA_KEYS = {
+    "job_queued": {"name", "stages", "owner", "metadata"},
+    "job_started": {"name", "stages", "owner", "metadata"},
+    "progress_update": {
+        "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
+    },
+    "stage_completed": {"stage", "next_stage", "progress"},
+    "job_completed": {"progress", "result", "elapsed_seconds"},
+    "job_failed": {"stage", "error", "progress"},
+    "job_cancelled": {"stage", "progress", "reason"},
+}  # fmt: skip
+
+#: ISO-8601 UTC with milliseconds, as every timestamp on the wire
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def parse_iso_ms(text: str) -> datetime:
+    assert ISO_MS.match(text), text
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def as_user(user: str) -> dict[str, str]:
+    """HTTP headers naming the caller."""
+    return {"X-User-Id": user}
+
+
+def seqs(events: list[dict[str, Any]], job_id: str | None = None) -> list[int]:
+    return [e["seq"] for e in events if job_id is None or e["job_id"] == job_id]
+
+
+def assert_event_shape(event: dict[str, Any]) -> None:
+    """The event carries DESIGN §4's common and type-specific fields."""
+    assert EVENT_KEYS | EVENT_EXTRA_KEYS[event["type"]] <= set(event), event
+    assert isinstance(event["seq"], int) and event["seq"] >= 1
+    assert ISO_MS.match(event["ts"]), event["ts"]
+
+
+def assert_error(body: Any, code: str) -> dict[str, Any]:
+    """``body`` is the protocol's error object ``{code, message, details?}``."""
+    assert isinstance(body, dict), body
+    assert body.get("code") == code, body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert set(body) <= {"code", "message", "details"}, body
+    if "details" in body:
+        assert isinstance(body["details"], dict), body
+    return body
+
+
+def assert_error_ack(ack: Any, code: str) -> dict[str, Any]:
+    """``ack`` is ``{ok: false, error: {code, message, details?}}``; returns the error."""
+    assert isinstance(ack, dict) and ack.get("ok") is False and set(ack) == {"ok", "error"}, ack
+    return assert_error(ack["error"], code)
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse RFC 8259 JSON: NaN, Infinity and out-of-range numbers are errors."""
+
+    def reject(token: str) -> Any:
+        raise ValueError(f"not JSON: {token}")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if value in (float("inf"), float("-inf")):
+            raise ValueError(f"number out of range: {token}")
+        return value
+
+    return json.loads(text, parse_constant=reject, parse_float=finite)
+
+
+class Peer:
+    """A Socket.IO test client on ``/progress`` with request and inbox helpers."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.inbox: list[dict[str, Any]] = []  # job events received, oldest first
+
+    @property
+    def connected(self) -> bool:
+        return self.raw.is_connected(NS)
+
+    def request(self, event: Any, *args: Any) -> Any:
+        """Emit ``event`` with ``args``; return the server's ack."""
+        return self.raw.emit(event, *args, callback=True, namespace=NS)
+
+    def ok(self, event: str, *args: Any) -> dict[str, Any]:
+        """A request that must succeed; returns its ack."""
+        ack = self.request(event, *args)
+        assert isinstance(ack, dict) and ack.get("ok") is True, ack
+        return ack
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Move what arrived into the inbox; return the inbox."""
+        for pkt in self.raw.get_received(NS):
+            assert len(pkt["args"]) == 1, pkt
+            payload = pkt["args"][0]
+            assert payload["type"] == pkt["name"], pkt  # `type` is the event name
+            self.inbox.append(payload)
+        return self.inbox
+
+    def wait_until(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = WAIT
+    ) -> list[dict[str, Any]]:
+        """Wait until ``predicate(inbox)`` holds; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.drain()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s; inbox: {self.inbox}")
+            time.sleep(POLL)
+        return self.inbox
+
+    def wait_for(self, job_id: str, seq: int) -> list[dict[str, Any]]:
+        """Wait for event ``seq`` of ``job_id``; return and clear everything
+        received up to and including it."""
+
+        def is_it(event: dict[str, Any]) -> bool:
+            return event["job_id"] == job_id and event["seq"] == seq
+
+        self.wait_until(lambda inbox: any(map(is_it, inbox)))
+        end = next(i for i, e in enumerate(self.inbox) if is_it(e)) + 1
+        received, self.inbox = self.inbox[:end], self.inbox[end:]
+        return received

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+from harness import ServerProcess, SocketClient
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh gunicorn+eventlet server with its own store; stopped after the test."""
+    srv = ServerProcess(tmp_path).start()
+    yield srv
+    srv.stop()
+    assert srv.proc is None
+
+
+@pytest.fixture
+def clients():
+    """Factory of socket clients, all disconnected after the test."""
+    made: list[SocketClient] = []
+
+    def make(url: str, user: str = "alice") -> SocketClient:
+        client = SocketClient(url, user)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -1,0 +1,211 @@
+"""Real server processes and real clients for integration tests.
+
+``ServerProcess`` runs ``gunicorn -k eventlet -w 1 wsgi:app`` on a free
+loopback port with its own store file; ``SocketClient`` is the python-socketio
+client over a websocket, with every job event collected in a queue so tests
+wait for events with bounded timeouts instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "/progress"
+EVENT_TYPES = (
+    "job_queued",
+    "job_started",
+    "progress_update",
+    "stage_completed",
+    "job_completed",
+    "job_failed",
+    "job_cancelled",
+)
+TERMINAL = {"job_completed", "job_failed", "job_cancelled"}
+
+
+def require_component(ok: bool, what: str) -> None:
+    """Skip locally when a real component is missing; under CI=true, fail."""
+    if ok:
+        return
+    message = f"{what} is not available"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI must install it (see Makefile `test`)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """One gunicorn + eventlet server on 127.0.0.1 with its own SQLite file."""
+
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, worker: str = "eventlet"
+    ) -> None:
+        self.workdir = workdir
+        self.worker = worker
+        self.env = {
+            "PROGRESSCAST_STORE_URL": f"sqlite:///{workdir / 'progresscast.db'}",
+            "PROGRESSCAST_DEMO": "0",
+            **(env or {}),
+        }
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, port: int | None = None, timeout: float = 30) -> ServerProcess:
+        require_component(_has_module("gunicorn"), "gunicorn")
+        self.port = port or free_port()
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            self.worker,
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--graceful-timeout",
+            "3",
+            "wsgi:app",
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
+        self._log = log
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            wait_until(self._healthy, timeout, what=f"server on port {self.port}")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"server did not start:\n{self.log()}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server and every process of its session (gunicorn's worker too)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        # The worker is in the same session: make sure nothing outlives the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+        self.proc = None
+
+    # -- HTTP helpers (callers name themselves with X-User-Id for now)
+
+    def http(self, method: str, path: str, user: str = "alice", **kwargs) -> requests.Response:
+        headers = {"X-User-Id": user, **kwargs.pop("headers", {})}
+        return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+class SocketClient:
+    """python-socketio client on ``/progress`` that queues every job event."""
+
+    def __init__(self, url: str, user: str = "alice", **connect: Any) -> None:
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.sio = socketio.Client(reconnection=False)
+        for kind in EVENT_TYPES:
+            self.sio.on(kind, self.events.put, namespace=NAMESPACE)
+        self.sio.connect(
+            url,
+            namespaces=[NAMESPACE],
+            auth={"user": user},
+            transports=["websocket"],
+            wait_timeout=10,
+            **connect,
+        )
+
+    def call(self, event: str, data: Any = None, timeout: float = 10) -> Any:
+        return self.sio.call(
+            event, {} if data is None else data, namespace=NAMESPACE, timeout=timeout
+        )
+
+    def next_event(self, timeout: float = 10) -> dict:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout}s") from None
+
+    def events_until_terminal(self, job_id: str, timeout: float = 30) -> list[dict]:
+        """Collect this job's events until its terminal event arrives."""
+        deadline = time.monotonic() + timeout
+        got: list[dict] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"no terminal event for {job_id} within {timeout}s: {[e['type'] for e in got]}"
+                )
+            event = self.next_event(left)
+            if event["job_id"] != job_id:
+                continue
+            got.append(event)
+            if event["type"] in TERMINAL:
+                return got
+
+    def close(self) -> None:
+        self.sio.shutdown()  # disconnects, and stops any reconnection attempt
+
+
+def assert_gapless(events: list[dict], first: int = 1) -> None:
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(first, first + len(seqs))), f"seq not gapless: {seqs}"

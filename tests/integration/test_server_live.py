@@ -1,0 +1,200 @@
+"""Against a real ``gunicorn -k eventlet -w 1 wsgi:app`` process, with the
+python-socketio client over a real websocket."""
+
+from __future__ import annotations
+
+import pytest
+from harness import TERMINAL, ServerProcess, SocketClient, assert_gapless, wait_until
+
+pytestmark = pytest.mark.server
+
+STAGES = [
+    {"name": "parsing", "weight": 0.15},
+    {"name": "analyzing", "weight": 0.6},
+    {"name": "integrating", "weight": 0.2},
+    {"name": "formatting", "weight": 0.05},
+]
+
+
+def post_event(server, job_id, **body):
+    r = server.http("POST", f"/api/jobs/{job_id}/events", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["events"]
+
+
+def run_pipeline_over_http(server, job_id, steps=4):
+    """A whole job posted event by event, as a pipeline in another language would."""
+    posted = post_event(server, job_id, type="job_started")
+    for stage in STAGES:
+        for i in range(1, steps + 1):
+            posted += post_event(
+                server,
+                job_id,
+                type="progress_update",
+                stage=stage["name"],
+                stage_progress=100 * i / steps,
+                message=f"step {i}",
+            )
+    posted += post_event(server, job_id, type="job_completed", result={"pages": 12})
+    return posted
+
+
+def test_full_sequence_arrives_live_in_order_and_late_joiner_gets_snapshot(server, clients):
+    job = server.http("POST", "/api/jobs", json={"name": "report.pdf", "stages": STAGES}).json()
+    watcher = clients(server.url)
+    ack = watcher.call("join_job", {"job_id": job["job_id"]})
+    assert ack["ok"] and ack["job"]["status"] == "queued" and ack["job"]["seq"] == 1
+
+    posted = run_pipeline_over_http(server, job["job_id"])
+    live = watcher.events_until_terminal(job["job_id"])
+
+    # Everything the server stored after the join arrived live, in order, once.
+    assert live == posted
+    assert_gapless(live, first=2)
+    types = [e["type"] for e in live]
+    assert types[0] == "job_started" and types[-1] == "job_completed"
+    assert types.count("stage_completed") == len(STAGES)
+    progress = [e["progress"] for e in live if "progress" in e]
+    assert progress == sorted(progress) and progress[-1] == 100.0
+
+    # A late joiner gets the final truth as a snapshot, and the whole history on request.
+    late = clients(server.url)
+    ack = late.call("join_job", {"job_id": job["job_id"], "since": 0})
+    snap = ack["job"]
+    assert snap["status"] == "completed" and snap["progress"] == 100.0
+    assert snap["seq"] == live[-1]["seq"] and snap["result"] == {"pages": 12}
+    assert [s["status"] for s in snap["stages"]] == ["completed"] * len(STAGES)
+    assert_gapless(ack["events"])
+    assert ack["events"][1:] == live
+
+
+def test_late_joiner_mid_job_gets_snapshot_then_the_rest_live(server, clients):
+    job_id = server.http(
+        "POST", "/api/jobs", json={"name": "import", "stages": STAGES, "start": True}
+    ).json()["job_id"]
+    post_event(server, job_id, type="progress_update", stage="analyzing", stage_progress=50)
+
+    client = clients(server.url)
+    ack = client.call("join_job", {"job_id": job_id})
+    snap = ack["job"]
+    assert snap["status"] == "running" and snap["stage"] == "analyzing"
+    assert snap["progress"] == pytest.approx(15 + 0.6 * 50)
+    assert [s["status"] for s in snap["stages"]] == ["completed", "running", "pending", "pending"]
+    assert "events" not in ack  # no `since`, no replay
+
+    posted = post_event(
+        server,
+        job_id,
+        type="job_failed",
+        error={"message": "table has no header", "type": "TableError"},
+    )
+    (failed,) = client.events_until_terminal(job_id)
+    assert failed == posted[0] and failed["seq"] == snap["seq"] + 1
+    assert failed["error"] == {"message": "table has no header", "type": "TableError"}
+    assert failed["stage"] == "analyzing"
+
+
+def test_in_process_demo_pipeline_reaches_the_dashboard(tmp_path, clients):
+    """The demo pipeline runs inside the server (emitter → tracker → SocketIO)."""
+    server = ServerProcess(
+        tmp_path,
+        env={
+            "PROGRESSCAST_DEMO": "1",
+            "PROGRESSCAST_DEMO_PACE": "0.05",
+            "PROGRESSCAST_DEMO_CONCURRENCY": "2",
+        },
+    ).start()
+    try:
+        dash = clients(server.url, user="demo")
+        assert dash.call("watch_jobs")["ok"]
+        per_job: dict[str, list[dict]] = {}
+        finished: dict[str, str] = {}
+        started: set[str] = set()
+
+        def one_job_seen_whole():
+            while not dash.events.empty():
+                event = dash.events.get_nowait()
+                per_job.setdefault(event["job_id"], []).append(event)
+                if event["type"] == "job_started":
+                    started.add(event["job_id"])
+                if event["type"] in TERMINAL:
+                    finished[event["job_id"]] = event["type"]
+            return [j for j in finished if j in started]
+
+        whole = wait_until(one_job_seen_whole, timeout=60, what="a demo job seen start to end")
+        events = per_job[whole[0]]
+        assert_gapless(events)
+        stage_done = [e["stage"] for e in events if e["type"] == "stage_completed"]
+        if events[-1]["type"] == "job_completed":
+            assert stage_done == ["parsing", "analyzing", "integrating", "formatting"]
+            assert events[-1]["progress"] == 100.0
+        else:  # the demo fails now and then, on purpose
+            assert events[-1]["type"] == "job_failed" and events[-1]["error"]["message"]
+        assert any(e["type"] == "progress_update" for e in events)
+        # Snapshot over REST agrees with what was seen live.
+        snap = server.http("GET", f"/api/jobs/{whole[0]}", user="demo").json()
+        assert snap["seq"] == events[-1]["seq"]
+    finally:
+        server.stop()
+
+
+def test_resume_across_server_restart_gets_every_missed_event_once(tmp_path):
+    server = ServerProcess(tmp_path).start()
+    client = None
+    try:
+        job_id = server.http(
+            "POST", "/api/jobs", json={"name": "video", "stages": STAGES, "start": True}
+        ).json()["job_id"]
+        client = SocketClient(server.url)
+        ack = client.call("join_job", {"job_id": job_id, "since": 0})
+        last_seq = ack["job"]["seq"]
+        post_event(server, job_id, type="progress_update", stage_progress=40)
+        last_seq = client.next_event()["seq"]
+        client.close()
+
+        # The client is gone; the server restarts on the same store; more happens.
+        server.stop()
+        server.start()
+        missed = post_event(
+            server, job_id, type="progress_update", stage="analyzing", stage_progress=10
+        )
+        missed += post_event(server, job_id, type="job_completed")
+
+        client = SocketClient(server.url)
+        ack = client.call("join_job", {"job_id": job_id, "since": last_seq})
+        assert ack["events"] == missed
+        assert_gapless(ack["events"], first=last_seq + 1)
+        assert ack["job"]["status"] == "completed" and ack["job"]["seq"] == missed[-1]["seq"]
+        assert "truncated" not in ack
+    finally:
+        if client:
+            client.close()
+        server.stop()
+
+
+def test_bad_requests_get_typed_errors_and_the_connection_stays(server, clients):
+    client = clients(server.url)
+    for payload in (
+        "nope",
+        42,
+        [],
+        {"job_id": 5},
+        {"job_id": "x", "since": -1},
+        {"job_id": "x", "extra": True},
+        {"job_id": "a" * 500},
+    ):
+        ack = client.call("join_job", payload)
+        assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload", payload
+    assert client.call("join_job", {"job_id": "missing"})["error"]["code"] == "not_found"
+    assert client.call("launch_missiles")["error"]["code"] == "invalid_payload"
+    assert client.call("ping")["ok"] is True
+
+    r = server.http(
+        "POST", "/api/jobs", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["code"] == "invalid_payload"
+    r = server.http(
+        "POST", "/api/jobs", json={"name": "x", "stages": [{"name": "a", "weight": -1}]}
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid_payload"
+    assert server.http("GET", "/healthz").status_code == 200

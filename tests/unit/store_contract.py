@@ -1,0 +1,299 @@
+"""The JobStore contract, written once for every back-end.
+
+A back-end's test module subclasses :class:`StoreContract` and provides the
+``make_store`` fixture: a factory ``make_store(**options) -> JobStore`` (the
+only option used is ``max_events_per_job``) whose stores are closed at
+teardown. See ``test_store_sqlite.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from progresscast import JobStatus, ProgressTracker
+from progresscast.errors import SeqConflict
+from progresscast.state import JobState, new_job, transition
+
+from .fakes import T0, FakeClock
+
+
+def create(job_id="j1", owner="alice", now=T0, start=False, stages=("a", "b", "c")):
+    """The events and state of a new job, as the tracker would append them."""
+    state = new_job(job_id, f"job {job_id}", list(stages), owner, {"k": [1, 2]}, now)
+    return transition(state, "job_started" if start else "job_queued", {}, now)
+
+
+def step(state: JobState, kind: str, now: float | None = None, **fields):
+    return transition(state, kind, fields, state.updated_at + 1 if now is None else now)
+
+
+def seqs(events):
+    return [e["seq"] for e in events]
+
+
+class StoreContract:
+    """Behaviour every JobStore must have (DESIGN §2: append + state, seq CAS)."""
+
+    @pytest.fixture
+    def make_store(self):
+        raise NotImplementedError("a back-end's test class provides make_store")
+
+    @pytest.fixture
+    def store(self, make_store):
+        return make_store()
+
+    def put(self, store, events_and_state):
+        events, state = events_and_state
+        store.append(events, state)
+        return events, state
+
+    def long_job(self, store, job_id="long", updates=10):
+        """A running job with ``updates`` progress events after job_started."""
+        history, state = self.put(store, create(job_id, start=True))
+        history = list(history)
+        for i in range(updates):
+            events, state = self.put(store, step(state, "progress_update", stage_progress=i))
+            history += events
+        return history, state
+
+    # ------------------------------------------------------------------ append
+
+    def test_append_creates_a_job_at_seq_1(self, store):
+        events, state = self.put(store, create())
+        assert seqs(events) == [1]
+        assert store.get("j1") == state
+        assert store.events_since("j1") == events
+        assert store.first_seq("j1") == 1
+        assert store.count_jobs() == 1
+
+    def test_unknown_job(self, store):
+        assert store.get("nope") is None
+        assert store.events_since("nope") == []
+        assert store.first_seq("nope") is None
+
+    def test_get_returns_an_equal_state(self, store):
+        _, state = self.put(store, create(start=True))
+        for pct in (10, 40, 70):
+            _, state = self.put(store, step(state, "progress_update", stage_progress=pct))
+        _, state = self.put(store, step(state, "job_failed", error=ValueError("x")))
+        assert state.eta and state.error
+        got = store.get("j1")
+        assert got == state
+        assert got.snapshot(now=T0 + 99) == state.snapshot(now=T0 + 99)
+        assert isinstance(got.status, JobStatus)
+
+    def test_append_stores_every_event_of_a_request_in_order(self, store):
+        first, state = self.put(store, create(start=True))
+        events, state = self.put(store, step(state, "progress_update", stage="c"))
+        assert [e["type"] for e in events] == ["stage_completed", "progress_update"]
+        assert store.events_since("j1") == first + events
+        assert store.get("j1").seq == 3
+
+    def test_events_round_trip_exactly(self, store):
+        events, _ = self.put(store, create(stages=("α", "β")))
+        assert store.events_since("j1") == events
+        assert store.events_since("j1")[0]["stages"][0]["name"] == "α"
+
+    # ------------------------------------------------------ compare-and-set
+
+    def test_a_stale_append_raises_and_stores_nothing(self, store):
+        history, s1 = self.put(store, create(start=True))
+        winner = step(s1, "progress_update", stage_progress=10)
+        loser = step(s1, "job_failed", error="late")  # computed from the same seq
+        self.put(store, winner)
+        with pytest.raises(SeqConflict) as info:
+            store.append(*loser)
+        assert (info.value.job_id, info.value.expected, info.value.actual) == ("j1", 1, 2)
+        assert store.get("j1") == winner[1]
+        assert store.events_since("j1") == history + winner[0]
+
+    def test_creating_an_existing_job_raises_and_changes_nothing(self, store):
+        events, state = self.put(store, create(owner="alice"))
+        with pytest.raises(SeqConflict):
+            store.append(*create(owner="mallory", start=True))
+        assert store.get("j1") == state
+        assert store.events_since("j1") == events
+        assert store.count_jobs(owner="mallory") == 0
+
+    def test_a_gap_is_refused(self, store):
+        history, s1 = self.put(store, create(start=True))
+        _, s2 = step(s1, "progress_update", stage_progress=1)
+        events, s3 = step(s2, "progress_update", stage_progress=2)  # seq 3, store has 1
+        with pytest.raises(SeqConflict) as info:
+            store.append(events, s3)
+        assert (info.value.expected, info.value.actual) == (2, 1)
+        assert store.get("j1") == s1
+        assert store.events_since("j1") == history
+
+    def test_a_new_job_must_start_at_seq_1(self, store):
+        _, s1 = create()
+        events, s2 = step(s1, "job_started")
+        with pytest.raises(SeqConflict) as info:
+            store.append(events, s2)
+        assert info.value.actual is None
+        assert store.get("j1") is None
+        assert store.events_since("j1") == []
+        assert store.count_jobs() == 0
+
+    def test_a_multi_event_append_is_all_or_nothing(self, store):
+        _, s1 = self.put(store, create(start=True))
+        self.put(store, step(s1, "progress_update", stage_progress=5))
+        two_events = step(s1, "progress_update", stage="c")  # seq 2 and 3: stale
+        with pytest.raises(SeqConflict):
+            store.append(*two_events)
+        assert seqs(store.events_since("j1")) == [1, 2]
+        assert store.get("j1").stage == "a"
+
+    def test_two_threads_through_a_tracker_never_leave_a_gap(self, store):
+        tracker = ProgressTracker(store, clock=FakeClock())
+        tracker.create_job("r", ["a", "b"], owner="alice", job_id="race", start=True)
+        n = 150
+        errors = []
+
+        def work(offset):
+            try:
+                for i in range(n):
+                    tracker.record("race", "progress_update", stage_progress=(i + offset) % 100)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in (0, 50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        events = store.events_since("race")
+        assert seqs(events) == list(range(1, 2 * n + 2))
+        assert store.get("race").seq == 2 * n + 1
+
+    # ------------------------------------------------------------------ reads
+
+    def test_events_since_is_ascending_and_limited(self, store):
+        history, _ = self.long_job(store, updates=9)  # seq 1..10
+        assert store.events_since("long") == history
+        assert seqs(store.events_since("long", 4)) == [5, 6, 7, 8, 9, 10]
+        assert seqs(store.events_since("long", 4, limit=3)) == [5, 6, 7]
+        assert seqs(store.events_since("long", 0, limit=1)) == [1]
+        assert store.events_since("long", 4, limit=0) == []
+        assert store.events_since("long", 10) == []
+        assert store.events_since("long", 99) == []
+
+    def test_histories_are_per_job(self, store):
+        self.long_job(store, "x", updates=3)
+        self.long_job(store, "y", updates=1)
+        assert seqs(store.events_since("x")) == [1, 2, 3, 4]
+        assert seqs(store.events_since("y")) == [1, 2]
+        assert {e["job_id"] for e in store.events_since("y")} == {"y"}
+
+    @pytest.fixture
+    def jobs(self, store):
+        """Six jobs created a second apart: (job_id, owner, final status)."""
+        plan = [
+            ("a1", "alice", "queued"),
+            ("b1", "bob", "running"),
+            ("a2", "alice", "running"),
+            ("a3", "alice", "completed"),
+            ("b2", "bob", "failed"),
+            ("a4", "alice", "cancelled"),
+        ]
+        for i, (job_id, owner, status) in enumerate(plan):
+            now = T0 + i
+            _, state = self.put(store, create(job_id, owner, now=now, start=status != "queued"))
+            if status == "completed":
+                self.put(store, step(state, "job_completed", now=now + 0.5))
+            elif status == "failed":
+                self.put(store, step(state, "job_failed", now=now + 0.5, error="x"))
+            elif status == "cancelled":
+                self.put(store, step(state, "job_cancelled", now=now + 0.5))
+        return plan
+
+    def ids(self, states):
+        return [s.job_id for s in states]
+
+    def test_list_jobs_newest_first(self, store, jobs):
+        assert self.ids(store.list_jobs()) == ["a4", "b2", "a3", "a2", "b1", "a1"]
+        assert self.ids(store.list_jobs(owner="alice")) == ["a4", "a3", "a2", "a1"]
+        assert self.ids(store.list_jobs(owner="bob")) == ["b2", "b1"]
+        assert store.list_jobs(owner="carol") == []
+        assert store.list_jobs(owner="alice")[1] == store.get("a3")
+
+    def test_list_jobs_by_status(self, store, jobs):
+        running = [JobStatus.RUNNING]
+        assert self.ids(store.list_jobs(status=running)) == ["a2", "b1"]
+        assert self.ids(store.list_jobs(owner="alice", status=running)) == ["a2"]
+        ended = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
+        assert self.ids(store.list_jobs(status=ended)) == ["a4", "b2", "a3"]
+        assert self.ids(store.list_jobs(owner="bob", status=["failed", "queued"])) == ["b2"]
+        assert store.list_jobs(owner="bob", status=[JobStatus.QUEUED]) == []
+
+    def test_list_jobs_pages(self, store, jobs):
+        assert self.ids(store.list_jobs(limit=2)) == ["a4", "b2"]
+        assert self.ids(store.list_jobs(limit=2, offset=2)) == ["a3", "a2"]
+        assert self.ids(store.list_jobs(limit=2, offset=4)) == ["b1", "a1"]
+        assert store.list_jobs(limit=2, offset=6) == []
+        assert self.ids(store.list_jobs(owner="alice", limit=3, offset=1)) == ["a3", "a2", "a1"]
+
+    def test_count_jobs(self, store, jobs):
+        assert store.count_jobs() == 6
+        assert store.count_jobs(owner="alice") == 4
+        assert store.count_jobs(owner="carol") == 0
+        assert store.count_jobs(status=[JobStatus.RUNNING, JobStatus.QUEUED]) == 3
+        assert store.count_jobs(owner="alice", status=[JobStatus.COMPLETED]) == 1
+
+    # ------------------------------------------------------------------ prune
+
+    def test_prune_removes_only_terminal_jobs_finished_before_the_cutoff(self, store):
+        old = T0
+        for job_id, kind in [
+            ("done", "job_completed"),
+            ("bad", "job_failed"),
+            ("stop", "job_cancelled"),
+        ]:
+            _, state = self.put(store, create(job_id, start=True, now=old))
+            self.put(store, step(state, kind, now=old + 10))
+        _, state = self.put(store, create("recent", start=True, now=old))
+        self.put(store, step(state, "job_completed", now=old + 1000))
+        _, state = self.put(store, create("edge", start=True, now=old))
+        self.put(store, step(state, "job_completed", now=old + 500))
+        self.put(store, create("old-running", start=True, now=old - 10_000))
+        self.put(store, create("old-queued", now=old - 10_000))
+
+        assert store.prune(finished_before=old + 500) == 3
+        for gone in ("done", "bad", "stop"):
+            assert store.get(gone) is None
+            assert store.events_since(gone) == []
+            assert store.first_seq(gone) is None
+        kept = {"recent", "edge", "old-running", "old-queued"}
+        assert set(self.ids(store.list_jobs())) == kept
+        assert all(store.events_since(job_id) for job_id in kept)
+        assert store.count_jobs() == 4
+        assert store.prune(finished_before=old + 500) == 0
+
+    # --------------------------------------------------------------- trimming
+
+    def test_trimming_keeps_a_gapless_suffix(self, make_store):
+        store = make_store(max_events_per_job=5)
+        history, state = self.long_job(store, updates=11)  # seq 1..12
+        assert seqs(store.events_since("long")) == [8, 9, 10, 11, 12]
+        assert store.events_since("long") == history[-5:]
+        assert store.first_seq("long") == 8
+        assert store.events_since("long", 9, limit=2) == history[9:11]
+        assert store.get("long") == state
+        # a request of two events keeps the newest five, still gapless
+        events, state = self.put(store, step(state, "job_completed"))
+        assert seqs(events) == [13, 14]
+        assert seqs(store.events_since("long")) == [10, 11, 12, 13, 14]
+        assert store.get("long").seq == 14
+
+    def test_trimming_is_per_job(self, make_store):
+        store = make_store(max_events_per_job=3)
+        self.long_job(store, "big", updates=6)
+        self.long_job(store, "small", updates=1)
+        assert seqs(store.events_since("big")) == [5, 6, 7]
+        assert seqs(store.events_since("small")) == [1, 2]
+
+    def test_ping(self, store):
+        store.ping()

@@ -1,0 +1,74 @@
+"""The progresscast server: Flask + Flask-SocketIO wired to the library.
+
+``create_app(config)`` builds one app with its own ``SocketIO`` and tracker,
+so tests can build as many isolated apps as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from config import Config, config_from_env
+from progresscast import NAMESPACE, ProgressTracker, open_store
+
+from .api import register_api
+from .background import start_background_tasks
+from .context import get_tracker
+from .jsonutil import SocketJSON, StrictJSONProvider
+from .pages import pages
+from .sockets import ProgressNamespace
+
+log = logging.getLogger(__name__)
+
+
+class ProgressFlask(Flask):
+    json_provider_class = StrictJSONProvider
+
+
+def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` is a Config class or a dict of overrides;
+    ``PROGRESSCAST_*`` environment variables win over both."""
+    app = ProgressFlask(
+        __name__, instance_path=os.path.join(os.path.dirname(__file__), "..", "instance")
+    )
+    if isinstance(config, dict):
+        app.config.from_object(config_from_env())
+        app.config.update(config)
+    else:
+        app.config.from_object(config or config_from_env())
+    app.config.from_prefixed_env("PROGRESSCAST")
+
+    socketio = SocketIO()
+    tracker = ProgressTracker(
+        open_store(app.config["STORE_URL"]),
+        emitter=socketio,
+        namespace=NAMESPACE,
+        min_interval=app.config["MIN_INTERVAL"],
+    )
+    app.extensions["progresscast"] = tracker
+
+    register_api(app)
+    app.register_blueprint(pages)
+    socketio.on_namespace(ProgressNamespace(NAMESPACE))
+    socketio.init_app(
+        app,
+        async_mode=app.config["ASYNC_MODE"],
+        message_queue=app.config["MESSAGE_QUEUE_URL"],
+        channel=app.config["SOCKETIO_CHANNEL"],
+        # None is Engine.IO's same-origin default; never "*" unless configured.
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"] or None,
+        ping_interval=app.config["PING_INTERVAL"],
+        ping_timeout=app.config["PING_TIMEOUT"],
+        max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"],
+        json=SocketJSON,
+    )
+    start_background_tasks(app, socketio, tracker)
+    return app
+
+
+__all__ = ["create_app", "get_tracker"]

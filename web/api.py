@@ -1,0 +1,138 @@
+"""REST API under ``/api`` (DESIGN §5), documented by flask-smorest at
+``/api/openapi.json`` with a docs UI at ``/api/docs``."""
+
+from __future__ import annotations
+
+import flask_smorest
+from flask import Flask, request
+from flask.views import MethodView
+from flask_smorest import Api
+
+from progresscast import JobStatus
+
+from .access import readable_job, writable_job
+from .auth import http_principal
+from .context import get_tracker
+from .errors import register_http_errors
+from .jsonutil import StrictParser
+from .schemas import (
+    ErrorSchema,
+    EventPageSchema,
+    EventsQuerySchema,
+    IngestEventSchema,
+    IngestResultSchema,
+    JobCreateSchema,
+    JobListQuerySchema,
+    JobSnapshotSchema,
+)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictParser()
+
+
+blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Jobs and their events")
+
+
+class ProgressApi(Api):
+    """flask-smorest's Api with our error body ``{code, message, details?}``."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(JobListQuerySchema, location="query")
+    @blp.response(200, JobSnapshotSchema(many=True))
+    @blp.paginate(page_size=50, max_page_size=200)
+    def get(self, query, pagination_parameters):
+        """The caller's jobs, newest first. Filter with ``status``."""
+        principal = http_principal(request)
+        tracker = get_tracker()
+        status = [JobStatus(s) for s in query.get("status", [])] or None
+        total = tracker.store.count_jobs(principal.user_id, status)
+        pagination_parameters.item_count = total
+        if pagination_parameters.first_item >= total:
+            return []  # past the end (also keeps absurd page numbers away from the store)
+        jobs = tracker.list_jobs(
+            principal.user_id,
+            status,
+            limit=pagination_parameters.page_size,
+            offset=pagination_parameters.first_item,
+        )
+        now = tracker.clock()
+        return [job.snapshot(now) for job in jobs]
+
+    @blp.arguments(JobCreateSchema)
+    @blp.response(201, JobSnapshotSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="job_id already taken")
+    def post(self, body):
+        """Create a job owned by the caller (``job_queued``, or ``job_started``
+        with ``start: true``)."""
+        principal = http_principal(request)
+        tracker = get_tracker()
+        state = tracker.create_job(
+            body["name"],
+            body["stages"],
+            owner=principal.user_id,
+            job_id=body.get("job_id"),
+            metadata=body["metadata"],
+            start=body["start"],
+        )
+        return state.snapshot(tracker.clock())
+
+
+@blp.route("/<job_id>")
+class Job(MethodView):
+    @blp.response(200, JobSnapshotSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such job, or not yours")
+    def get(self, job_id):
+        """One job's snapshot."""
+        tracker = get_tracker()
+        state = readable_job(tracker, http_principal(request), job_id)
+        return state.snapshot(tracker.clock())
+
+
+@blp.route("/<job_id>/events")
+class JobEvents(MethodView):
+    @blp.arguments(EventsQuerySchema, location="query")
+    @blp.response(200, EventPageSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such job, or not yours")
+    def get(self, query, job_id):
+        """Stored events with ``seq > since``, ascending, at most ``limit``."""
+        tracker = get_tracker()
+        state = readable_job(tracker, http_principal(request), job_id)
+        since, limit = query["since"], query["limit"]
+        if since >= state.seq:
+            # Nothing newer; past the job's seq means the client is ahead of a
+            # reset store and must start over, as in join_job.
+            events, truncated = [], since > state.seq
+        else:
+            events = tracker.store.events_since(job_id, since, limit=limit)
+            first = tracker.store.first_seq(job_id)
+            truncated = first is None or first > since + 1
+        return {"job_id": job_id, "seq": state.seq, "events": events, "truncated": truncated}
+
+    @blp.arguments(IngestEventSchema)
+    @blp.response(201, IngestResultSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such job, or not yours")
+    @blp.alt_response(409, schema=ErrorSchema, description="illegal transition")
+    def post(self, body, job_id):
+        """Report progress over HTTP, for pipelines in any language.
+
+        The tracker applies the same state machine as the Python emitter and
+        fills in ``seq``, ``ts``, overall ``progress``, ETA and elapsed time.
+        A ``progress_update`` naming a later stage completes the current one.
+        """
+        tracker = get_tracker()
+        writable_job(tracker, http_principal(request), job_id)
+        kind = body.pop("type")
+        events = tracker.record(job_id, kind, **body)
+        return {"events": events, "job": tracker.snapshot(job_id)}
+
+
+def register_api(app: Flask) -> None:
+    api = ProgressApi(app)
+    api.register_blueprint(blp)
+    # After flask-smorest's own handler, so ours answers every HTTP error.
+    register_http_errors(app)

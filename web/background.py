@@ -1,0 +1,61 @@
+"""Background tasks of the server: the demo pipeline and the pruner.
+
+Started with ``socketio.start_background_task`` and paced with
+``socketio.sleep``, so they run the same under eventlet, gevent or threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from progresscast import ProgressTracker
+from progresscast.demo import run_demo
+
+log = logging.getLogger(__name__)
+
+
+def start_background_tasks(app: Flask, socketio: SocketIO, tracker: ProgressTracker) -> None:
+    config = app.config
+    if config["PRUNE_EVERY_SECONDS"]:
+        socketio.start_background_task(
+            _prune_forever,
+            socketio,
+            tracker,
+            config["RETENTION_SECONDS"],
+            config["PRUNE_EVERY_SECONDS"],
+        )
+    if config["DEMO"]:
+        log.warning(
+            "DEMO MODE: demo pipelines run as user %r; do not expose this server",
+            config["DEMO_USER"],
+        )
+        socketio.start_background_task(
+            run_demo,
+            tracker,
+            owner=config["DEMO_USER"],
+            concurrency=config["DEMO_CONCURRENCY"],
+            spawn=socketio.start_background_task,
+            sleep=_paced(socketio.sleep, config["DEMO_PACE"]),
+            rng=random.Random(),
+        )
+
+
+def _paced(sleep, pace: float):
+    return lambda seconds: sleep(seconds * pace)
+
+
+def _prune_forever(
+    socketio: SocketIO, tracker: ProgressTracker, retention: float, every: float
+) -> None:
+    while True:
+        try:
+            removed = tracker.store.prune(tracker.clock() - retention)
+            if removed:
+                log.info("pruned %d finished jobs older than %ss", removed, retention)
+        except Exception:
+            log.exception("pruning failed; will retry")
+        socketio.sleep(every)

@@ -1,0 +1,59 @@
+"""Pages, health checks and front-end assets installed by npm."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, send_from_directory
+
+from .context import get_tracker
+
+log = logging.getLogger(__name__)
+
+pages = Blueprint("pages", __name__)
+
+#: /vendor/<prefix>/<file> → the npm package folder it is served from.
+VENDOR = {
+    "socket.io": ("socket.io-client", "dist"),
+    "swagger-ui": ("swagger-ui-dist",),
+}
+
+
+@pages.get("/")
+def index():
+    config = current_app.config
+    return render_template("index.html", demo=config["DEMO"], demo_user=config["DEMO_USER"])
+
+
+@pages.get("/healthz")
+def healthz():
+    """Liveness: the process answers."""
+    return jsonify({"status": "ok"})
+
+
+@pages.get("/readyz")
+def readyz():
+    """Readiness: the store answers."""
+    checks = {}
+    try:
+        get_tracker().store.ping()
+        checks["store"] = "ok"
+    except Exception as exc:  # report, never crash the probe
+        log.warning("readiness: store unavailable: %s", exc)
+        checks["store"] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if ready else "unavailable", "checks": checks}), (
+        200 if ready else 503
+    )
+
+
+@pages.get("/vendor/<prefix>/<path:filename>")
+def vendor(prefix: str, filename: str):
+    """Third-party browser files from node_modules (fetched by npm, never committed)."""
+    if prefix not in VENDOR:
+        abort(404)
+    folder = os.path.join(current_app.config["NODE_MODULES_DIR"], *VENDOR[prefix])
+    if not os.path.isdir(folder):
+        abort(404, description=f"{VENDOR[prefix][0]} is not installed: run `make setup`")
+    return send_from_directory(folder, filename, max_age=3600)

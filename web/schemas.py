@@ -1,0 +1,224 @@
+"""marshmallow schemas: every payload that enters is validated here, and the
+REST API's OpenAPI document is generated from the same classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from progresscast.state import EventType, JobStatus
+from progresscast.tracker import JOB_ID_RE
+
+MAX_NAME = 200
+MAX_MESSAGE = 2000
+MAX_REASON = 500
+
+JobId = fields.String(
+    required=True,
+    validate=validate.Regexp(JOB_ID_RE, error="1-128 letters, digits, '_', '.', '-'"),
+    metadata={"example": "a3f9c2"},
+)
+
+
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER range
+
+
+class StrictFloat(fields.Float):
+    """A JSON number: no strings like "50", no booleans, nothing non-finite."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Not a valid number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean only: no "yes", no 1."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean.")
+        return value
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+# --------------------------------------------------------------- socket requests
+
+
+class JoinJobSchema(StrictSchema):
+    job_id = fields.String(required=True, validate=JobId.validate)
+    since = fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=MAX_SEQ), allow_none=True
+    )
+
+
+class JobRefSchema(StrictSchema):
+    job_id = fields.String(required=True, validate=JobId.validate)
+
+
+class EmptySchema(StrictSchema):
+    pass
+
+
+# ------------------------------------------------------------------ REST inputs
+
+
+class StageField(fields.Field):
+    """A stage: a name (weight 1) or ``{name, weight}``."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {"name", "weight"}
+            if unknown:
+                raise ValidationError(f"unknown keys: {', '.join(sorted(unknown))}")
+            if not isinstance(value.get("name"), str):
+                raise ValidationError("'name' must be a string")
+            weight = value.get("weight", 1)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValidationError("'weight' must be a number")
+            return {"name": value["name"], "weight": weight}
+        raise ValidationError("a stage is a name or {name, weight}")
+
+
+STAGE_DOC = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 100},
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "weight": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            },
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+class JobCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(1, MAX_NAME))
+    stages = fields.List(
+        StageField(metadata=STAGE_DOC), required=True, validate=validate.Length(1, 100)
+    )
+    job_id = fields.String(validate=JobId.validate)
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    start = StrictBoolean(
+        load_default=False,
+        metadata={"description": "emit job_started at once instead of job_queued"},
+    )
+
+
+class JobListQuerySchema(StrictSchema):
+    status = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in JobStatus])),
+        metadata={"description": "repeat to filter by several statuses"},
+    )
+
+
+class EventsQuerySchema(StrictSchema):
+    since = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_SEQ))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000))
+
+
+INGESTIBLE = [e.value for e in EventType if e is not EventType.JOB_QUEUED]
+
+
+class IngestEventSchema(StrictSchema):
+    """One event posted by a pipeline over HTTP; the tracker fills in the rest."""
+
+    type = fields.String(required=True, validate=validate.OneOf(INGESTIBLE))
+    stage = fields.String(validate=validate.Length(1, 100), allow_none=True)
+    next_stage = fields.String(validate=validate.Length(1, 100), allow_none=True)
+    stage_progress = StrictFloat(
+        allow_nan=False,
+        validate=validate.Range(0, 100),
+        allow_none=True,
+        metadata={"description": "percent of the current stage, 0-100"},
+    )
+    message = fields.String(validate=validate.Length(max=MAX_MESSAGE), allow_none=True)
+    result = fields.Raw(allow_none=True, metadata={"description": "any JSON value"})
+    error = fields.Raw(
+        allow_none=True,
+        metadata={
+            "description": "a message, or {message, type}",
+            "oneOf": [{"type": "string"}, {"type": "object"}],
+        },
+    )
+    reason = fields.String(validate=validate.Length(max=MAX_REASON), allow_none=True)
+
+
+# ----------------------------------------------------------------- REST outputs
+
+
+class StageStateSchema(Schema):
+    name = fields.String()
+    weight = fields.Float()
+    status = fields.String()
+    progress = fields.Float()
+
+
+class ErrorInfoSchema(Schema):
+    message = fields.String()
+    stage = fields.String(allow_none=True)
+    type = fields.String()
+
+
+class JobSnapshotSchema(Schema):
+    job_id = fields.String()
+    name = fields.String()
+    owner = fields.String()
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
+    stages = fields.List(fields.Nested(StageStateSchema))
+    stage = fields.String(allow_none=True)
+    progress = fields.Float()
+    stage_progress = fields.Float()
+    message = fields.String(allow_none=True)
+    eta_seconds = fields.Float(allow_none=True)
+    elapsed_seconds = fields.Float(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    result = fields.Raw(allow_none=True)
+    error = fields.Nested(ErrorInfoSchema, allow_none=True)
+    metadata = fields.Dict()
+    seq = fields.Integer()
+
+
+class EventSchema(Schema):
+    """A job event; type-specific fields as in docs/protocol.md."""
+
+    class Meta:
+        unknown = RAISE
+
+    job_id = fields.String()
+    seq = fields.Integer()
+    type = fields.String(validate=validate.OneOf([e.value for e in EventType]))
+    ts = fields.String()
+
+
+class EventPageSchema(Schema):
+    job_id = fields.String()
+    seq = fields.Integer(metadata={"description": "the job's latest seq"})
+    events = fields.List(fields.Dict(), metadata={"description": "events, ascending seq"})
+    truncated = fields.Boolean(
+        metadata={"description": "history no longer reaches back to `since`"}
+    )
+
+
+class IngestResultSchema(Schema):
+    events = fields.List(fields.Dict())
+    job = fields.Nested(JobSnapshotSchema)
+
+
+class ErrorSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    details = fields.Raw()
