@@ -101,6 +101,8 @@ class ProgressEmitter:
         return self._finished
 
     # -------------------------------------------------------------- hot path
+    # advance() and update() repeat their counter check instead of sharing a
+    # helper on purpose: a call costs more than the check itself here.
 
     def advance(self, n: float = 1, message: str | None = None) -> None:
         """Count ``n`` more units of work done in the running stage."""

@@ -4,22 +4,16 @@ test client. See helpers.py for how the tests wait."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # config.py and web/ live at the project root
-    sys.path.insert(0, str(ROOT))
+from config import TestConfig  # the project root is on sys.path (pyproject: pythonpath)
+from progresscast import ProgressTracker
+from web import create_app
 
-from config import TestConfig  # noqa: E402
-from progresscast import ProgressTracker  # noqa: E402
-from web import create_app  # noqa: E402
-
-from .helpers import NS, Peer  # noqa: E402
+from .helpers import NS, Peer
 
 
 def config_dict(**overrides: Any) -> dict[str, Any]:

@@ -14,11 +14,20 @@ arrive before the sentinel is in the inbox by then.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from tests.protocol_spec import (
+    EVENT_EXTRA_KEYS,
+    EVENT_KEYS,
+    ISO_MS_Z,
+    SNAPSHOT_KEYS,
+    STAGE_KEYS,
+)
+
+__all__ = ["EVENT_EXTRA_KEYS", "EVENT_KEYS", "SNAPSHOT_KEYS", "STAGE_KEYS"]
 
 NS = "/progress"
 WAIT = 2.0  # seconds: upper bound of every wait
@@ -26,34 +35,9 @@ POLL = 0.002  # seconds between two checks of a bounded wait
 
 STAGES = [{"name": "parsing", "weight": 1}, {"name": "analyzing", "weight": 3}]
 
-#: DESIGN §3: the job snapshot (``job`` in acks and REST)
-SNAPSHOT_KEYS = {
-    "job_id", "name", "owner", "status", "stages", "stage", "progress", "stage_progress",
-    "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
-    "result", "error", "metadata", "seq",
-}  # fmt: skip
-STAGE_KEYS = {"name", "weight", "status", "progress"}
-
-#: DESIGN §4: fields of every job event, then the extra fields of each type
-EVENT_KEYS = {"job_id", "seq", "type", "ts"}
-EVENT_EXTRA_KEYS = {
-    "job_queued": {"name", "stages", "owner", "metadata"},
-    "job_started": {"name", "stages", "owner", "metadata"},
-    "progress_update": {
-        "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
-    },
-    "stage_completed": {"stage", "next_stage", "progress"},
-    "job_completed": {"progress", "result", "elapsed_seconds"},
-    "job_failed": {"stage", "error", "progress"},
-    "job_cancelled": {"stage", "progress", "reason"},
-}  # fmt: skip
-
-#: ISO-8601 UTC with milliseconds, as every timestamp on the wire
-ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-
 
 def parse_iso_ms(text: str) -> datetime:
-    assert ISO_MS.match(text), text
+    assert ISO_MS_Z.match(text), text
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
@@ -70,7 +54,7 @@ def assert_event_shape(event: dict[str, Any]) -> None:
     """The event carries DESIGN §4's common and type-specific fields."""
     assert EVENT_KEYS | EVENT_EXTRA_KEYS[event["type"]] <= set(event), event
     assert isinstance(event["seq"], int) and event["seq"] >= 1
-    assert ISO_MS.match(event["ts"]), event["ts"]
+    assert ISO_MS_Z.match(event["ts"]), event["ts"]
 
 
 def assert_error(body: Any, code: str) -> dict[str, Any]:

@@ -1,22 +1,14 @@
 import copy
 import json
 import math
-import re
 
 import pytest
 
 from progresscast import Conflict, EventType, InvalidPayload, JobState, JobStatus
 from progresscast.state import StageStatus, iso, new_job, transition
+from tests.protocol_spec import EVENT_EXTRA_KEYS, EVENT_KEYS, ISO_MS_Z, SNAPSHOT_KEYS
 
 from .fakes import DOC_STAGES, T0
-
-ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-SNAPSHOT_KEYS = {
-    "job_id", "name", "owner", "status", "stages", "stage", "progress", "stage_progress",
-    "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
-    "result", "error", "metadata", "seq",
-}  # fmt: skip
 
 
 def fresh(**kw) -> JobState:
@@ -58,21 +50,6 @@ def running(**kw) -> Job:
 
 def stage_statuses(state: JobState) -> list[str]:
     return [s.value for s in state.stage_status]
-
-
-#: DESIGN §4: every event carries these, plus its type's extra fields
-EVENT_BASE = {"job_id", "seq", "type", "ts"}
-EVENT_FIELDS = {
-    "job_queued": {"name", "stages", "owner", "metadata"},
-    "job_started": {"name", "stages", "owner", "metadata"},
-    "progress_update": {
-        "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
-    },
-    "stage_completed": {"stage", "next_stage", "progress"},
-    "job_completed": {"progress", "result", "elapsed_seconds"},
-    "job_failed": {"stage", "error", "progress"},
-    "job_cancelled": {"stage", "progress", "reason"},
-}  # fmt: skip
 
 
 # ---------------------------------------------------------------- legal paths
@@ -179,9 +156,9 @@ def test_every_event_has_exactly_the_wire_fields():
         job.do(ending, **fields)
         for event in job.events:
             seen[event["type"]] = event
-            assert set(event) == EVENT_BASE | EVENT_FIELDS[event["type"]], event["type"]
+            assert set(event) == EVENT_KEYS | EVENT_EXTRA_KEYS[event["type"]], event["type"]
             assert event["job_id"] == "j1"
-    assert set(seen) == set(EVENT_FIELDS) == {e.value for e in EventType}
+    assert set(seen) == set(EVENT_EXTRA_KEYS) == {e.value for e in EventType}
     assert set(seen["job_failed"]["error"]) == {"message", "type"}
 
 

@@ -1,0 +1,29 @@
+"""The wire protocol's shapes (DESIGN §3-§4, docs/protocol.md), written down
+once, independently of the code, for every test folder to check against."""
+
+import re
+
+#: ISO-8601 UTC with milliseconds and a Z, as every timestamp on the wire
+ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+#: the job snapshot (``job`` in acks and REST)
+SNAPSHOT_KEYS = {
+    "job_id", "name", "owner", "status", "stages", "stage", "progress", "stage_progress",
+    "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
+    "result", "error", "metadata", "seq",
+}  # fmt: skip
+STAGE_KEYS = {"name", "weight", "status", "progress"}
+
+#: fields of every job event, then the extra fields of each type
+EVENT_KEYS = {"job_id", "seq", "type", "ts"}
+EVENT_EXTRA_KEYS = {
+    "job_queued": {"name", "stages", "owner", "metadata"},
+    "job_started": {"name", "stages", "owner", "metadata"},
+    "progress_update": {
+        "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
+    },
+    "stage_completed": {"stage", "next_stage", "progress"},
+    "job_completed": {"progress", "result", "elapsed_seconds"},
+    "job_failed": {"stage", "error", "progress"},
+    "job_cancelled": {"stage", "progress", "reason"},
+}  # fmt: skip
