@@ -11,6 +11,7 @@ SNAPSHOT_KEYS = {
     "job_id", "name", "owner", "status", "stages", "stage", "progress", "stage_progress",
     "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
     "result", "error", "metadata", "seq",
+    "cancel_requested",  # extension: reason of a pending cancellation, or null
 }  # fmt: skip
 STAGE_KEYS = {"name", "weight", "status", "progress"}
 

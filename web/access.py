@@ -28,6 +28,11 @@ def readable_job(tracker: ProgressTracker, principal: Principal, job_id: str) ->
     return state
 
 
+def cancellable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
+    """The job if ``principal`` may cancel it: whoever may read it (DESIGN §6)."""
+    return readable_job(tracker, principal, job_id)
+
+
 def writable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
     """The job if ``principal`` may post events to it, else :class:`JobNotFound`."""
     state = tracker.store.get(job_id)

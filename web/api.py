@@ -10,12 +10,13 @@ from flask_smorest import Api
 
 from progresscast import JobStatus
 
-from .access import readable_job, writable_job
+from .access import cancellable_job, readable_job, writable_job
 from .auth import http_principal
 from .context import get_tracker
 from .errors import register_http_errors
 from .jsonutil import StrictParser
 from .schemas import (
+    CancelSchema,
     ErrorSchema,
     EventPageSchema,
     EventsQuerySchema,
@@ -129,6 +130,25 @@ class JobEvents(MethodView):
         kind = body.pop("type")
         events = tracker.record(job_id, kind, **body)
         return {"events": events, "job": tracker.snapshot(job_id)}
+
+
+@blp.route("/<job_id>/cancel")
+class JobCancel(MethodView):
+    @blp.arguments(CancelSchema)
+    @blp.response(202, JobSnapshotSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such job, or not yours")
+    @blp.alt_response(409, schema=ErrorSchema, description="the job has already ended")
+    def post(self, body, job_id):
+        """Ask for the job to be cancelled.
+
+        A queued job is cancelled at once. A running one gets the request
+        (``cancel_requested`` in the snapshot); ``job_cancelled`` follows once
+        its pipeline stops.
+        """
+        tracker = get_tracker()
+        cancellable_job(tracker, http_principal(request), job_id)
+        state = tracker.request_cancel(job_id, body.get("reason"))
+        return state.snapshot(tracker.clock())
 
 
 def register_api(app: Flask) -> None:

@@ -190,6 +190,18 @@ class JobSnapshotSchema(Schema):
     error = fields.Nested(ErrorInfoSchema, allow_none=True)
     metadata = fields.Dict()
     seq = fields.Integer()
+    cancel_requested = fields.String(
+        allow_none=True, metadata={"description": "reason of a pending cancellation request"}
+    )
+
+
+class CancelSchema(StrictSchema):
+    reason = fields.String(validate=validate.Length(max=MAX_REASON), allow_none=True)
+
+
+class CancelJobSchema(StrictSchema):
+    job_id = fields.String(required=True, validate=JobId.validate)
+    reason = fields.String(validate=validate.Length(max=MAX_REASON), allow_none=True)
 
 
 class EventSchema(Schema):

@@ -17,19 +17,20 @@ from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_r
 from progresscast import InvalidPayload, ProgressCastError, job_room, user_room
 from progresscast.state import iso
 
-from .access import readable_job
+from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
 from .context import get_tracker
 from .errors import error_ack, socket_request
-from .schemas import EmptySchema, JobRefSchema, JoinJobSchema
+from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema
 
 log = logging.getLogger(__name__)
 
-REQUESTS = frozenset({"join_job", "leave_job", "watch_jobs", "unwatch_jobs", "ping"})
+REQUESTS = frozenset({"join_job", "leave_job", "watch_jobs", "unwatch_jobs", "cancel_job", "ping"})
 
 _join = JoinJobSchema()
 _ref = JobRefSchema()
 _empty = EmptySchema()
+_cancel = CancelJobSchema()
 
 
 class ProgressNamespace(Namespace):
@@ -120,6 +121,14 @@ class ProgressNamespace(Namespace):
     def on_unwatch_jobs(self, principal: Principal, payload: dict) -> dict:
         leave_room(user_room(principal.user_id))
         return {"ok": True}
+
+    @socket_request(_cancel)
+    def on_cancel_job(self, principal: Principal, payload: dict) -> dict:
+        tracker = get_tracker()
+        job_id = payload["job_id"]
+        cancellable_job(tracker, principal, job_id)
+        state = tracker.request_cancel(job_id, payload.get("reason"))
+        return {"ok": True, "status": state.status.value}
 
     @socket_request(_empty)
     def on_ping(self, principal: Principal, payload: dict) -> dict:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidPayload
+from .errors import InvalidPayload, JobCancelled
 from .stages import Stage, overall_progress, stage_index
 from .state import EventType
 
@@ -46,6 +46,11 @@ class ProgressEmitter:
     several threads. As a context manager it completes the job on a normal
     exit, and on an exception reports ``job_failed`` (with the stage it
     happened in) and re-raises it.
+
+    Cancellation: once someone asks (``cancel_job``, ``POST .../cancel``), the
+    emitter notices within ``min_interval`` of progress calls or at the next
+    stage change, records ``job_cancelled`` and raises :class:`JobCancelled`
+    in the pipeline; the ``with`` block swallows it and ends early.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class ProgressEmitter:
         self._last_sent = self._last_check  # job_started was the first report
         self._sent: tuple | None = None  # (index, done, total, message) last forwarded
         self._finished = False
+        self._cancelled = False
 
     # ---------------------------------------------------------------- reading
 
@@ -98,7 +104,13 @@ class ProgressEmitter:
 
     @property
     def finished(self) -> bool:
+        """True once the job ended: completed, failed or cancelled."""
         return self._finished
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this emitter stopped the job on a cancellation request."""
+        return self._cancelled
 
     # -------------------------------------------------------------- hot path
     # advance() and update() repeat their counter check instead of sharing a
@@ -146,6 +158,7 @@ class ProgressEmitter:
         """
         target = stage_index(self.stages, name)
         with self._send_lock:
+            self._raise_if_cancelled()
             current = self._index
             if current == target:
                 with self._lock:
@@ -193,6 +206,8 @@ class ProgressEmitter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if isinstance(exc, JobCancelled) and exc.job_id == self.job_id:
+            return True  # recorded already; the block just ends early
         if self._finished:
             return False
         if exc is None:
@@ -262,11 +277,33 @@ class ProgressEmitter:
         if not self._send_lock.acquire(blocking=False):
             return
         try:
+            self._raise_if_cancelled()
             fields = self._pending()
             if fields and not self._finished:
                 self._send(EventType.PROGRESS_UPDATE, **fields)
         finally:
             self._send_lock.release()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` now if cancellation was requested.
+
+        ``advance``/``update`` already check at most once per ``min_interval``
+        and every stage change does; call this in long stretches without them.
+        """
+        with self._send_lock:
+            self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self) -> None:
+        """Caller holds ``_send_lock``. One cheap store read."""
+        if self._finished:
+            return
+        reason = self._tracker.store.cancel_reason(self.job_id)
+        if reason is None:
+            return
+        self._finished = True
+        self._cancelled = True
+        self._send(EventType.JOB_CANCELLED, reason=reason, **self._pending())
+        raise JobCancelled(self.job_id, reason)
 
     def _send(self, kind: EventType, **fields: Any) -> None:
         self._tracker.record(self.job_id, kind, **fields)

@@ -82,6 +82,20 @@ class RateLimited(ProgressCastError):
     http_status = 429
 
 
+class JobCancelled(Exception):
+    """Raised inside a pipeline by its emitter once cancellation was requested.
+
+    By the time it is raised, ``job_cancelled`` has been recorded. Used as a
+    context manager, the emitter swallows it, so the ``with`` block simply
+    ends early.
+    """
+
+    def __init__(self, job_id: str, reason: str | None) -> None:
+        super().__init__(f"job {job_id!r} was cancelled: {reason or 'no reason given'}")
+        self.job_id = job_id
+        self.reason = reason
+
+
 class SeqConflict(Exception):
     """A store append lost a race: the stored ``seq`` moved since it was read.
 

@@ -102,6 +102,9 @@ class JobState:
     metadata: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     eta: dict[str, Any] | None = None
+    #: reason of a pending cancellation request; kept by the store beside the
+    #: state (a request is not an event and does not take a seq)
+    cancel_requested: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stage_status:
@@ -151,6 +154,7 @@ class JobState:
             "error": self.error,
             "metadata": self.metadata,
             "seq": self.seq,
+            "cancel_requested": self.cancel_requested,
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -186,6 +190,7 @@ class JobState:
         data["stages"] = tuple(Stage(s["name"], s["weight"]) for s in data["stages"])
         data["status"] = JobStatus(data["status"])
         data["stage_status"] = [StageStatus(s) for s in data["stage_status"]]
+        data.pop("cancel_requested", None)  # the store's to set, not the record's
         return cls(**data)
 
 

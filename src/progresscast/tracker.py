@@ -121,10 +121,19 @@ class ProgressTracker:
             self._publish(state, events)
         return state
 
-    def record(self, job_id: str, kind: str | EventType, **fields: Any) -> list[dict[str, Any]]:
+    def record(
+        self,
+        job_id: str,
+        kind: str | EventType,
+        *,
+        only_if: JobStatus | None = None,
+        **fields: Any,
+    ) -> list[dict[str, Any]]:
         """Apply one request (``kind`` and its fields) to a job; return its events.
 
-        Used by :class:`ProgressEmitter` and by HTTP ingestion. Raises
+        Used by :class:`ProgressEmitter` and by HTTP ingestion. With
+        ``only_if``, the request applies only while the job has that status
+        (checked atomically with the write), else :class:`Conflict`. Raises
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
@@ -136,6 +145,8 @@ class ProgressTracker:
                 state = self.store.get(job_id)
                 if state is None:
                     raise JobNotFound(job_id)
+                if only_if is not None and state.status is not only_if:
+                    raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
                 events, new_state = transition(state, kind, fields, self.clock())
                 try:
                     self.store.append(events, new_state)
@@ -182,6 +193,31 @@ class ProgressTracker:
         state = self.store.get(job_id)
         assert state is not None
         return self._emitter(state, min_interval, clock)
+
+    def request_cancel(self, job_id: str, reason: str | None = None) -> JobState:
+        """Ask for a job to be cancelled; return its state afterwards.
+
+        A queued job (no pipeline yet) is cancelled at once (``job_cancelled``).
+        For a running one the request is stored: its emitter notices within
+        ``min_interval`` or at the next stage change, raises
+        :class:`JobCancelled` in the pipeline and records ``job_cancelled``;
+        HTTP pipelines see ``cancel_requested`` in every ingestion response.
+        Raises :class:`Conflict` if the job has already ended.
+        """
+        reason = reason or "cancelled on request"
+        state = self.get(job_id)
+        if state.status is JobStatus.QUEUED:
+            try:
+                self.record(
+                    job_id, EventType.JOB_CANCELLED, only_if=JobStatus.QUEUED, reason=reason
+                )
+                return self.get(job_id)
+            except Conflict:
+                pass  # it started meanwhile: ask the pipeline instead
+        if not self.store.request_cancel(job_id, reason):
+            state = self.get(job_id)
+            raise Conflict(f"job {job_id!r} is already {state.status.value}", job_id=job_id)
+        return self.get(job_id)
 
     def _emitter(self, state: JobState, min_interval, clock) -> ProgressEmitter:
         from .emitter import ProgressEmitter

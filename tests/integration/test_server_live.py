@@ -198,3 +198,32 @@ def test_bad_requests_get_typed_errors_and_the_connection_stays(server, clients)
     )
     assert r.status_code == 422 and r.json()["code"] == "invalid_payload"
     assert server.http("GET", "/healthz").status_code == 200
+
+
+def test_cancel_from_a_client_stops_an_in_process_pipeline(tmp_path, clients):
+    server = ServerProcess(
+        tmp_path,
+        env={
+            "PROGRESSCAST_DEMO": "1",
+            "PROGRESSCAST_DEMO_PACE": "0.3",
+            "PROGRESSCAST_DEMO_CONCURRENCY": "1",
+        },
+    ).start()
+    try:
+        dash = clients(server.url, user="demo")
+        dash.call("watch_jobs")
+        started = dash.next_event(timeout=20)
+        while started["type"] != "job_started":
+            started = dash.next_event(timeout=20)
+        job_id = started["job_id"]
+
+        ack = dash.call("cancel_job", {"job_id": job_id, "reason": "changed my mind"})
+        assert ack == {"ok": True, "status": "running"}
+
+        events = dash.events_until_terminal(job_id, timeout=10)
+        assert events[-1]["type"] == "job_cancelled"
+        assert events[-1]["reason"] == "changed my mind"
+        snap = server.http("GET", f"/api/jobs/{job_id}", user="demo").json()
+        assert snap["status"] == "cancelled" and snap["seq"] == events[-1]["seq"]
+    finally:
+        server.stop()

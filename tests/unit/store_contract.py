@@ -297,3 +297,34 @@ class StoreContract:
 
     def test_ping(self, store):
         store.ping()
+
+    # --- cancellation requests live beside the state, outside the seq CAS
+
+    def test_a_cancel_request_is_kept_and_read_back(self, store):
+        _, state = self.put(store, create("c1", start=True))
+        assert store.cancel_reason("c1") is None
+        assert store.request_cancel("c1", "stop") is True
+        assert store.cancel_reason("c1") == "stop"
+        assert store.get("c1").cancel_requested == "stop"
+        assert store.get("c1").seq == state.seq  # a request is not an event
+
+    def test_a_cancel_request_survives_later_appends(self, store):
+        _, state = self.put(store, create("c1", start=True))
+        store.request_cancel("c1", "stop")
+        self.put(store, step(state, "progress_update", stage_progress=50))
+        assert store.cancel_reason("c1") == "stop"
+        assert [j.cancel_requested for j in store.list_jobs(owner="alice")] == ["stop"]
+
+    def test_the_first_reason_wins(self, store):
+        self.put(store, create("c1", start=True))
+        store.request_cancel("c1", "first")
+        store.request_cancel("c1", "second")
+        assert store.cancel_reason("c1") == "first"
+
+    def test_no_cancel_request_for_unknown_or_ended_jobs(self, store):
+        assert store.request_cancel("nope", "stop") is False
+        assert store.cancel_reason("nope") is None
+        _, state = self.put(store, create("done", start=True))
+        self.put(store, step(state, "job_completed"))
+        assert store.request_cancel("done", "stop") is False
+        assert store.cancel_reason("done") is None

@@ -28,7 +28,19 @@ class JobStore:
         raise NotImplementedError
 
     def get(self, job_id: str) -> JobState | None:
-        """The job's current state, or ``None``."""
+        """The job's current state (with ``cancel_requested``), or ``None``."""
+        raise NotImplementedError
+
+    def request_cancel(self, job_id: str, reason: str) -> bool:
+        """Record a cancellation request for a queued or running job.
+
+        Does not touch ``seq``. Returns ``False`` when there is no such job or
+        it has already ended; a second request keeps the first reason.
+        """
+        raise NotImplementedError
+
+    def cancel_reason(self, job_id: str) -> str | None:
+        """The pending cancellation's reason, or ``None``; cheap, polled by emitters."""
         raise NotImplementedError
 
     def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:

@@ -2,7 +2,8 @@
 
 Schema::
 
-    jobs(job_id PK, owner, status, created_at, finished_at, seq, state JSON)
+    jobs(job_id PK, owner, status, created_at, finished_at, seq, state JSON,
+         cancel_reason)    -- a pending cancellation request, outside the seq CAS
     events(job_id, seq, event JSON, PRIMARY KEY (job_id, seq))
 
 One connection, behind a lock. SQLite serialises writers anyway, every call
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at  REAL NOT NULL,
     finished_at REAL,
     seq         INTEGER NOT NULL,
-    state       TEXT NOT NULL
+    state       TEXT NOT NULL,
+    cancel_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
@@ -83,6 +85,9 @@ class SQLiteStore(JobStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "cancel_reason" not in columns:  # a file from before cancellation existed
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_reason TEXT")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -105,20 +110,27 @@ class SQLiteStore(JobStore):
                 "INSERT INTO events (job_id, seq, event) VALUES (?, ?, ?)",
                 [(state.job_id, e["seq"], _dumps(e)) for e in events],
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO jobs"
-                " (job_id, owner, status, created_at, finished_at, seq, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    state.job_id,
-                    state.owner,
-                    state.status.value,
-                    state.created_at,
-                    state.finished_at,
-                    state.seq,
-                    _dumps(state.to_record()),
-                ),
+            row_values = (
+                state.owner,
+                state.status.value,
+                state.created_at,
+                state.finished_at,
+                state.seq,
+                _dumps(state.to_record()),
+                state.job_id,
             )
+            if row:
+                conn.execute(
+                    "UPDATE jobs SET owner = ?, status = ?, created_at = ?, finished_at = ?,"
+                    " seq = ?, state = ? WHERE job_id = ?",
+                    row_values,
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO jobs (owner, status, created_at, finished_at, seq, state, job_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row_values,
+                )
             if state.seq > self.max_events_per_job:
                 conn.execute(
                     "DELETE FROM events WHERE job_id = ? AND seq <= ?",
@@ -129,10 +141,38 @@ class SQLiteStore(JobStore):
             conn.execute("ROLLBACK")
             raise
 
+    @staticmethod
+    def _state(row: tuple) -> JobState:
+        state = JobState.from_record(json.loads(row[0]))
+        state.cancel_requested = row[1]
+        return state
+
     @_locked
     def get(self, job_id: str) -> JobState | None:
-        row = self._conn().execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return JobState.from_record(json.loads(row[0])) if row else None
+        row = (
+            self._conn()
+            .execute("SELECT state, cancel_reason FROM jobs WHERE job_id = ?", (job_id,))
+            .fetchone()
+        )
+        return self._state(row) if row else None
+
+    @_locked
+    def request_cancel(self, job_id: str, reason: str) -> bool:
+        cur = self._conn().execute(
+            "UPDATE jobs SET cancel_reason = COALESCE(cancel_reason, ?)"
+            " WHERE job_id = ? AND status IN ('queued', 'running')",
+            (reason, job_id),
+        )
+        return cur.rowcount > 0
+
+    @_locked
+    def cancel_reason(self, job_id: str) -> str | None:
+        row = (
+            self._conn()
+            .execute("SELECT cancel_reason FROM jobs WHERE job_id = ?", (job_id,))
+            .fetchone()
+        )
+        return row[0] if row else None
 
     @_locked
     def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:
@@ -166,10 +206,11 @@ class SQLiteStore(JobStore):
     def list_jobs(self, owner=None, status=None, limit=50, offset=0) -> list[JobState]:
         where, args = self._where(owner, status)
         rows = self._conn().execute(
-            f"SELECT state FROM jobs{where} ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?",
+            f"SELECT state, cancel_reason FROM jobs{where}"
+            " ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
-        return [JobState.from_record(json.loads(r[0])) for r in rows]
+        return [self._state(r) for r in rows]
 
     @_locked
     def count_jobs(self, owner=None, status=None) -> int:
