@@ -23,13 +23,31 @@ class Config:
     STORE_URL = f"sqlite:///{os.path.join(HERE, 'instance', 'progresscast.db')}"
     MESSAGE_QUEUE_URL: str | None = None
     SOCKETIO_CHANNEL = "flask-socketio"  # must match workers' write-only emitters
-    # Allowed browser origins for Socket.IO; empty means same origin only.
+    # Allowed browser origins for Socket.IO and the REST API; empty means same
+    # origin only. Never "*" by default.
     CORS_ALLOWED_ORIGINS: list[str] = []
     PING_INTERVAL = 25
     PING_TIMEOUT = 20
     # Largest Socket.IO message and HTTP body accepted, in bytes.
-    MAX_HTTP_BUFFER_SIZE = 64 * 1024
+    MAX_HTTP_BUFFER_SIZE = 16 * 1024
     MAX_CONTENT_LENGTH = 64 * 1024
+
+    # --- security
+    # Signs access tokens (JWT HS256); at least 32 characters. Required unless
+    # DEMO is on, where a random one is kept in instance/demo-secret-key.
+    SECRET_KEY: str | None = None
+    TOKEN_LEEWAY = 0  # seconds of clock skew tolerated on `exp`
+    EXPIRY_SWEEP_SECONDS = 5  # connections whose token expired are closed this often
+    MAX_CONNECTIONS = 20_000  # per instance
+    MAX_CONNECTIONS_PER_USER = 10  # per instance
+    SOCKET_RATE = 20  # requests per second per connection ...
+    SOCKET_BURST = 40  # ... with this much saved up
+    # A connection refused more than SOCKET_STRIKES_BURST times, beyond
+    # SOCKET_STRIKES_RATE refusals a second, is a flood: it is disconnected.
+    SOCKET_STRIKES_RATE = 5
+    SOCKET_STRIKES_BURST = 50
+    HTTP_RATE = 50  # requests per second per user (or per address for anonymous calls)
+    HTTP_BURST = 100
 
     # --- jobs
     MIN_INTERVAL = 0.1  # emitter throttle, seconds
@@ -41,6 +59,7 @@ class Config:
     # --- demo
     DEMO = False  # PROGRESSCAST_DEMO=1: demo pipeline, demo user, no sign-in
     DEMO_USER = "demo"
+    DEMO_TOKEN_TTL = 12 * 3600
     DEMO_CONCURRENCY = 3
     DEMO_PACE = 1.0  # multiplies the demo's sleeps; tests use 0.02 for ~1 s jobs
 
@@ -56,7 +75,8 @@ class Config:
     OPENAPI_SWAGGER_UI_PATH = "docs"
     OPENAPI_SWAGGER_UI_URL = "/vendor/swagger-ui/"
     API_SPEC_OPTIONS = {
-        "info": {"description": "Live progress for long-running jobs. See docs/protocol.md."}
+        "info": {"description": "Live progress for long-running jobs. See docs/protocol.md."},
+        "security": [{"bearer": []}],
     }
 
 
@@ -73,6 +93,7 @@ class TestConfig(Config):
     ASYNC_MODE = "threading"
     STORE_URL = "sqlite:///:memory:"
     PRUNE_EVERY_SECONDS = 0  # no background pruner
+    EXPIRY_SWEEP_SECONDS = 0  # no background sweeper (integration tests cover it)
 
 
 CONFIGS = {"production": Config, "development": DevConfig, "testing": TestConfig}

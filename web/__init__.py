@@ -11,12 +11,14 @@ import os
 from typing import Any
 
 from flask import Flask
+from flask_cors import CORS
 from flask_socketio import SocketIO
 
 from config import Config, config_from_env
 from progresscast import NAMESPACE, ProgressTracker, open_store
 
 from .api import register_api
+from .auth import resolve_secret
 from .background import start_background_tasks
 from .context import get_tracker
 from .jsonutil import SocketJSON, StrictJSONProvider
@@ -42,6 +44,7 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     else:
         app.config.from_object(config or config_from_env())
     app.config.from_prefixed_env("PROGRESSCAST")
+    resolve_secret(app)
 
     socketio = SocketIO()
     tracker = ProgressTracker(
@@ -54,7 +57,16 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
 
     register_api(app)
     app.register_blueprint(pages)
-    socketio.on_namespace(ProgressNamespace(NAMESPACE))
+    namespace = ProgressNamespace(NAMESPACE)
+    socketio.on_namespace(namespace)
+    origins = app.config["CORS_ALLOWED_ORIGINS"]
+    if origins:  # only the configured origins; same-origin (no CORS headers) otherwise
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": origins}},
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Pagination"],
+        )
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
@@ -67,7 +79,7 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"],
         json=SocketJSON,
     )
-    start_background_tasks(app, socketio, tracker)
+    start_background_tasks(app, socketio, tracker, namespace)
     return app
 
 

@@ -1,13 +1,18 @@
-"""Access control, in one place for the socket and REST layers.
+"""Access control, in one place for the socket and REST layers (DESIGN §6).
 
-A job is visible to its owner, to admins, and to principals whose ``jobs``
-name it. Refusals are always ``not_found``, so nobody learns whether a job
-they may not see exists.
+- read, join, events, cancel: the owner, an admin, or a token whose ``jobs``
+  names the job;
+- post events: the owner or a service token;
+- create: anyone for themselves; a service token for any owner.
+
+A job the caller may not read is ``not_found``, exactly like a job that does
+not exist, so nobody learns whether it exists. A job it may read but not
+write answers ``forbidden``.
 """
 
 from __future__ import annotations
 
-from progresscast import JobNotFound, JobState, ProgressTracker
+from progresscast import Forbidden, JobNotFound, JobState, ProgressTracker
 
 from .auth import Principal
 
@@ -17,25 +22,34 @@ def can_read(principal: Principal, state: JobState) -> bool:
 
 
 def can_write(principal: Principal, state: JobState) -> bool:
-    return principal.admin or principal.user_id == state.owner
+    return principal.service or principal.user_id == state.owner
 
 
 def readable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
     """The job if ``principal`` may read it, else :class:`JobNotFound`."""
     state = tracker.store.get(job_id)
-    if state is None or not can_read(principal, state):
+    if state is None or not (can_read(principal, state) or principal.service):
         raise JobNotFound(job_id)
     return state
 
 
 def cancellable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
-    """The job if ``principal`` may cancel it: whoever may read it (DESIGN §6)."""
+    """The job if ``principal`` may cancel it: whoever may read it."""
     return readable_job(tracker, principal, job_id)
 
 
 def writable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
-    """The job if ``principal`` may post events to it, else :class:`JobNotFound`."""
-    state = tracker.store.get(job_id)
-    if state is None or not can_write(principal, state):
-        raise JobNotFound(job_id)
+    """The job if ``principal`` may post events to it."""
+    state = readable_job(tracker, principal, job_id)
+    if not can_write(principal, state):
+        raise Forbidden("only the job's owner or a service token may post events", job_id=job_id)
     return state
+
+
+def job_owner(principal: Principal, requested: str | None) -> str:
+    """Who owns a job ``principal`` creates; only a service token names another owner."""
+    if requested is None or requested == principal.user_id:
+        return principal.user_id
+    if not principal.service:
+        raise Forbidden("only a service token may create jobs for another owner")
+    return requested

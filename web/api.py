@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import flask_smorest
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
 
-from progresscast import JobStatus
+from progresscast import JobStatus, ProgressCastError, RateLimited
+from progresscast.ratelimit import BucketMap
 
-from .access import cancellable_job, readable_job, writable_job
+from .access import cancellable_job, job_owner, readable_job, writable_job
 from .auth import http_principal
 from .context import get_tracker
 from .errors import register_http_errors
@@ -75,7 +76,7 @@ class Jobs(MethodView):
         state = tracker.create_job(
             body["name"],
             body["stages"],
-            owner=principal.user_id,
+            owner=job_owner(principal, body.get("owner")),
             job_id=body.get("job_id"),
             metadata=body["metadata"],
             start=body["start"],
@@ -151,8 +152,26 @@ class JobCancel(MethodView):
         return state.snapshot(tracker.clock())
 
 
+@blp.before_request
+def _rate_limit() -> None:
+    """Per user (per address for calls without a token); 429 beyond it."""
+    try:
+        key = "user:" + http_principal(request).user_id
+    except ProgressCastError:
+        key = "addr:" + (request.remote_addr or "?")  # the view answers the 401
+    if not current_app.extensions["progresscast.http_buckets"].take(key):
+        raise RateLimited(f"more than {current_app.config['HTTP_RATE']} requests per second")
+
+
 def register_api(app: Flask) -> None:
+    app.extensions["progresscast.http_buckets"] = BucketMap(
+        app.config["HTTP_RATE"], app.config["HTTP_BURST"]
+    )
     api = ProgressApi(app)
+    # Every endpoint takes the bearer token (API_SPEC_OPTIONS sets it globally).
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
     api.register_blueprint(blp)
     # After flask-smorest's own handler, so ours answers every HTTP error.
     register_http_errors(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -15,11 +16,19 @@ from flask_socketio import SocketIO
 from progresscast import ProgressTracker
 from progresscast.demo import run_demo
 
+from .sockets import ProgressNamespace
+
 log = logging.getLogger(__name__)
 
 
-def start_background_tasks(app: Flask, socketio: SocketIO, tracker: ProgressTracker) -> None:
+def start_background_tasks(
+    app: Flask, socketio: SocketIO, tracker: ProgressTracker, namespace: ProgressNamespace
+) -> None:
     config = app.config
+    if config["EXPIRY_SWEEP_SECONDS"]:
+        socketio.start_background_task(
+            _expire_forever, socketio, namespace, config["EXPIRY_SWEEP_SECONDS"]
+        )
     if config["PRUNE_EVERY_SECONDS"]:
         socketio.start_background_task(
             _prune_forever,
@@ -46,6 +55,17 @@ def start_background_tasks(app: Flask, socketio: SocketIO, tracker: ProgressTrac
 
 def _paced(sleep, pace: float):
     return lambda seconds: sleep(seconds * pace)
+
+
+def _expire_forever(socketio: SocketIO, namespace: ProgressNamespace, every: float) -> None:
+    """Close connections whose token has expired (DESIGN §6: at expiry, within ``every``)."""
+    while True:
+        try:
+            for sid in namespace.expired_sids(time.time()):
+                namespace.expire(sid)
+        except Exception:
+            log.exception("expiry sweep failed; will retry")
+        socketio.sleep(every)
 
 
 def _prune_forever(

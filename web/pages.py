@@ -7,6 +7,7 @@ import os
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, send_from_directory
 
+from .auth import demo_token
 from .context import get_tracker
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,10 @@ VENDOR = {
 @pages.get("/")
 def index():
     config = current_app.config
-    return render_template("index.html", demo=config["DEMO"], demo_user=config["DEMO_USER"])
+    token = demo_token(current_app) if config["DEMO"] else None
+    return render_template(
+        "index.html", demo=config["DEMO"], demo_user=config["DEMO_USER"], demo_token=token
+    )
 
 
 @pages.get("/healthz")

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from progresscast.state import EventType, JobStatus
+from progresscast.tokens import USER_ID_RE
 from progresscast.tracker import JOB_ID_RE
 
 MAX_NAME = 200
@@ -65,6 +66,10 @@ class EmptySchema(StrictSchema):
     pass
 
 
+class WatchJobsSchema(StrictSchema):
+    all = StrictBoolean(metadata={"description": "admins only: every user's jobs"})
+
+
 # ------------------------------------------------------------------ REST inputs
 
 
@@ -109,6 +114,10 @@ class JobCreateSchema(StrictSchema):
         StageField(metadata=STAGE_DOC), required=True, validate=validate.Length(1, 100)
     )
     job_id = fields.String(validate=JobId.validate)
+    owner = fields.String(
+        validate=validate.Regexp(USER_ID_RE, error="invalid user id"),
+        metadata={"description": "service tokens only: create the job for this user"},
+    )
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
     start = StrictBoolean(
         load_default=False,

@@ -1,27 +1,44 @@
-"""Socket.IO namespace ``/progress`` (DESIGN §4).
+"""Socket.IO namespace ``/progress`` (DESIGN §4, docs/protocol.md).
 
-Requests ack ``{ok: true, ...}`` or ``{ok: false, error}``; see
-docs/protocol.md. Events reach clients through rooms: ``job:<id>`` for
-``join_job``, ``user:<id>`` for ``watch_jobs``.
+Requests ack ``{ok: true, ...}`` or ``{ok: false, error}``. Events reach
+clients through rooms: ``job:<id>`` (``join_job``), ``user:<id>``
+(``watch_jobs``) and ``jobs:all`` (an admin's ``watch_jobs {all: true}``).
+
+Every connection carries its principal, a request bucket and a strike
+bucket; limits and token expiry are enforced here, before any handler runs.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
-from progresscast import InvalidPayload, ProgressCastError, job_room, user_room
+from progresscast import (
+    ALL_JOBS_ROOM,
+    Forbidden,
+    InvalidPayload,
+    ProgressCastError,
+    RateLimited,
+    TooManyConnections,
+    Unauthorized,
+    job_room,
+    user_room,
+)
+from progresscast.ratelimit import TokenBucket
 from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
 from .context import get_tracker
 from .errors import error_ack, socket_request
-from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema
+from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +48,14 @@ _join = JoinJobSchema()
 _ref = JobRefSchema()
 _empty = EmptySchema()
 _cancel = CancelJobSchema()
+_watch = WatchJobsSchema()
+
+
+@dataclass(slots=True)
+class Connection:
+    principal: Principal
+    requests: TokenBucket  # the request rate limit
+    strikes: TokenBucket  # refusals tolerated before a flood is disconnected
 
 
 class ProgressNamespace(Namespace):
@@ -38,26 +63,29 @@ class ProgressNamespace(Namespace):
 
     def __init__(self, namespace: str) -> None:
         super().__init__(namespace)
-        # principals[sid] = Principal of that connection
-        self.principals: dict[str, Principal] = {}
+        # connections[sid] = Connection; per_user[user_id] = open connections
+        self.connections: dict[str, Connection] = {}
+        self.per_user: Counter[str] = Counter()
 
     def principal(self) -> Principal:
-        return self.principals[request.sid]
+        return self.connections[request.sid].principal
 
     def trigger_event(self, event: str, *args: Any) -> Any:
-        # Clients can emit any event name, "connect" and "disconnect" included;
-        # route only the protocol's requests, and answer the rest with an error.
-        if event in REQUESTS:
-            return super().trigger_event(event, *args)
-        # The server itself triggers connect for a sid it has not accepted
-        # yet, and disconnect once the sid is no longer connected; anything
-        # else with those names is a client message, answered as unknown.
+        # Clients can emit any event name, "connect" and "disconnect" included.
+        # The server triggers connect for a sid it has not accepted yet, and
+        # disconnect once the sid is no longer connected; everything else is
+        # a client message and passes the checks below first.
         sid = args[0] if args else None
-        if event == "connect" and sid not in self.principals:
+        if event == "connect" and sid not in self.connections:
             return super().trigger_event(event, *args)
         if event == "disconnect" and not self.socketio.server.manager.is_connected(
             sid, self.namespace
         ):
+            return super().trigger_event(event, *args)
+        refusal = self._admit(sid)
+        if refusal is not None:
+            return refusal
+        if event in REQUESTS:
             return super().trigger_event(event, *args)
         return error_ack(
             InvalidPayload(
@@ -66,17 +94,71 @@ class ProgressNamespace(Namespace):
             )
         )
 
+    def _admit(self, sid: str) -> dict | None:
+        """None if this request may run, else the error ack (and maybe a disconnect)."""
+        conn = self.connections.get(sid)
+        if conn is None:
+            return error_ack(Unauthorized("not connected"))
+        expires = conn.principal.expires_at
+        if expires is not None and expires <= time.time():
+            self.expire(sid)
+            return error_ack(Unauthorized("token expired; reconnect with a fresh token"))
+        if conn.requests.take():
+            return None
+        if not conn.strikes.take():
+            log.warning("disconnecting %s (%s): request flood", sid, conn.principal.user_id)
+            self.socketio.server.disconnect(sid, namespace=self.namespace)
+        return error_ack(
+            RateLimited(
+                f"more than {current_app.config['SOCKET_RATE']} requests per second; slow down"
+            )
+        )
+
+    def expire(self, sid: str) -> None:
+        """Tell a connection its token expired, then close it."""
+        self.socketio.emit(
+            "session_expired",
+            {"code": "unauthorized", "message": "token expired; reconnect with a fresh token"},
+            to=sid,
+            namespace=self.namespace,
+        )
+        self.socketio.server.disconnect(sid, namespace=self.namespace)
+
+    def expired_sids(self, now: float) -> list[str]:
+        return [
+            sid
+            for sid, conn in list(self.connections.items())
+            if conn.principal.expires_at is not None and conn.principal.expires_at <= now
+        ]
+
     # ------------------------------------------------------------- lifecycle
 
     def on_connect(self, auth: Any = None) -> None:
+        config = current_app.config
         try:
             principal = socket_principal(auth)
+            if len(self.connections) >= config["MAX_CONNECTIONS"]:
+                raise TooManyConnections("this server is full; try another or later")
+            if self.per_user[principal.user_id] >= config["MAX_CONNECTIONS_PER_USER"]:
+                raise TooManyConnections(
+                    f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
+                )
         except ProgressCastError as exc:
             raise ConnectionRefusedError(exc.message, exc.to_dict()) from None
-        self.principals[request.sid] = principal
+        self.connections[request.sid] = Connection(
+            principal,
+            TokenBucket(config["SOCKET_RATE"], config["SOCKET_BURST"]),
+            TokenBucket(config["SOCKET_STRIKES_RATE"], config["SOCKET_STRIKES_BURST"]),
+        )
+        self.per_user[principal.user_id] += 1
 
     def on_disconnect(self, reason: Any = None) -> None:
-        self.principals.pop(request.sid, None)
+        conn = self.connections.pop(request.sid, None)
+        if conn is not None:
+            user = conn.principal.user_id
+            self.per_user[user] -= 1
+            if self.per_user[user] <= 0:
+                del self.per_user[user]
 
     # --------------------------------------------------------------- requests
 
@@ -109,17 +191,23 @@ class ProgressNamespace(Namespace):
         leave_room(job_room(payload["job_id"]))
         return {"ok": True}
 
-    @socket_request(_empty)
+    @socket_request(_watch)
     def on_watch_jobs(self, principal: Principal, payload: dict) -> dict:
         tracker = get_tracker()
-        join_room(user_room(principal.user_id))
+        everyone = payload.get("all", False)
+        if everyone and not principal.admin:
+            raise Forbidden("only admins may watch all jobs")
+        join_room(ALL_JOBS_ROOM if everyone else user_room(principal.user_id))
         now = tracker.clock()
-        jobs = tracker.list_jobs(principal.user_id, limit=current_app.config["WATCH_MAX_JOBS"])
+        jobs = tracker.list_jobs(
+            None if everyone else principal.user_id, limit=current_app.config["WATCH_MAX_JOBS"]
+        )
         return {"ok": True, "jobs": [job.snapshot(now) for job in jobs]}
 
     @socket_request(_empty)
     def on_unwatch_jobs(self, principal: Principal, payload: dict) -> dict:
         leave_room(user_room(principal.user_id))
+        leave_room(ALL_JOBS_ROOM)
         return {"ok": True}
 
     @socket_request(_cancel)

@@ -18,14 +18,16 @@ from .errors import (
     JobNotFound,
     ProgressCastError,
     RateLimited,
+    TooManyConnections,
     Unauthorized,
 )
 from .stages import Stage, normalize_stages, overall_progress
 from .state import EventType, JobState, JobStatus
 from .stores import JobStore, SQLiteStore, open_store
-from .tracker import NAMESPACE, ProgressTracker, job_room, user_room
+from .tracker import ALL_JOBS_ROOM, NAMESPACE, ProgressTracker, job_room, user_room
 
 __all__ = [
+    "ALL_JOBS_ROOM",
     "NAMESPACE",
     "Conflict",
     "EventType",
@@ -42,6 +44,7 @@ __all__ = [
     "RateLimited",
     "SQLiteStore",
     "Stage",
+    "TooManyConnections",
     "Unauthorized",
     "job_room",
     "normalize_stages",

@@ -82,6 +82,13 @@ class RateLimited(ProgressCastError):
     http_status = 429
 
 
+class TooManyConnections(ProgressCastError):
+    """A connection limit (per user or per instance) is reached."""
+
+    code = "too_many_connections"
+    http_status = 429
+
+
 class JobCancelled(Exception):
     """Raised inside a pipeline by its emitter once cancellation was requested.
 

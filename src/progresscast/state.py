@@ -224,17 +224,51 @@ def _check_pct(value: Any, name: str) -> float | None:
     return float(value)
 
 
-def _check_json(value: Any, name: str) -> Any:
-    """``value`` if it is plain JSON (no NaN/Infinity, no odd types), else InvalidPayload.
+#: bounds on what a pipeline may attach to a job (serialised size, nesting)
+MAX_JSON_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 16
+MAX_MESSAGE = 2000
+MAX_ERROR_TYPE = 200
 
-    Results and metadata travel to browsers, whose JSON.parse rejects NaN.
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list | tuple):
+                nxt.extend(item)
+        level = nxt
+        if depth > MAX_JSON_DEPTH:
+            break
+    return depth - 1
+
+
+def _check_json(value: Any, name: str) -> Any:
+    """``value`` if it is plain, bounded JSON, else :class:`InvalidPayload`.
+
+    Results and metadata travel to every watcher: no NaN/Infinity (browsers'
+    JSON.parse rejects them), at most MAX_JSON_BYTES and MAX_JSON_DEPTH.
     """
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidPayload(
+            f"{name} is nested deeper than {MAX_JSON_DEPTH} levels",
+            details={name: ["nested too deep"]},
+        )
     try:
-        json.dumps(value, allow_nan=False)
+        size = len(json.dumps(value, allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(
             f"{name} must be plain JSON: {exc}", details={name: ["not plain JSON"]}
         ) from None
+    if size > MAX_JSON_BYTES:
+        raise InvalidPayload(
+            f"{name} is {size} bytes as JSON; the limit is {MAX_JSON_BYTES}",
+            details={name: ["too large"]},
+        )
     return value
 
 
@@ -317,7 +351,10 @@ class _Builder:
             st.stage_progress = pct
             st.stage_pct[st.stage_index] = pct
         if "message" in fields:
-            st.message = _check_text(fields.get("message"), "message")
+            message = _check_text(fields.get("message"), "message")
+            # A status line, not a log: long ones are cut rather than refused,
+            # so a pipeline never fails over its own message.
+            st.message = message[:MAX_MESSAGE] if message else message
         self.recompute()
 
     def observe_eta(self) -> None:
@@ -478,15 +515,22 @@ def _error_object(error: Any, stage: str | None) -> dict[str, Any]:
     """Normalise what a pipeline reports as an error to ``{message, stage, type}``."""
     if isinstance(error, BaseException):
         message, kind = str(error) or type(error).__name__, type(error).__name__
+        message = message[:MAX_MESSAGE]
     elif isinstance(error, str):
-        message, kind = error, "Error"
+        message, kind = error[:MAX_MESSAGE], "Error"
     elif isinstance(error, Mapping):
         message = error.get("message")
         kind = error.get("type") or "Error"
-        if not isinstance(message, str) or not isinstance(kind, str):
+        if (
+            not isinstance(message, str)
+            or not isinstance(kind, str)
+            or len(message) > MAX_MESSAGE
+            or len(kind) > MAX_ERROR_TYPE
+        ):
             raise InvalidPayload(
-                "error needs a string 'message' and an optional string 'type'",
-                details={"error": ["needs a string message"]},
+                f"error needs a string 'message' (at most {MAX_MESSAGE} characters) and an"
+                f" optional string 'type' (at most {MAX_ERROR_TYPE})",
+                details={"error": ["needs a bounded string message"]},
             )
     elif error is None:
         message, kind = "job failed", "Error"

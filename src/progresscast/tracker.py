@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/progress"
+#: every job's events also go here, for admins watching all jobs
+ALL_JOBS_ROOM = "jobs:all"
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
@@ -277,7 +279,7 @@ class ProgressTracker:
     def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
         if self.emitter is None:
             return
-        rooms = [job_room(state.job_id), user_room(state.owner)]
+        rooms = [job_room(state.job_id), user_room(state.owner), ALL_JOBS_ROOM]
         for event in events:
             try:
                 self.emitter.emit(event["type"], event, to=rooms, namespace=self.namespace)

@@ -13,14 +13,14 @@ from config import TestConfig  # the project root is on sys.path (pyproject: pyt
 from progresscast import ProgressTracker
 from web import create_app
 
-from .helpers import NS, Peer
+from .helpers import NS, TEST_SECRET, Peer, token_for
 
 
 def config_dict(**overrides: Any) -> dict[str, Any]:
     """TestConfig as a dict, plus overrides. ``create_app(dict)`` starts from
     the production config, so every TestConfig setting is spelled out."""
     base = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
-    return {**base, **overrides}
+    return {**base, "SECRET_KEY": TEST_SECRET, **overrides}
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def make_app() -> Iterator[Callable[..., Any]]:
     apps = []
 
     def make(**overrides: Any):
-        app = create_app(config_dict(**overrides)) if overrides else create_app(TestConfig)
+        app = create_app(config_dict(**overrides))
         apps.append(app)
         return app
 
@@ -63,16 +63,16 @@ _USER_AUTH = object()
 
 @pytest.fixture
 def connect(app) -> Iterator[Callable[..., Peer]]:
-    """``connect(user)``: a Socket.IO client on ``/progress`` with ``auth={"user": user}``.
+    """``connect(user)``: a Socket.IO client on ``/progress`` with a token for ``user``.
 
     ``auth=`` sends that auth payload instead (``None``: no auth at all);
     ``app=`` connects to another app built by ``make_app``.
     """
     peers: list[Peer] = []
 
-    def connect_(user: str = "alice", *, auth: Any = _USER_AUTH, app=app) -> Peer:
+    def connect_(user: str = "alice", *, auth: Any = _USER_AUTH, app=app, **claims) -> Peer:
         if auth is _USER_AUTH:
-            auth = {"user": user}
+            auth = {"token": token_for(user, **claims)}
         socketio = app.extensions["socketio"]
         peer = Peer(socketio.test_client(app, namespace=NS, auth=auth))
         peers.append(peer)

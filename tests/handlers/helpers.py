@@ -14,11 +14,13 @@ arrive before the sentinel is in the inbox by then.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from progresscast.tokens import issue_token
 from tests.protocol_spec import (
     EVENT_EXTRA_KEYS,
     EVENT_KEYS,
@@ -41,9 +43,18 @@ def parse_iso_ms(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def as_user(user: str) -> dict[str, str]:
-    """HTTP headers naming the caller."""
-    return {"X-User-Id": user}
+#: the apps under test sign tokens with this (a fresh one per test session)
+TEST_SECRET = secrets.token_urlsafe(48)
+
+
+def token_for(user: str, **claims: Any) -> str:
+    """A valid token for ``user`` (``admin=``, ``service=``, ``jobs=``, ``ttl=``)."""
+    return issue_token(TEST_SECRET, user, **claims)
+
+
+def as_user(user: str, **claims: Any) -> dict[str, str]:
+    """HTTP headers authenticating as ``user``."""
+    return {"Authorization": f"Bearer {token_for(user, **claims)}"}
 
 
 def seqs(events: list[dict[str, Any]], job_id: str | None = None) -> list[int]:

@@ -399,7 +399,7 @@ BAD_JOB_BODIES = [
     pytest.param('{"name": "r", "stages": ["a"], "job_id": "a b"}', id="job_id-bad"),
     pytest.param(json.dumps({"name": "r", "stages": ["a"], "job_id": "x" * 129}), id="job_id-long"),
     pytest.param('{"name": "r", "stages": ["a"], "metadata": []}', id="metadata-list"),
-    pytest.param('{"name": "r", "stages": ["a"], "owner": "bob"}', id="unknown-field"),
+    pytest.param('{"name": "r", "stages": ["a"], "owners": "bob"}', id="unknown-field"),
     pytest.param(
         '{"name": "r", "stages": ["a"], "start": "yes"}',
         id="start-string",
@@ -517,7 +517,16 @@ def test_non_finite_numbers_never_leave_the_server(http, tracker, connect, path,
     ],
 )
 @pytest.mark.parametrize(
-    "headers", [{}, {"X-User-Id": ""}, {"X-User-Id": "bad user"}], ids=["none", "empty", "invalid"]
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer x.y.z"},
+        {"Authorization": "Basic YWxpY2U6cHc="},
+        {"X-User-Id": "alice"},
+    ],
+    ids=["none", "empty", "no-token", "garbage", "basic", "plain-user-id"],
 )
 def test_without_a_valid_user_the_api_answers_401(http, tracker, method, path, body, headers):
     _running(tracker)

@@ -2,42 +2,98 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from socketio import packet
 
-from .helpers import NS, STAGES, as_user, assert_error, assert_error_ack, parse_iso_ms
+from progresscast.tokens import issue_token
+
+from .helpers import (
+    NS,
+    STAGES,
+    TEST_SECRET,
+    as_user,
+    assert_error,
+    assert_error_ack,
+    parse_iso_ms,
+    token_for,
+)
 
 # ------------------------------------------------------------------- connect
 
 
-@pytest.mark.parametrize(
-    "auth",
-    [
-        pytest.param(None, id="no-auth"),
-        pytest.param({}, id="empty-auth"),
-        pytest.param({"user": None}, id="user-null"),
-        pytest.param({"token": "alice"}, id="other-field"),
-    ],
-)
-def test_connect_without_a_user_is_refused(connect, auth):
-    assert not connect(auth=auth).connected
+def _forged(header: dict, claims: dict, key: str = "") -> str:
+    """A JWT with any header and claims, signed with HS256 by ``key`` ("" = unsigned)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    sig = hmac.new(key.encode(), body.encode(), hashlib.sha256).digest() if key else b""
+    return body + "." + b64(sig)
 
 
-@pytest.mark.parametrize(
-    "auth",
-    [
-        pytest.param({"user": ""}, id="empty"),
-        pytest.param({"user": 5}, id="number"),
-        pytest.param({"user": ["alice"]}, id="list"),
-        pytest.param({"user": "bad user"}, id="space"),
-        pytest.param({"user": "x" * 129}, id="too-long"),
-        pytest.param("alice", id="auth-not-an-object"),
-    ],
-)
-def test_connect_with_an_invalid_user_is_refused(connect, auth):
-    assert not connect(auth=auth).connected
+def _claims(**extra):
+    return {"sub": "alice", "exp": int(time.time()) + 600, **extra}
+
+
+BAD_TOKENS = [
+    pytest.param(None, id="no-auth"),
+    pytest.param({}, id="empty-auth"),
+    pytest.param({"token": None}, id="token-null"),
+    pytest.param({"user": "alice"}, id="plain-user-id-is-not-enough"),
+    pytest.param("alice", id="auth-not-an-object"),
+    pytest.param({"token": ""}, id="empty"),
+    pytest.param({"token": 5}, id="number"),
+    pytest.param({"token": ["x"]}, id="list"),
+    pytest.param({"token": "not.a.jwt"}, id="garbage"),
+    pytest.param({"token": "x" * 10_000}, id="huge"),
+    pytest.param(lambda: {"token": token_for("alice", ttl=1, now=time.time() - 60)}, id="expired"),
+    pytest.param(lambda: {"token": issue_token("y" * 48, "alice")}, id="wrong-secret"),
+    pytest.param(
+        lambda: {"token": _forged({"alg": "none", "typ": "JWT"}, _claims())}, id="alg-none"
+    ),
+    pytest.param(
+        lambda: {"token": _forged({"alg": "HS512", "typ": "JWT"}, _claims(), TEST_SECRET)},
+        id="alg-hs512",
+    ),
+    pytest.param(
+        lambda: {"token": _forged({"alg": "HS256", "typ": "JWT"}, {"sub": "alice"}, TEST_SECRET)},
+        id="no-exp",
+    ),
+    pytest.param(
+        lambda: {
+            "token": _forged(
+                {"alg": "HS256", "typ": "JWT"}, {"exp": int(time.time()) + 60}, TEST_SECRET
+            )
+        },
+        id="no-sub",
+    ),
+    pytest.param(
+        lambda: {
+            "token": _forged({"alg": "HS256", "typ": "JWT"}, _claims(sub="bad user"), TEST_SECRET)
+        },
+        id="bad-sub",
+    ),
+    pytest.param(
+        lambda: {
+            "token": _forged({"alg": "HS256", "typ": "JWT"}, _claims(admin="yes"), TEST_SECRET)
+        },
+        id="bad-admin",
+    ),
+]
+
+
+@pytest.mark.parametrize("auth", BAD_TOKENS)
+def test_connect_without_a_valid_token_is_refused(connect, auth):
+    peer = connect(auth=auth() if callable(auth) else auth)
+    assert not peer.connected
 
 
 def test_a_refused_connection_gets_connect_error_unauthorized(connect, socketio, monkeypatch):
@@ -59,7 +115,7 @@ def test_a_refused_connection_gets_connect_error_unauthorized(connect, socketio,
     # Socket.IO's connect_error: err.message, and err.data = the protocol's error object
     assert_error(pkt.data["data"], "unauthorized")
     assert pkt.data["message"] == pkt.data["data"]["message"]
-    assert socketio.server.namespace_handlers[NS].principals == {}
+    assert socketio.server.namespace_handlers[NS].connections == {}
 
 
 @pytest.fixture

@@ -150,8 +150,8 @@ def test_client_emitted_disconnect_does_not_break_the_session(alice, tracker, jo
 def test_a_real_disconnect_forgets_the_connection(connect, socketio):
     namespace = socketio.server.namespace_handlers["/progress"]
     peer = connect("alice")
-    assert len(namespace.principals) == 1
+    assert len(namespace.connections) == 1
 
     peer.raw.disconnect("/progress")
 
-    assert namespace.principals == {}
+    assert namespace.connections == {}

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from harness import ServerProcess, SocketClient
+
+from tests.harness import ServerProcess, SocketClient
 
 
 @pytest.fixture

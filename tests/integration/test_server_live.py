@@ -4,7 +4,8 @@ python-socketio client over a real websocket."""
 from __future__ import annotations
 
 import pytest
-from harness import TERMINAL, ServerProcess, SocketClient, assert_gapless, wait_until
+
+from tests.harness import TERMINAL, ServerProcess, SocketClient, assert_gapless, wait_until
 
 pytestmark = pytest.mark.server
 

@@ -355,7 +355,7 @@ def test_events_go_to_the_job_and_owner_rooms(tracker, sockets, mono):
         "job_completed",
     ]
     for call in sockets.calls:
-        assert call.to == [f"job:{job.job_id}", "user:alice"]
+        assert call.to == [f"job:{job.job_id}", "user:alice", "jobs:all"]
         assert call.namespace == "/progress"
         assert call.event == call.data["type"]
         assert call.data["job_id"] == job.job_id

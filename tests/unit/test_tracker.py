@@ -3,6 +3,7 @@ import logging
 import pytest
 
 from progresscast import (
+    ALL_JOBS_ROOM,
     NAMESPACE,
     Conflict,
     InvalidPayload,
@@ -42,7 +43,8 @@ def test_create_job_emits_job_queued(tracker, sockets, clock):
     (call,) = sockets.calls
     assert call.event == "job_queued"
     assert call.data == event
-    assert call.to == [job_room("job-1"), user_room("alice")] == ["job:job-1", "user:alice"]
+    assert call.to == [job_room("job-1"), user_room("alice"), ALL_JOBS_ROOM]
+    assert call.to == ["job:job-1", "user:alice", "jobs:all"]
     assert call.namespace == NAMESPACE == "/progress"
 
 

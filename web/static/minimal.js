@@ -1,12 +1,13 @@
 // Minimal live view of the caller's jobs: watch_jobs, then apply events by seq.
 // The full dashboard and the resume-aware client module replace this page later.
 /* global io */
-const params = new URLSearchParams(location.search);
-const auth = params.get("user") ? { user: params.get("user") } : {};
-const socket = io("/progress", { auth });
+// The token: the demo token the page carries in demo mode, else `#token=...`
+// in the address (a fragment never reaches server logs).
+const main = document.getElementById("jobs");
+const token = main.dataset.token || new URLSearchParams(location.hash.slice(1)).get("token");
+const socket = io("/progress", { auth: token ? { token } : {} });
 const jobs = new Map(); // job_id -> snapshot, kept current by events
 const conn = document.getElementById("conn");
-const main = document.getElementById("jobs");
 
 function fmtSeconds(s) {
   if (s === null || s === undefined) return "–";

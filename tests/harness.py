@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,7 +24,18 @@ import pytest
 import requests
 import socketio
 
-ROOT = Path(__file__).resolve().parents[2]
+from progresscast.tokens import issue_token
+
+ROOT = Path(__file__).resolve().parents[1]
+#: every server these tests start signs tokens with this (fresh per test session)
+SECRET = secrets.token_urlsafe(48)
+
+
+def token_for(user: str, **claims: Any) -> str:
+    """A valid token for ``user`` on the test servers (admin=, service=, jobs=, ttl=)."""
+    return issue_token(SECRET, user, **claims)
+
+
 NAMESPACE = "/progress"
 EVENT_TYPES = (
     "job_queued",
@@ -76,6 +88,7 @@ class ServerProcess:
         self.env = {
             "PROGRESSCAST_STORE_URL": f"sqlite:///{workdir / 'progresscast.db'}",
             "PROGRESSCAST_DEMO": "0",
+            "PROGRESSCAST_SECRET_KEY": SECRET,
             **(env or {}),
         }
         self.port = 0
@@ -144,10 +157,13 @@ class ServerProcess:
         self._log.close()
         self.proc = None
 
-    # -- HTTP helpers (callers name themselves with X-User-Id for now)
+    # -- HTTP helper: authenticated as `user` unless headers say otherwise
 
-    def http(self, method: str, path: str, user: str = "alice", **kwargs) -> requests.Response:
-        headers = {"X-User-Id": user, **kwargs.pop("headers", {})}
+    def http(
+        self, method: str, path: str, user: str | None = "alice", **kwargs
+    ) -> requests.Response:
+        auth = {"Authorization": f"Bearer {token_for(user)}"} if user else {}
+        headers = {**auth, **kwargs.pop("headers", {})}
         return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
 
 
@@ -160,15 +176,22 @@ def _has_module(name: str) -> bool:
 class SocketClient:
     """python-socketio client on ``/progress`` that queues every job event."""
 
-    def __init__(self, url: str, user: str = "alice", **connect: Any) -> None:
+    def __init__(
+        self, url: str, user: str = "alice", *, token: str | None = None, **connect: Any
+    ) -> None:
         self.events: queue.Queue[dict] = queue.Queue()
+        self.other: queue.Queue[tuple[str, Any]] = queue.Queue()  # non-job events
         self.sio = socketio.Client(reconnection=False)
         for kind in EVENT_TYPES:
             self.sio.on(kind, self.events.put, namespace=NAMESPACE)
+        self.sio.on(
+            "*", lambda event, data=None: self.other.put((event, data)), namespace=NAMESPACE
+        )
+        self.sio.on("disconnect", lambda *a: self.other.put(("disconnect", a)), namespace=NAMESPACE)
         self.sio.connect(
             url,
             namespaces=[NAMESPACE],
-            auth={"user": user},
+            auth={"token": token or token_for(user)},
             transports=["websocket"],
             wait_timeout=10,
             **connect,

@@ -1,0 +1,135 @@
+"""Access tokens: JWT, HS256 (PyJWT), shared secret.
+
+Claims: ``sub`` (user id), ``exp``, ``iat``; optional ``admin`` (reads and
+cancels every job), ``jobs`` (job ids this token may also read and cancel:
+share links) and ``service`` (a pipeline that may post events to any job and
+create jobs for any owner). A host app mints tokens for its users with
+:func:`issue_token`; operators use ``python -m progresscast token``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidPayload, Unauthorized
+from .tracker import JOB_ID_RE
+
+try:
+    import jwt
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("progresscast.tokens needs PyJWT: pip install pyjwt") from exc
+
+ALGORITHM = "HS256"
+#: HS256 with a shorter secret can be brute-forced (RFC 7518 §3.2)
+MIN_SECRET_LENGTH = 32
+MAX_SHARED_JOBS = 100
+USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The verified content of a token."""
+
+    sub: str
+    exp: float
+    admin: bool = False
+    service: bool = False
+    jobs: frozenset[str] = field(default_factory=frozenset)
+
+
+def check_secret(secret: Any) -> str:
+    """Return ``secret`` if it is long enough for HS256, else raise ``ValueError``."""
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"the token secret must be at least {MIN_SECRET_LENGTH} characters; generate one"
+            " with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return secret
+
+
+def issue_token(
+    secret: str,
+    sub: str,
+    *,
+    ttl: float = 3600,
+    admin: bool = False,
+    service: bool = False,
+    jobs: Iterable[str] | None = None,
+    now: float | None = None,
+) -> str:
+    """Mint a token for user ``sub`` valid for ``ttl`` seconds.
+
+    ``jobs`` makes a share link: the holder may also read (and cancel) those
+    jobs. Raises ``ValueError`` for a bad user id, job id, ttl or secret.
+    """
+    check_secret(secret)
+    if not isinstance(sub, str) or not USER_ID_RE.match(sub):
+        raise ValueError(f"invalid user id {sub!r}: 1-128 letters, digits and _.@:-")
+    if not ttl > 0:
+        raise ValueError("ttl must be positive")
+    now = time.time() if now is None else now
+    claims: dict[str, Any] = {"sub": sub, "iat": int(now), "exp": int(now + ttl)}
+    if admin:
+        claims["admin"] = True
+    if service:
+        claims["service"] = True
+    if jobs is not None:
+        jobs = list(jobs)
+        bad = [j for j in jobs if not isinstance(j, str) or not JOB_ID_RE.match(j)]
+        if bad or len(jobs) > MAX_SHARED_JOBS:
+            raise ValueError(f"jobs must be at most {MAX_SHARED_JOBS} valid job ids; bad: {bad}")
+        claims["jobs"] = jobs
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: Any, *, leeway: float = 0) -> TokenClaims:
+    """Verify ``token`` and return its claims; raise :class:`Unauthorized` otherwise.
+
+    Only HS256 is accepted: ``alg: none`` and every other algorithm are
+    refused, as are expired, malformed and wrongly signed tokens and tokens
+    with missing or ill-typed claims.
+    """
+    if not isinstance(token, str) or not token or len(token) > 8192:
+        raise Unauthorized("token must be a non-empty string")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=leeway,
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("token signature is invalid") from None
+    except jwt.InvalidAlgorithmError:
+        raise Unauthorized(f"token algorithm must be {ALGORITHM}") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("token is malformed") from None
+    try:
+        return _claims(claims)
+    except InvalidPayload as exc:
+        raise Unauthorized(f"token claims are invalid: {exc.message}") from None
+
+
+def _claims(claims: dict[str, Any]) -> TokenClaims:
+    sub, admin = claims["sub"], claims.get("admin", False)
+    service, jobs = claims.get("service", False), claims.get("jobs", [])
+    if not isinstance(sub, str) or not USER_ID_RE.match(sub):
+        raise InvalidPayload("sub must be a user id")
+    if not isinstance(admin, bool) or not isinstance(service, bool):
+        raise InvalidPayload("admin and service must be booleans")
+    if (
+        not isinstance(jobs, list)
+        or len(jobs) > MAX_SHARED_JOBS
+        or not all(isinstance(j, str) and JOB_ID_RE.match(j) for j in jobs)
+    ):
+        raise InvalidPayload("jobs must be a list of job ids")
+    return TokenClaims(sub, float(claims["exp"]), admin, service, frozenset(jobs))
