@@ -1,3 +1,6 @@
+"""Fixtures for the tests that cross the wire: a real gunicorn+eventlet server
+and python-socketio clients (see tests/harness.py)."""
+
 from __future__ import annotations
 
 import pytest
