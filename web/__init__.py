@@ -35,9 +35,13 @@ class ProgressFlask(Flask):
 def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a Config class or a dict of overrides;
     ``PROGRESSCAST_*`` environment variables win over both."""
-    app = ProgressFlask(
-        __name__, instance_path=os.path.join(os.path.dirname(__file__), "..", "instance")
+    # The instance folder (demo secret, default SQLite file) can move, e.g. in tests.
+    instance = (
+        (config.get("INSTANCE_PATH") if isinstance(config, dict) else None)
+        or os.environ.get("PROGRESSCAST_INSTANCE_PATH")
+        or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "instance"))
     )
+    app = ProgressFlask(__name__, instance_path=instance)
     if isinstance(config, dict):
         app.config.from_object(config_from_env())
         app.config.update(config)
