@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import ServerProcess, SocketClient
+from tests.harness import RedisServer, ServerProcess, SocketClient
 
 
 @pytest.fixture
@@ -15,6 +15,14 @@ def server(tmp_path):
     yield srv
     srv.stop()
     assert srv.proc is None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session; tests use their own key prefixes or flush."""
+    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from .errors import (
     JobNotFound,
     ProgressCastError,
     RateLimited,
+    StoreUnavailable,
     TooManyConnections,
     Unauthorized,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimited",
     "SQLiteStore",
     "Stage",
+    "StoreUnavailable",
     "TooManyConnections",
     "Unauthorized",
     "job_room",

@@ -82,6 +82,13 @@ class RateLimited(ProgressCastError):
     http_status = 429
 
 
+class StoreUnavailable(ProgressCastError):
+    """The job store cannot be reached (e.g. Redis is down); try again later."""
+
+    code = "unavailable"
+    http_status = 503
+
+
 class TooManyConnections(ProgressCastError):
     """A connection limit (per user or per instance) is reached."""
 

@@ -1,5 +1,8 @@
 """The ``JobStore`` interface every back-end implements.
 
+Back-ends raise :class:`~progresscast.errors.StoreUnavailable` when they
+cannot be reached, never their driver's own errors.
+
 A store keeps, per job, the current :class:`JobState` and the ordered list of
 its events. Its one write is :meth:`JobStore.append`: the events of one
 request and the resulting state, together, or not at all. The append is a
@@ -64,6 +67,10 @@ class JobStore:
     def count_jobs(
         self, owner: str | None = None, status: Sequence[JobStatus] | None = None
     ) -> int:
+        raise NotImplementedError
+
+    def stalled(self, updated_before: float) -> list[str]:
+        """Ids of running jobs whose last event is older than this epoch time."""
         raise NotImplementedError
 
     def prune(self, finished_before: float) -> int:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import SeqConflict
+from ..errors import SeqConflict, StoreUnavailable
 from ..state import TERMINAL, JobState, JobStatus
 from .base import JobStore
 
@@ -34,12 +34,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     status      TEXT NOT NULL,
     created_at  REAL NOT NULL,
     finished_at REAL,
+    updated_at  REAL NOT NULL DEFAULT 0,
     seq         INTEGER NOT NULL,
     state       TEXT NOT NULL,
     cancel_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_status_updated ON jobs (status, updated_at);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     seq    INTEGER NOT NULL,
@@ -50,10 +52,16 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 def _locked(method):
+    """Serialise access to the one connection; report a locked or broken
+    database as StoreUnavailable."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
 
     return wrapper
 
@@ -85,9 +93,12 @@ class SQLiteStore(JobStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Files from earlier versions: add the columns they lack.
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "cancel_reason" not in columns:  # a file from before cancellation existed
+        if "cancel_reason" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_reason TEXT")
+        if "updated_at" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN updated_at REAL NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -115,6 +126,7 @@ class SQLiteStore(JobStore):
                 state.status.value,
                 state.created_at,
                 state.finished_at,
+                state.updated_at,
                 state.seq,
                 _dumps(state.to_record()),
                 state.job_id,
@@ -122,13 +134,13 @@ class SQLiteStore(JobStore):
             if row:
                 conn.execute(
                     "UPDATE jobs SET owner = ?, status = ?, created_at = ?, finished_at = ?,"
-                    " seq = ?, state = ? WHERE job_id = ?",
+                    " updated_at = ?, seq = ?, state = ? WHERE job_id = ?",
                     row_values,
                 )
             else:
                 conn.execute(
-                    "INSERT INTO jobs (owner, status, created_at, finished_at, seq, state, job_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (owner, status, created_at, finished_at, updated_at, seq,"
+                    " state, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     row_values,
                 )
             if state.seq > self.max_events_per_job:
@@ -216,6 +228,14 @@ class SQLiteStore(JobStore):
     def count_jobs(self, owner=None, status=None) -> int:
         where, args = self._where(owner, status)
         return self._conn().execute(f"SELECT COUNT(*) FROM jobs{where}", args).fetchone()[0]
+
+    @_locked
+    def stalled(self, updated_before: float) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT job_id FROM jobs WHERE status = 'running' AND updated_at < ?",
+            (updated_before,),
+        )
+        return [r[0] for r in rows]
 
     @_locked
     def prune(self, finished_before: float) -> int:

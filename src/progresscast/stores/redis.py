@@ -1,0 +1,277 @@
+"""Redis job store: for several server instances and worker processes.
+
+Keys (``p`` is the prefix, ``progresscast`` by default)::
+
+    p:job:<id>              hash  state (JSON), owner, status, seq, created_at,
+                                  finished_at, updated_at, cancel_reason
+    p:events:<id>           stream, entry id "<seq>-0", field e = event JSON;
+                            trimmed to the newest max_events_per_job
+    p:jobs                  zset  every job, score created_at
+    p:owner:<owner>         zset  an owner's jobs, score created_at
+    p:status:<status>       zset  jobs by status, score created_at
+    p:owner:<owner>:<status> zset an owner's jobs by status
+    p:running               zset  running jobs, score updated_at (stall detection)
+    p:finished              zset  ended jobs, score finished_at (pruning)
+
+Every write is one Lua script, so appending events, updating the state and
+moving the indexes happen together or not at all, and the compare-and-set on
+``seq`` holds across any number of writers. Ended jobs also get a TTL
+(``retention_seconds``) as a safety net behind :meth:`prune`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import SeqConflict, StoreUnavailable
+from ..state import JobState, JobStatus
+from .base import JobStore
+
+try:
+    import redis
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the Redis store needs redis-py: pip install 'progresscast[redis]' (or redis)"
+    ) from exc
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+# KEYS: job, events, jobs, owner, owner_status_old?, ...  (built below)
+# ARGV: expected_seq, n_events, event_1_seq, event_1_json, ..., then the state fields
+_APPEND = """
+local job, events = KEYS[1], KEYS[2]
+local prefix = ARGV[1]
+local expected = tonumber(ARGV[2])
+local stored = tonumber(redis.call('HGET', job, 'seq') or '0')
+if stored ~= expected then
+  return {0, stored}
+end
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  redis.call('XADD', events, ARGV[i] .. '-0', 'e', ARGV[i + 1])
+  i = i + 2
+end
+local owner, status, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local created, finished, updated = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+local state, max_events, ttl = ARGV[i + 6], tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+local id = string.sub(job, string.len(prefix) + 6)  -- after "<prefix>:job:"
+local old = redis.call('HGET', job, 'status')
+redis.call('HSET', job, 'owner', owner, 'status', status, 'seq', seq, 'created_at', created,
+           'updated_at', updated, 'state', state)
+if finished ~= '' then redis.call('HSET', job, 'finished_at', finished) end
+if old ~= status then
+  if old then
+    redis.call('ZREM', prefix .. ':status:' .. old, id)
+    redis.call('ZREM', prefix .. ':owner:' .. owner .. ':' .. old, id)
+  end
+  redis.call('ZADD', prefix .. ':status:' .. status, created, id)
+  redis.call('ZADD', prefix .. ':owner:' .. owner .. ':' .. status, created, id)
+end
+if not old then
+  redis.call('ZADD', prefix .. ':jobs', created, id)
+  redis.call('ZADD', prefix .. ':owner:' .. owner, created, id)
+end
+if status == 'running' then
+  redis.call('ZADD', prefix .. ':running', updated, id)
+else
+  redis.call('ZREM', prefix .. ':running', id)
+end
+if finished ~= '' then
+  redis.call('ZADD', prefix .. ':finished', finished, id)
+  redis.call('HDEL', job, 'cancel_reason')
+  if ttl > 0 then
+    redis.call('EXPIRE', job, ttl)
+    redis.call('EXPIRE', events, ttl)
+  end
+end
+if tonumber(seq) > max_events then
+  redis.call('XTRIM', events, 'MINID', (tonumber(seq) - max_events + 1) .. '-0')
+end
+return {1, tonumber(seq)}
+"""
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSETNX', KEYS[1], 'cancel_reason', ARGV[1])
+return 1
+"""
+
+_DELETE = """
+local prefix, id = ARGV[1], ARGV[2]
+local job = prefix .. ':job:' .. id
+local owner = redis.call('HGET', job, 'owner')
+local status = redis.call('HGET', job, 'status')
+redis.call('DEL', job, prefix .. ':events:' .. id)
+redis.call('ZREM', prefix .. ':jobs', id)
+redis.call('ZREM', prefix .. ':finished', id)
+redis.call('ZREM', prefix .. ':running', id)
+if status then redis.call('ZREM', prefix .. ':status:' .. status, id) end
+if owner then
+  redis.call('ZREM', prefix .. ':owner:' .. owner, id)
+  if status then redis.call('ZREM', prefix .. ':owner:' .. owner .. ':' .. status, id) end
+end
+return 1
+"""
+
+
+def _unavailable(method):
+    """Turn redis-py's connection errors into StoreUnavailable."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis store unreachable: {exc}") from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class RedisStore(JobStore):
+    """Job store in Redis (6.2 or newer).
+
+    :param url: ``redis://host:port/db``.
+    :param max_events_per_job: history kept per job (a gapless suffix).
+    :param retention_seconds: TTL given to an ended job's keys (0: none).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "progresscast",
+        max_events_per_job: int = 10_000,
+        retention_seconds: int = 7 * 24 * 3600,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.max_events_per_job = max_events_per_job
+        self.retention_seconds = retention_seconds
+        self.redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+        )
+        self._append = self.redis.register_script(_APPEND)
+        self._cancel = self.redis.register_script(_CANCEL)
+        self._delete = self.redis.register_script(_DELETE)
+
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def _events(self, job_id: str) -> str:
+        return f"{self.prefix}:events:{job_id}"
+
+    @_unavailable
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+        if not events:
+            return
+        first = events[0]["seq"]
+        argv: list[Any] = [self.prefix, first - 1, len(events)]
+        for event in events:
+            argv += [event["seq"], _dumps(event)]
+        argv += [
+            state.owner,
+            state.status.value,
+            state.seq,
+            repr(state.created_at),
+            "" if state.finished_at is None else repr(state.finished_at),
+            repr(state.updated_at),
+            _dumps(state.to_record()),
+            self.max_events_per_job,
+            self.retention_seconds,
+        ]
+        ok, stored = self._append(
+            keys=[self._job(state.job_id), self._events(state.job_id)], args=argv
+        )
+        if not ok:
+            raise SeqConflict(state.job_id, first - 1, stored or None)
+
+    def _state(self, fields: dict[str, str]) -> JobState:
+        state = JobState.from_record(json.loads(fields["state"]))
+        state.cancel_requested = fields.get("cancel_reason")
+        return state
+
+    @_unavailable
+    def get(self, job_id: str) -> JobState | None:
+        fields = self.redis.hgetall(self._job(job_id))
+        return self._state(fields) if fields.get("state") else None
+
+    @_unavailable
+    def request_cancel(self, job_id: str, reason: str) -> bool:
+        return bool(self._cancel(keys=[self._job(job_id)], args=[reason]))
+
+    @_unavailable
+    def cancel_reason(self, job_id: str) -> str | None:
+        return self.redis.hget(self._job(job_id), "cancel_reason")
+
+    @_unavailable
+    def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:
+        if limit is not None and limit <= 0:
+            return []
+        entries = self.redis.xrange(
+            self._events(job_id), min=f"{since + 1}-0", max="+", count=limit
+        )
+        return [json.loads(fields["e"]) for _, fields in entries]
+
+    @_unavailable
+    def first_seq(self, job_id: str) -> int | None:
+        entries = self.redis.xrange(self._events(job_id), count=1)
+        return int(entries[0][0].split("-")[0]) if entries else None
+
+    def _indexes(self, owner: str | None, status: Sequence[JobStatus] | None) -> list[str]:
+        base = f"{self.prefix}:owner:{owner}" if owner is not None else None
+        if not status:
+            return [base or f"{self.prefix}:jobs"]
+        names = [JobStatus(s).value for s in status]
+        if base:
+            return [f"{base}:{s}" for s in names]
+        return [f"{self.prefix}:status:{s}" for s in names]
+
+    @_unavailable
+    def list_jobs(self, owner=None, status=None, limit=50, offset=0) -> list[JobState]:
+        # Newest first from each index, merged: at most offset+limit ids each.
+        ranked: list[tuple[float, str]] = []
+        for key in self._indexes(owner, status):
+            ranked += [
+                (score, job_id)
+                for job_id, score in self.redis.zrange(
+                    key, 0, offset + limit - 1, desc=True, withscores=True
+                )
+            ]
+        ranked.sort(key=lambda pair: (-pair[0], pair[1]))
+        ids = [job_id for _, job_id in ranked[offset : offset + limit]]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self._job(job_id))
+        return [self._state(f) for f in pipe.execute() if f.get("state")]
+
+    @_unavailable
+    def count_jobs(self, owner=None, status=None) -> int:
+        return sum(self.redis.zcard(key) for key in self._indexes(owner, status))
+
+    @_unavailable
+    def prune(self, finished_before: float) -> int:
+        ids = self.redis.zrangebyscore(f"{self.prefix}:finished", "-inf", f"({finished_before}")
+        for job_id in ids:
+            self._delete(args=[self.prefix, job_id])
+        return len(ids)
+
+    @_unavailable
+    def stalled(self, updated_before: float) -> list[str]:
+        return self.redis.zrangebyscore(f"{self.prefix}:running", "-inf", f"({updated_before}")
+
+    @_unavailable
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()
