@@ -11,6 +11,7 @@ as JSON when they parse (numbers, booleans, lists), else as strings — Flask's
 from __future__ import annotations
 
 import os
+import socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,6 +24,8 @@ class Config:
     STORE_URL = f"sqlite:///{os.path.join(HERE, 'instance', 'progresscast.db')}"
     MESSAGE_QUEUE_URL: str | None = None
     SOCKETIO_CHANNEL = "flask-socketio"  # must match workers' write-only emitters
+    # Named in ping acks and /healthz, to tell instances apart behind a proxy.
+    INSTANCE_NAME = f"{socket.gethostname()}:{os.getpid()}"
     # Allowed browser origins for Socket.IO and the REST API; empty means same
     # origin only. Never "*" by default.
     CORS_ALLOWED_ORIGINS: list[str] = []
@@ -54,6 +57,10 @@ class Config:
     JOIN_MAX_EVENTS = 1000  # more missed events than this: the join ack says `truncated`
     WATCH_MAX_JOBS = 200  # jobs listed in a watch_jobs ack
     RETENTION_SECONDS = 7 * 24 * 3600  # finished jobs older than this are pruned
+    # A running job with no event for this long is failed as "stalled" (its
+    # worker presumably died); checked every STALL_CHECK_SECONDS. 0 disables.
+    STALL_SECONDS = 600
+    STALL_CHECK_SECONDS = 10
     PRUNE_EVERY_SECONDS = 600
 
     # --- demo
@@ -93,6 +100,7 @@ class TestConfig(Config):
     ASYNC_MODE = "threading"
     STORE_URL = "sqlite:///:memory:"
     PRUNE_EVERY_SECONDS = 0  # no background pruner
+    STALL_SECONDS = 0  # no stall detection
     EXPIRY_SWEEP_SECONDS = 0  # no background sweeper (integration tests cover it)
 
 

@@ -37,6 +37,14 @@ def start_background_tasks(
             config["RETENTION_SECONDS"],
             config["PRUNE_EVERY_SECONDS"],
         )
+    if config["STALL_SECONDS"]:
+        socketio.start_background_task(
+            _fail_stalled_forever,
+            socketio,
+            tracker,
+            config["STALL_SECONDS"],
+            config["STALL_CHECK_SECONDS"],
+        )
     if config["DEMO"]:
         log.warning(
             "DEMO MODE: demo pipelines run as user %r; do not expose this server",
@@ -65,6 +73,18 @@ def _expire_forever(socketio: SocketIO, namespace: ProgressNamespace, every: flo
                 namespace.expire(sid)
         except Exception:
             log.exception("expiry sweep failed; will retry")
+        socketio.sleep(every)
+
+
+def _fail_stalled_forever(
+    socketio: SocketIO, tracker: ProgressTracker, stall_seconds: float, every: float
+) -> None:
+    while True:
+        try:
+            for job_id in tracker.fail_stalled(stall_seconds):
+                log.warning("job %s failed: no event for %ss (stalled)", job_id, stall_seconds)
+        except Exception:
+            log.exception("stall check failed; will retry")
         socketio.sleep(every)
 
 

@@ -33,23 +33,39 @@ def index():
 @pages.get("/healthz")
 def healthz():
     """Liveness: the process answers."""
-    return jsonify({"status": "ok"})
+    return jsonify({"status": "ok", "instance": current_app.config["INSTANCE_NAME"]})
 
 
 @pages.get("/readyz")
 def readyz():
     """Readiness: the store answers."""
     checks = {}
-    try:
-        get_tracker().store.ping()
-        checks["store"] = "ok"
-    except Exception as exc:  # report, never crash the probe
-        log.warning("readiness: store unavailable: %s", exc)
-        checks["store"] = f"unavailable: {type(exc).__name__}"
+    probes = {"store": get_tracker().store.ping}
+    if current_app.config["MESSAGE_QUEUE_URL"]:
+        probes["message_queue"] = _queue_ping
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # report, never crash the probe
+            log.warning("readiness: %s unavailable: %s", name, exc)
+            checks[name] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ok" if ready else "unavailable", "checks": checks}), (
         200 if ready else 503
     )
+
+
+def _queue_ping() -> None:
+    client = current_app.extensions.get("progresscast.queue_probe")
+    if client is None:
+        import redis
+
+        client = redis.Redis.from_url(
+            current_app.config["MESSAGE_QUEUE_URL"], socket_timeout=1, socket_connect_timeout=1
+        )
+        current_app.extensions["progresscast.queue_probe"] = client
+    client.ping()
 
 
 @pages.get("/vendor/<prefix>/<path:filename>")

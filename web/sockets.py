@@ -220,4 +220,8 @@ class ProgressNamespace(Namespace):
 
     @socket_request(_empty)
     def on_ping(self, principal: Principal, payload: dict) -> dict:
-        return {"ok": True, "server_time": iso(datetime.now(UTC).timestamp())}
+        return {
+            "ok": True,
+            "server_time": iso(datetime.now(UTC).timestamp()),
+            "instance": current_app.config["INSTANCE_NAME"],
+        }

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidPayload, JobCancelled
+from .errors import InvalidPayload, JobCancelled, StoreUnavailable
 from .stages import Stage, overall_progress, stage_index
 from .state import EventType
 
@@ -61,8 +61,13 @@ class ProgressEmitter:
         *,
         min_interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        terminal_retry_seconds: float = 30.0,
+        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self.job_id = job_id
+        self.terminal_retry_seconds = terminal_retry_seconds
+        self._sleep = sleep
+        self._last_outage_log = float("-inf")
         self.stages = tuple(stages)
         self.min_interval = min_interval
         self._tracker = tracker
@@ -280,7 +285,9 @@ class ProgressEmitter:
             self._raise_if_cancelled()
             fields = self._pending()
             if fields and not self._finished:
-                self._send(EventType.PROGRESS_UPDATE, **fields)
+                # Naming the stage lets the state machine catch up if a
+                # transition was lost while the store was unreachable.
+                self._send(EventType.PROGRESS_UPDATE, stage=self.current_stage, **fields)
         finally:
             self._send_lock.release()
 
@@ -297,16 +304,56 @@ class ProgressEmitter:
         """Caller holds ``_send_lock``. One cheap store read."""
         if self._finished:
             return
-        reason = self._tracker.store.cancel_reason(self.job_id)
+        try:
+            reason = self._tracker.store.cancel_reason(self.job_id)
+        except StoreUnavailable:
+            return  # asked again at the next interval
         if reason is None:
             return
         self._finished = True
         self._cancelled = True
-        self._send(EventType.JOB_CANCELLED, reason=reason, **self._pending())
+        self._send_terminal(EventType.JOB_CANCELLED, reason=reason, **self._pending())
         raise JobCancelled(self.job_id, reason)
 
     def _send(self, kind: EventType, **fields: Any) -> None:
-        self._tracker.record(self.job_id, kind, **fields)
+        """Report to the tracker. A store that cannot be reached must not crash
+        the pipeline: a progress update or a transition is dropped (the next
+        report names the stage and brings the job up to date); terminal events
+        are retried (:meth:`_send_terminal`)."""
+        try:
+            self._tracker.record(self.job_id, kind, **fields)
+        except StoreUnavailable as exc:
+            self._store_down(kind, exc)
+
+    def _store_down(self, kind: EventType, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_outage_log > 10:  # one line per outage, not per call
+            log.warning(
+                "job %s: %s not stored (%s); the pipeline goes on", self.job_id, kind.value, exc
+            )
+            self._last_outage_log = now
+
+    def _send_terminal(self, kind: EventType, **fields: Any) -> None:
+        """The end of a job is retried with backoff for ``terminal_retry_seconds``;
+        after that it is logged and the server's stall detection ends the job."""
+        deadline = time.monotonic() + self.terminal_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                self._tracker.record(self.job_id, kind, **fields)
+                return
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error(
+                        "job %s: could not store %s for %ss (%s); giving up",
+                        self.job_id,
+                        kind.value,
+                        self.terminal_retry_seconds,
+                        exc,
+                    )
+                    return
+                self._sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _finish(self, kind: EventType, **fields: Any) -> None:
         with self._send_lock:
@@ -314,7 +361,7 @@ class ProgressEmitter:
                 return
             self._finished = True
             try:
-                self._send(kind, **self._pending(), **fields)
+                self._send_terminal(kind, **self._pending(), **fields)
             except InvalidPayload:
                 # e.g. a result that is not JSON: the job is not over, and a
                 # surrounding `with` must still be able to report the failure.

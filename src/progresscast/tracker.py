@@ -129,13 +129,15 @@ class ProgressTracker:
         kind: str | EventType,
         *,
         only_if: JobStatus | None = None,
+        expect_seq: int | None = None,
         **fields: Any,
     ) -> list[dict[str, Any]]:
         """Apply one request (``kind`` and its fields) to a job; return its events.
 
         Used by :class:`ProgressEmitter` and by HTTP ingestion. With
-        ``only_if``, the request applies only while the job has that status
-        (checked atomically with the write), else :class:`Conflict`. Raises
+        ``only_if`` (a status) or ``expect_seq``, the request applies only
+        while the job is in that status or at that seq (checked atomically
+        with the write), else :class:`Conflict`. Raises
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
@@ -149,6 +151,8 @@ class ProgressTracker:
                     raise JobNotFound(job_id)
                 if only_if is not None and state.status is not only_if:
                     raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
+                if expect_seq is not None and state.seq != expect_seq:
+                    raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
                 events, new_state = transition(state, kind, fields, self.clock())
                 try:
                     self.store.append(events, new_state)
@@ -220,6 +224,68 @@ class ProgressTracker:
             state = self.get(job_id)
             raise Conflict(f"job {job_id!r} is already {state.status.value}", job_id=job_id)
         return self.get(job_id)
+
+    def fail_stalled(self, stall_seconds: float) -> list[str]:
+        """Mark running jobs with no event for ``stall_seconds`` as failed.
+
+        Their pipeline is presumed dead (a killed worker). The error type is
+        ``stalled``. Safe to run from several instances at once: a job that
+        moves on meanwhile, or that another instance already failed, is left
+        alone. Returns the ids failed by this call.
+        """
+        cutoff = self.clock() - stall_seconds
+        failed = []
+        for job_id in self.store.stalled(cutoff):
+            state = self.store.get(job_id)
+            if state is None or state.status is not JobStatus.RUNNING or state.updated_at >= cutoff:
+                continue
+            try:
+                self.record(
+                    job_id,
+                    EventType.JOB_FAILED,
+                    expect_seq=state.seq,
+                    error={
+                        "message": f"no progress reported for {stall_seconds:g} s;"
+                        " the pipeline is presumed dead",
+                        "type": "stalled",
+                    },
+                )
+            except Conflict:
+                continue
+            failed.append(job_id)
+        return failed
+
+    @classmethod
+    def from_urls(
+        cls,
+        store_url: str,
+        message_queue_url: str | None = None,
+        *,
+        channel: str = "flask-socketio",
+        **kwargs: Any,
+    ) -> ProgressTracker:
+        """A tracker for a worker process (Celery, RQ, multiprocessing, scripts).
+
+        It stores through ``store_url`` (shared with the server) and publishes
+        through a write-only python-socketio manager on ``message_queue_url``
+        (the server's ``MESSAGE_QUEUE_URL``, same ``channel``), so no Flask app
+        and no eventlet are needed. A publish that fails is logged by
+        python-socketio and skipped; the event is stored, and clients that
+        resume with ``since`` get it.
+        """
+        emitter = None
+        if message_queue_url:
+            import socketio
+
+            emitter = socketio.RedisManager(
+                message_queue_url,
+                channel=channel,
+                write_only=True,
+                redis_options={"socket_timeout": 2, "socket_connect_timeout": 2},
+            )
+        from .stores import open_store
+
+        return cls(open_store(store_url), emitter, **kwargs)
 
     def _emitter(self, state: JobState, min_interval, clock) -> ProgressEmitter:
         from .emitter import ProgressEmitter

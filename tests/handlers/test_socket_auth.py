@@ -218,7 +218,8 @@ def test_ping_acks_the_server_time(alice):
 
     ack = alice.request("ping", {})
 
-    assert set(ack) == {"ok", "server_time"} and ack["ok"] is True
+    assert set(ack) == {"ok", "server_time", "instance"} and ack["ok"] is True
+    assert ack["instance"]  # names the instance that answered (extension)
     server_time = parse_iso_ms(ack["server_time"])
     tolerance = timedelta(seconds=1)  # the ms truncation, plus slack
     assert before - tolerance <= server_time <= datetime.now(UTC) + tolerance
