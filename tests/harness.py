@@ -175,10 +175,16 @@ def _has_module(name: str) -> bool:
 
 
 class RedisServer:
-    """A throwaway redis-server on a free loopback port, no persistence."""
+    """A throwaway redis-server on a free loopback port.
 
-    def __init__(self, workdir: Path) -> None:
+    ``persistent=True`` keeps an append-only file in ``workdir`` (fsync on
+    every write), so the data survives a stop and start, as a production
+    store must; otherwise nothing is written to disk.
+    """
+
+    def __init__(self, workdir: Path, persistent: bool = False) -> None:
         self.workdir = workdir
+        self.persistent = persistent
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
@@ -199,10 +205,13 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
                 "--dir",
                 str(self.workdir),
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    if self.persistent
+                    else ["--appendonly", "no"]
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

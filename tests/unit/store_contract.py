@@ -328,3 +328,16 @@ class StoreContract:
         self.put(store, step(state, "job_completed"))
         assert store.request_cancel("done", "stop") is False
         assert store.cancel_reason("done") is None
+
+    # --- stall detection reads running jobs by the time of their last event
+
+    def test_stalled_lists_running_jobs_idle_since_before_the_cutoff(self, store):
+        _, old = self.put(store, create("old", start=True, now=T0))
+        self.put(store, create("fresh", start=True, now=T0 + 100))
+        self.put(store, create("queued", now=T0))
+        _, done = self.put(store, create("done", start=True, now=T0))
+        self.put(store, step(done, "job_completed", now=T0 + 1))
+        assert store.stalled(T0 + 50) == ["old"]
+        self.put(store, step(old, "progress_update", now=T0 + 60, stage_progress=5))
+        assert store.stalled(T0 + 50) == []
+        assert sorted(store.stalled(T0 + 200)) == ["fresh", "old"]
