@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -239,6 +240,78 @@ class RedisServer:
             self.proc = None
 
 
+class Nginx:
+    """nginx in the foreground with the project's deploy/nginx.conf, its
+    upstream ports and listen port replaced, everything else as shipped."""
+
+    def __init__(self, workdir: Path, upstream_ports: list[int]) -> None:
+        self.workdir = workdir
+        self.upstream_ports = upstream_ports
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        servers = "\n".join(f"    server 127.0.0.1:{p};" for p in self.upstream_ports)
+        site = re.sub(
+            r"(?m)^    server 127\.0\.0\.1:\d+;\n(    server 127\.0\.0\.1:\d+;\n)*",
+            servers + "\n",
+            site,
+        )
+        site = re.sub(r"listen \d+;", f"listen 127.0.0.1:{self.port};", site)
+        temp = self.workdir / "tmp"
+        return (
+            f"pid {self.workdir}/nginx.pid;\nerror_log {self.workdir}/error.log warn;\n"
+            "worker_processes 1;\nevents { worker_connections 1024; }\n"
+            f"http {{\n access_log off;\n client_body_temp_path {temp}/body;\n"
+            f" proxy_temp_path {temp}/proxy;\n fastcgi_temp_path {temp}/fastcgi;\n"
+            f" uwsgi_temp_path {temp}/uwsgi;\n scgi_temp_path {temp}/scgi;\n{site}\n}}\n"
+        )
+
+    def start(self) -> Nginx:
+        binary = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        require_component(binary is not None, "nginx")
+        self.port = free_port()
+        (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(self.config())
+        self.proc = subprocess.Popen(
+            [binary, "-p", str(self.workdir), "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited: {self.proc.stderr.read().decode()}")
+            try:
+                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 15, what="nginx")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+            self.proc.stderr.close()
+            self.proc = None
+
+
 class SocketClient:
     """python-socketio client on ``/progress`` that queues every job event."""
 
@@ -247,7 +320,17 @@ class SocketClient:
     ) -> None:
         self.events: queue.Queue[dict] = queue.Queue()
         self.other: queue.Queue[tuple[str, Any]] = queue.Queue()  # non-job events
-        self.sio = socketio.Client(reconnection=False)
+        source_ip = connect.pop("source_ip", None)
+        options = {}
+        if source_ip:
+            # Connect from another loopback address (nginx's ip_hash keys on it):
+            # a socket bound to it, handed to the websocket client.
+            host, port = url.split("//", 1)[1].split(":")
+            sock = socket.create_connection(
+                (host, int(port)), timeout=10, source_address=(source_ip, 0)
+            )
+            options["websocket_extra_options"] = {"socket": sock}
+        self.sio = socketio.Client(reconnection=False, **options)
         for kind in EVENT_TYPES:
             self.sio.on(kind, self.events.put, namespace=NAMESPACE)
         self.sio.on(
@@ -290,6 +373,21 @@ class SocketClient:
             got.append(event)
             if event["type"] in TERMINAL:
                 return got
+
+    def events_by_job_until_terminal(self, job_ids, timeout: float = 30) -> dict[str, list]:
+        """Collect every job's events until each of ``job_ids`` has ended."""
+        deadline = time.monotonic() + timeout
+        got: dict[str, list[dict]] = {}
+        pending = set(job_ids)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"jobs {pending} did not end within {timeout}s")
+            event = self.next_event(left)
+            got.setdefault(event["job_id"], []).append(event)
+            if event["type"] in TERMINAL:
+                pending.discard(event["job_id"])
+        return got
 
     def close(self) -> None:
         self.sio.shutdown()  # disconnects, and stops any reconnection attempt

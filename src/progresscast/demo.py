@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from .emitter import ProgressEmitter
 from .tracker import ProgressTracker
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,37 @@ def make_error(kind: str, text: str) -> Exception:
     return type(kind, (DemoDocumentError,), {})(text)
 
 
+#: seconds per page in each stage, before the machine's speed factor
+SECONDS_PER_PAGE = {"parsing": 0.02, "analyzing": 0.09, "integrating": 0.03, "formatting": 0.01}
+
+
+def process_document(
+    job: ProgressEmitter,
+    pages: int,
+    sleep: Callable[[float], Any],
+    rng: random.Random,
+    failure_rate: float = 0.15,
+) -> None:
+    """The work of one simulated document check, reported through ``job``.
+
+    Raises :class:`DemoDocumentError` now and then (``failure_rate``); used
+    inside ``with job:``, that becomes ``job_failed`` with its stage.
+    """
+    speed = rng.uniform(0.6, 1.8)  # a slower or faster machine
+    failure = rng.choice(FAILURES) if rng.random() < failure_rate else None
+    fail_at = rng.randint(max(1, pages // 4), max(1, pages - 1))
+    for stage in STAGES:
+        per_page = SECONDS_PER_PAGE[stage] * speed
+        with job.stage(stage, total=pages):
+            for page in range(1, pages + 1):
+                if failure and failure[0] == stage and page == fail_at:
+                    raise make_error(failure[1], failure[2].format(page=page))
+                job.advance(message=f"{stage} page {page} of {pages}")
+                # Uneven pages: some take several times longer.
+                sleep(per_page * rng.choice((0.5, 1, 1, 1, 3)))
+    job.complete({"pages": pages, "issues_found": rng.randint(0, 12)})
+
+
 def check_document(
     tracker: ProgressTracker,
     owner: str,
@@ -52,31 +84,13 @@ def check_document(
     rng: random.Random,
     failure_rate: float = 0.15,
 ) -> str:
-    """Run one simulated document check; return its job id."""
+    """Create and run one simulated document check; return its job id."""
     pages = rng.randint(20, 160)
     name = f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf"
-    speed = rng.uniform(0.6, 1.8)  # a slower or faster machine
-    fail = rng.random() < failure_rate
-    failure = rng.choice(FAILURES) if fail else None
-    fail_at = rng.randint(pages // 4, pages - 1)
     job = tracker.job(name, STAGES, owner=owner, metadata={"pages": pages, "demo": True})
     try:
         with job:
-            for stage in STAGES:
-                per_page = {
-                    "parsing": 0.02,
-                    "analyzing": 0.09,
-                    "integrating": 0.03,
-                    "formatting": 0.01,
-                }[stage] * speed
-                with job.stage(stage, total=pages):
-                    for page in range(1, pages + 1):
-                        if failure and failure[0] == stage and page == fail_at:
-                            raise make_error(failure[1], failure[2].format(page=page))
-                        job.advance(message=f"{stage} page {page} of {pages}")
-                        # Uneven pages: some take several times longer.
-                        sleep(per_page * rng.choice((0.5, 1, 1, 1, 3)))
-            job.complete({"pages": pages, "issues_found": rng.randint(0, 12)})
+            process_document(job, pages, sleep, rng, failure_rate)
     except DemoDocumentError:
         pass  # reported as job_failed by the emitter; the demo goes on
     return job.job_id

@@ -228,3 +228,21 @@ def test_cancel_from_a_client_stops_an_in_process_pipeline(tmp_path, clients):
         assert snap["status"] == "cancelled" and snap["seq"] == events[-1]["seq"]
     finally:
         server.stop()
+
+
+def test_the_gevent_worker_serves_the_same_protocol(tmp_path, clients):
+    """gevent is the supported alternative to eventlet (which is being retired)."""
+    server = ServerProcess(
+        tmp_path, env={"PROGRESSCAST_ASYNC_MODE": "gevent"}, worker="gevent"
+    ).start()
+    try:
+        job = server.http("POST", "/api/jobs", json={"name": "g", "stages": STAGES}).json()
+        watcher = clients(server.url)
+        assert watcher.call("join_job", {"job_id": job["job_id"]})["ok"]
+        posted = run_pipeline_over_http(server, job["job_id"], steps=2)
+        live = watcher.events_until_terminal(job["job_id"])
+        assert live == posted
+        assert_gapless(live, first=2)
+        assert "Using worker: gevent" in server.log()
+    finally:
+        server.stop()
