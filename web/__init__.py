@@ -61,7 +61,7 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
 
     register_api(app)
     app.register_blueprint(pages)
-    namespace = ProgressNamespace(NAMESPACE)
+    namespace = ProgressNamespace(NAMESPACE, app.config)
     socketio.on_namespace(namespace)
     origins = app.config["CORS_ALLOWED_ORIGINS"]
     if origins:  # only the configured origins; same-origin (no CORS headers) otherwise

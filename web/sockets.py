@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
 from progresscast import (
@@ -61,8 +62,11 @@ class Connection:
 class ProgressNamespace(Namespace):
     """Handlers of the ``/progress`` namespace."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, config: Mapping[str, Any]) -> None:
         super().__init__(namespace)
+        # The app's settings, read here because trigger_event runs before
+        # Flask-SocketIO pushes an app context.
+        self.config = config
         # connections[sid] = Connection; per_user[user_id] = open connections
         self.connections: dict[str, Connection] = {}
         self.per_user: Counter[str] = Counter()
@@ -110,7 +114,7 @@ class ProgressNamespace(Namespace):
             self.socketio.server.disconnect(sid, namespace=self.namespace)
         return error_ack(
             RateLimited(
-                f"more than {current_app.config['SOCKET_RATE']} requests per second; slow down"
+                f"more than {self.config['SOCKET_RATE']} requests per second; slow down"
             )
         )
 
@@ -134,7 +138,7 @@ class ProgressNamespace(Namespace):
     # ------------------------------------------------------------- lifecycle
 
     def on_connect(self, auth: Any = None) -> None:
-        config = current_app.config
+        config = self.config
         try:
             principal = socket_principal(auth)
             if len(self.connections) >= config["MAX_CONNECTIONS"]:
@@ -179,7 +183,7 @@ class ProgressNamespace(Namespace):
                 events, truncated = [], True
             else:
                 events, truncated = tracker.history(
-                    job_id, since, state.seq, current_app.config["JOIN_MAX_EVENTS"]
+                    job_id, since, state.seq, self.config["JOIN_MAX_EVENTS"]
                 )
             ack["events"] = events
             if truncated:
@@ -200,7 +204,7 @@ class ProgressNamespace(Namespace):
         join_room(ALL_JOBS_ROOM if everyone else user_room(principal.user_id))
         now = tracker.clock()
         jobs = tracker.list_jobs(
-            None if everyone else principal.user_id, limit=current_app.config["WATCH_MAX_JOBS"]
+            None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]
         )
         return {"ok": True, "jobs": [job.snapshot(now) for job in jobs]}
 
@@ -223,5 +227,5 @@ class ProgressNamespace(Namespace):
         return {
             "ok": True,
             "server_time": iso(datetime.now(UTC).timestamp()),
-            "instance": current_app.config["INSTANCE_NAME"],
+            "instance": self.config["INSTANCE_NAME"],
         }
