@@ -21,11 +21,33 @@ from .api import register_api
 from .auth import resolve_secret
 from .background import start_background_tasks
 from .context import get_tracker
-from .jsonutil import SocketJSON, StrictJSONProvider
+from .jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
 from .pages import pages
 from .sockets import ProgressNamespace
 
 log = logging.getLogger(__name__)
+
+
+def socket_origins(origins: list[str]):
+    """Engine.IO's ``cors_allowed_origins``: the server's own origin, plus
+    ``origins`` when configured (a bare list would lock out our own pages)."""
+    if not origins:
+        return None
+    if "*" in origins:
+        return "*"
+    allowed = set(origins)
+
+    def allow(origin: str | None, environ: dict) -> bool:
+        if origin is None or origin in allowed:
+            return True
+        host = environ.get("HTTP_X_FORWARDED_HOST", environ.get("HTTP_HOST", ""))
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http"))
+        return origin in (
+            f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}",
+            f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}",
+        )
+
+    return allow
 
 
 class ProgressFlask(Flask):
@@ -76,12 +98,13 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         async_mode=app.config["ASYNC_MODE"],
         message_queue=app.config["MESSAGE_QUEUE_URL"],
         channel=app.config["SOCKETIO_CHANNEL"],
-        # None is Engine.IO's same-origin default; never "*" unless configured.
-        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"] or None,
+        # Same origin only by default (Engine.IO's None); never "*" unless configured.
+        cors_allowed_origins=socket_origins(app.config["CORS_ALLOWED_ORIGINS"]),
         ping_interval=app.config["PING_INTERVAL"],
         ping_timeout=app.config["PING_TIMEOUT"],
         max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"],
         json=SocketJSON,
+        serializer=TolerantPacket,
     )
     start_background_tasks(app, socketio, tracker, namespace)
     return app

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
+from socketio.packet import BINARY_EVENT, EVENT, Packet
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -29,20 +30,28 @@ def _finite_float(text: str) -> float:
 
 
 def loads(s: str | bytes, **kwargs: Any) -> Any:
-    """``json.loads`` that refuses NaN, Infinity and overflowing numbers.
+    """``json.loads`` that refuses what a browser could not read back.
 
-    Every refusal is a ``json.JSONDecodeError``, which callers already turn
-    into "malformed JSON".
+    NaN, Infinity, numbers that overflow, invalid UTF-8, lone surrogates
+    (``"\\ud800"``: not Unicode, and SQLite cannot store them) and nesting so
+    deep that it exhausts the parser's recursion. Every refusal is a
+    ``json.JSONDecodeError``, which callers already answer as malformed JSON.
     """
     kwargs.setdefault("parse_constant", _no_constant)
     kwargs.setdefault("parse_float", _finite_float)
     try:
-        return json.loads(s, **kwargs)
+        text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
+        value = json.loads(text, **kwargs)
+        if "\\u" in text or not text.isascii():
+            # Surrogates can only come from escapes or surrogatepass bytes.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
     except json.JSONDecodeError:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        doc = s if isinstance(s, str) else s.decode("utf-8", "replace")
-        raise json.JSONDecodeError(str(exc), doc, 0) from None
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        doc = s if isinstance(s, str) else bytes(s).decode("utf-8", "replace")
+        message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise json.JSONDecodeError(message[:200], doc[:200], 0) from None
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
@@ -74,3 +83,33 @@ class SocketJSON:
 
     loads = staticmethod(loads)
     dumps = staticmethod(dumps)
+
+
+#: the event name a client message stands for when it cannot be decoded
+MALFORMED = "malformed_request"
+
+
+class TolerantPacket(Packet):
+    """Socket.IO packets whose undecodable event payloads still get an answer.
+
+    python-socketio drops a packet whose JSON does not parse (so the client
+    waits for its ack until it times out) and fails on an event that is not
+    ``[name, ...]``. Here such an event becomes ``[MALFORMED, reason]`` with
+    its namespace and ack id kept, and the namespace acks ``invalid_payload``.
+    """
+
+    json = SocketJSON
+
+    def decode(self, encoded_packet):
+        try:
+            attachments = super().decode(encoded_packet)
+        except (ValueError, RecursionError) as exc:
+            if self.packet_type not in (EVENT, BINARY_EVENT):
+                raise
+            self.data = [MALFORMED, f"undecodable payload: {str(exc)[:200]}"]
+            return 0
+        if self.packet_type == EVENT and not (
+            isinstance(self.data, list) and self.data and isinstance(self.data[0], str)
+        ):
+            self.data = [MALFORMED, "an event is a JSON array: [name, payload]"]
+        return attachments

@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, send_from_directory
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    send_from_directory,
+)
+
+from progresscast.tracker import JOB_ID_RE
 
 from .auth import demo_token
 from .context import get_tracker
@@ -21,13 +31,43 @@ VENDOR = {
 }
 
 
-@pages.get("/")
-def index():
+def _page(template: str, **context):
+    """A page of the dashboard. In demo mode it carries a demo token (data-token);
+    otherwise the browser brings its own (``#token=...`` or sessionStorage)."""
     config = current_app.config
     token = demo_token(current_app) if config["DEMO"] else None
-    return render_template(
-        "index.html", demo=config["DEMO"], demo_user=config["DEMO_USER"], demo_token=token
+    page = render_template(
+        template, demo=config["DEMO"], demo_user=config["DEMO_USER"], demo_token=token, **context
     )
+    response = make_response(page)
+    if token:
+        response.headers["Cache-Control"] = "no-store"  # a token does not belong in a cache
+    return response
+
+
+@pages.get("/")
+def index():
+    """The dashboard: all the caller's jobs, live."""
+    return _page("index.html")
+
+
+@pages.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    """One job: its card and its event timeline, live. Access is checked by the
+    socket's join_job, like every read."""
+    if not JOB_ID_RE.match(job_id):
+        abort(404)
+    return _page("job.html", job_id=job_id)
+
+
+@pages.get("/demo/token")
+def demo_token_json():
+    """A fresh demo token (demo mode only), for a dashboard whose token expired."""
+    if not current_app.config["DEMO"]:
+        abort(404)
+    response = jsonify({"token": demo_token(current_app)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @pages.get("/healthz")

@@ -39,6 +39,7 @@ from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
 from .context import get_tracker
 from .errors import error_ack, socket_request
+from .jsonutil import MALFORMED
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ class ProgressNamespace(Namespace):
             return refusal
         if event in REQUESTS:
             return super().trigger_event(event, *args)
+        if event == MALFORMED:
+            reason = args[1] if len(args) > 1 else "undecodable payload"
+            return error_ack(
+                InvalidPayload(f"malformed request: {reason}", details={"_schema": [str(reason)]})
+            )
         return error_ack(
             InvalidPayload(
                 f"unknown request {event!r}; expected one of: {', '.join(sorted(REQUESTS))}",
@@ -105,18 +111,26 @@ class ProgressNamespace(Namespace):
             return error_ack(Unauthorized("not connected"))
         expires = conn.principal.expires_at
         if expires is not None and expires <= time.time():
-            self.expire(sid)
+            self._after_ack(self.expire, sid)
             return error_ack(Unauthorized("token expired; reconnect with a fresh token"))
         if conn.requests.take():
             return None
         if not conn.strikes.take():
             log.warning("disconnecting %s (%s): request flood", sid, conn.principal.user_id)
-            self.socketio.server.disconnect(sid, namespace=self.namespace)
+            self._after_ack(self.socketio.server.disconnect, sid, namespace=self.namespace)
         return error_ack(
-            RateLimited(
-                f"more than {self.config['SOCKET_RATE']} requests per second; slow down"
-            )
+            RateLimited(f"more than {self.config['SOCKET_RATE']} requests per second; slow down")
         )
+
+    def _after_ack(self, fn, *args, **kwargs) -> None:
+        """Run ``fn`` shortly after this request's ack has gone out: the ack is
+        sent when the handler returns, and closing first would swallow it."""
+
+        def later():
+            self.socketio.sleep(0.05)
+            fn(*args, **kwargs)
+
+        self.socketio.start_background_task(later)
 
     def expire(self, sid: str) -> None:
         """Tell a connection its token expired, then close it."""

@@ -7,8 +7,11 @@ Pipeline code needs three names::
     tracker = ProgressTracker(open_store("sqlite:///progress.db"), emitter=socketio)
     with tracker.job("import", {"read": 1, "write": 3}, owner="alice") as job:
         ...
+
+Consumers follow jobs with :func:`watch` and :func:`watch_all` (``progresscast.client``).
 """
 
+from .client import JobView, WatchError, WatchTimeout, apply_event, watch, watch_all
 from .emitter import ProgressEmitter
 from .errors import (
     Conflict,
@@ -39,6 +42,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "JobStore",
+    "JobView",
     "ProgressCastError",
     "ProgressEmitter",
     "ProgressTracker",
@@ -48,9 +52,14 @@ __all__ = [
     "StoreUnavailable",
     "TooManyConnections",
     "Unauthorized",
+    "WatchError",
+    "WatchTimeout",
+    "apply_event",
     "job_room",
     "normalize_stages",
     "open_store",
     "overall_progress",
     "user_room",
+    "watch",
+    "watch_all",
 ]

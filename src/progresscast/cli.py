@@ -3,17 +3,34 @@
 ``token USER [--admin] [--service] [--jobs ID,...] [--ttl SECONDS]`` mints an
 access token with the secret in ``PROGRESSCAST_SECRET_KEY`` and prints it
 alone on its last line.
+
+``watch URL JOB_ID [--token TOKEN]`` follows a job with a progress bar and
+exits with its outcome (0 completed, 1 failed, 2 cancelled, 3 refused, 4 no
+connection within ``--timeout``, 130 interrupted).
+
+``jobs URL [--status S] [--token TOKEN]`` lists the caller's jobs.
+
+``--token`` defaults to ``$PROGRESSCAST_TOKEN``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 SECRET_ENV = "PROGRESSCAST_SECRET_KEY"
+TOKEN_ENV = "PROGRESSCAST_TOKEN"
+
+#: exit codes of `watch` (and `jobs`, for the last two)
+EXIT_COMPLETED, EXIT_FAILED, EXIT_CANCELLED, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -44,6 +61,290 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- watch
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _stage_label(snap: dict[str, Any]) -> str:
+    """``analyzing (2/4) 50%``, or the status when no stage runs."""
+    stage, stages = snap.get("stage"), snap.get("stages") or []
+    if not stage or snap.get("status") not in ("running", "failed", "cancelled"):
+        return str(snap.get("status"))
+    names = [s.get("name") for s in stages]
+    position = f" ({names.index(stage) + 1}/{len(names)})" if stage in names else ""
+    label = f"{stage}{position} {snap.get('stage_progress') or 0:.0f}%"
+    return label if snap["status"] == "running" else f"{snap['status']} in {label}"
+
+
+def _eta(snap: dict[str, Any]) -> str | None:
+    if snap.get("status") != "running" or snap.get("eta_seconds") is None:
+        return None
+    return _duration(snap["eta_seconds"])
+
+
+def _clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())  # one line, whatever the pipeline sent
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_line(snap: dict[str, Any]) -> str:
+    """One line: overall percent, stage, ETA, message."""
+    parts = [f"{snap.get('progress') or 0:5.1f}%", _stage_label(snap)]
+    eta = _eta(snap)
+    if eta is not None:
+        parts.append(f"ETA {eta}")
+    if snap.get("cancel_requested") and snap.get("status") == "running":
+        parts.append("cancelling")
+    if snap.get("message"):
+        parts.append(_clip(snap["message"], 80))
+    return " | ".join(parts)
+
+
+class LineDisplay:
+    """For pipes and logs: a line at every stage or status change, and at most
+    one per ``interval`` seconds in between (only when something changed)."""
+
+    def __init__(self, out: TextIO, interval: float) -> None:
+        self.out = out
+        self.interval = interval
+        self._last_key: tuple | None = None
+        self._last_line: str | None = None
+        self._last_time = float("-inf")
+
+    def update(self, snap: dict[str, Any]) -> None:
+        line = status_line(snap)
+        key = (snap.get("status"), snap.get("stage"))
+        now = time.monotonic()
+        if key != self._last_key or (
+            line != self._last_line and now - self._last_time >= self.interval
+        ):
+            print(line, file=self.out, flush=True)
+            self._last_key, self._last_line, self._last_time = key, line, now
+
+    def close(self, snap: dict[str, Any] | None) -> None:
+        if snap is not None and status_line(snap) != self._last_line:
+            print(status_line(snap), file=self.out, flush=True)
+
+
+class BarDisplay:
+    """For terminals: one live line (rich) with a bar, percent, stage, ETA, message."""
+
+    def __init__(self, out: TextIO, title: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[stage]}"),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[message]}"),
+            console=Console(file=out),
+            refresh_per_second=8,
+        )
+        self.task = self.progress.add_task(
+            _clip(title, 24), total=100, stage="", eta="", message=""
+        )
+        self.progress.start()
+
+    def update(self, snap: dict[str, Any]) -> None:
+        eta = _eta(snap)
+        message = _clip(snap.get("message"), 40)
+        if snap.get("cancel_requested") and snap.get("status") == "running":
+            message = "cancelling… " + message
+        self.progress.update(
+            self.task,
+            completed=snap.get("progress") or 0,
+            stage=_stage_label(snap),
+            eta="" if eta is None else f"ETA {eta}",
+            message=message,
+        )
+
+    def close(self, snap: dict[str, Any] | None) -> None:
+        if snap is not None:
+            self.update(snap)
+        self.progress.stop()
+
+
+def _display(args: argparse.Namespace, title: str) -> LineDisplay | BarDisplay:
+    if not args.plain and sys.stdout.isatty():
+        try:
+            return BarDisplay(sys.stdout, title)
+        except ImportError:  # rich is optional: pip install progresscast[client]
+            pass
+    return LineDisplay(sys.stdout, args.interval)
+
+
+def _token_arg(args: argparse.Namespace) -> str | None:
+    return args.token or os.environ.get(TOKEN_ENV) or None
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .client import WatchError, WatchTimeout, watch
+
+    snap: dict[str, Any] | None = None
+    last_event: dict[str, Any] | None = None
+    display: LineDisplay | BarDisplay | None = None
+    updates = watch(args.url, args.job_id, _token_arg(args), events=True, timeout=args.timeout)
+    try:
+        for event, snap in updates:
+            last_event = event
+            if display is None:
+                display = _display(args, snap.get("name") or args.job_id)
+            display.update(snap)
+    except KeyboardInterrupt:
+        code, message = EXIT_INTERRUPTED, "interrupted"
+    except WatchTimeout as exc:
+        code, message = EXIT_UNREACHABLE, f"error: {exc.message}"
+    except WatchError as exc:
+        code = EXIT_UNREACHABLE if exc.code == "unreachable" else EXIT_REFUSED
+        message = f"error: {exc.code}: {exc.message}"
+    else:
+        if display is not None:
+            display.close(snap)
+        assert snap is not None  # watch() ends only on an ended job
+        return _outcome(snap, last_event)
+    finally:
+        updates.close()  # disconnects, whatever happened
+    if display is not None:
+        display.close(None)
+    print(message, file=sys.stderr)
+    return code
+
+
+def _outcome(snap: dict[str, Any], event: dict[str, Any] | None) -> int:
+    name = f"{snap.get('name')} ({snap['job_id']})"
+    took = _duration(snap.get("elapsed_seconds"))
+    status = snap["status"]
+    if status == "completed":
+        print(f"completed: {name} in {took}")
+        if snap.get("result") is not None:
+            print(f"result: {json.dumps(snap['result'])}")
+        return EXIT_COMPLETED
+    stage = snap.get("stage") or "-"
+    if status == "failed":
+        error = snap.get("error") or {}
+        print(
+            f"failed: {name} in stage {error.get('stage') or stage} after {took}:"
+            f" {error.get('type', 'Error')}: {error.get('message', '')}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    reason = (event or {}).get("reason") or snap.get("cancel_requested") or "no reason given"
+    print(f"cancelled: {name} in stage {stage} after {took}: {reason}", file=sys.stderr)
+    return EXIT_CANCELLED
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def _age(created_at: str | None, now: float) -> str:
+    if not created_at:
+        return "?"
+    seconds = now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def jobs_table(jobs: list[dict[str, Any]], now: float) -> list[str]:
+    """The compact table `jobs` prints: id, name, status, progress, stage, age."""
+    rows = [("ID", "NAME", "STATUS", "PROGRESS", "STAGE", "AGE")]
+    for job in jobs:
+        rows.append(
+            (
+                str(job.get("job_id")),
+                _clip(job.get("name"), 30),
+                str(job.get("status")),
+                f"{job.get('progress') or 0:.1f}%",
+                _clip(job.get("stage") or "-", 20),
+                _age(job.get("created_at"), now),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i == 3 else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    import requests
+
+    statuses = [s for arg in args.status or [] for s in arg.split(",") if s]
+    bad = [s for s in statuses if s not in JOB_STATUSES]
+    if bad:
+        print(
+            f"error: unknown status {bad[0]!r}; one of {', '.join(JOB_STATUSES)}", file=sys.stderr
+        )
+        return EXIT_REFUSED
+    token = _token_arg(args)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.get(
+            args.url.rstrip("/") + "/api/jobs",
+            params={"status": statuses, "page_size": args.limit},
+            headers=headers,
+            timeout=args.timeout,
+        )
+    except requests.RequestException as exc:
+        print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, list):
+        error = body if isinstance(body, dict) else {}
+        code = error.get("code", f"http_{response.status_code}")
+        print(f"error: {code}: {error.get('message', response.reason)}", file=sys.stderr)
+        return EXIT_REFUSED
+    for line in jobs_table(body, time.time()):
+        print(line)
+    try:
+        total = json.loads(response.headers.get("X-Pagination", "{}")).get("total", len(body))
+    except ValueError:
+        total = len(body)
+    if not body:
+        print("(no jobs)")
+    elif total > len(body):
+        print(f"... {total - len(body)} more (--limit)")
+    return 0
+
+
+# --------------------------------------------------------------------- parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m progresscast", description="progresscast command line"
@@ -62,6 +363,61 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--jobs", help="comma-separated job ids the holder may also read")
     token.add_argument("--ttl", type=float, default=3600, help="seconds valid (default 3600)")
     token.set_defaults(run=_token)
+
+    watch = commands.add_parser(
+        "watch",
+        help="follow a job with a progress bar; the exit code is its outcome",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Follow a job live (Socket.IO), resuming by itself after a dropped"
+        " connection or a server restart. On a terminal: one line with a bar, the overall"
+        " percent, the stage, the ETA and the message; otherwise a line per stage change"
+        " and at most one per --interval.",
+        epilog="exit codes:\n  0  completed\n  1  failed (error type, message and stage on"
+        " stderr)\n  2  cancelled\n  3  refused: not_found (also a job you may not read),"
+        " unauthorized, ...\n  4  no connection within --timeout\n  130  interrupted (Ctrl-C)",
+    )
+    watch.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    watch.add_argument("job_id", help="the job to follow")
+    watch.add_argument("--token", help=f"access token (default: ${TOKEN_ENV})")
+    watch.add_argument(
+        "--timeout",
+        type=_positive,
+        help="give up (exit 4) after this many seconds without a connection (default: never)",
+    )
+    watch.add_argument(
+        "--interval",
+        type=_not_negative,
+        default=1.0,
+        help="without a terminal: seconds between progress lines (default 1; 0: every change)",
+    )
+    watch.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    watch.set_defaults(run=_watch)
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="list your jobs",
+        description="List the caller's jobs, newest first (GET /api/jobs): id, name,"
+        " status, progress, stage, age.",
+        epilog="exit codes: 0 listed, 3 refused (e.g. unauthorized), 4 server unreachable",
+    )
+    jobs.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    jobs.add_argument(
+        "--status",
+        action="append",
+        metavar="S",
+        help=f"only jobs in this status ({', '.join(JOB_STATUSES)}); repeat or comma-separate",
+    )
+    jobs.add_argument("--token", help=f"access token (default: ${TOKEN_ENV})")
+    jobs.add_argument(
+        "--limit",
+        type=int,
+        choices=range(1, 201),
+        default=50,
+        metavar="N",
+        help="at most N jobs, 1-200 (default 50)",
+    )
+    jobs.add_argument("--timeout", type=_positive, default=10.0, help=argparse.SUPPRESS)
+    jobs.set_defaults(run=_jobs)
     return parser
 
 

@@ -55,6 +55,16 @@ def _one(spec: Any, index: int) -> tuple[str, float]:
     )
 
 
+def is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates ("\\ud800"): not Unicode, not
+    storable as UTF-8, not JSON a browser reads back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize_stages(specs: Iterable[StageSpec] | Mapping[str, float]) -> tuple[Stage, ...]:
     """Validate stage specs and return stages whose weights sum to 1.
 
@@ -76,8 +86,8 @@ def normalize_stages(specs: Iterable[StageSpec] | Mapping[str, float]) -> tuple[
     for index, spec in enumerate(specs):
         name, weight = _one(spec, index)
         problem = None
-        if not isinstance(name, str) or not name.strip():
-            problem = "name must be a non-empty string"
+        if not isinstance(name, str) or not name.strip() or not is_unicode(name):
+            problem = "name must be a non-empty (valid Unicode) string"
         elif len(name) > MAX_STAGE_NAME:
             problem = f"name longer than {MAX_STAGE_NAME} characters"
         elif name in seen:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import Conflict, InvalidPayload
 from .eta import EtaEstimator
-from .stages import Stage, normalize_stages, overall_progress, stage_index
+from .stages import Stage, is_unicode, normalize_stages, overall_progress, stage_index
 
 
 class JobStatus(StrEnum):
@@ -201,9 +201,10 @@ _STARTABLE = {None, JobStatus.QUEUED}
 
 
 def _check_text(value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
+    if value is not None and not (isinstance(value, str) and is_unicode(value)):
         raise InvalidPayload(
-            f"{name} must be a string or null", details={name: ["must be a string or null"]}
+            f"{name} must be a (valid Unicode) string or null",
+            details={name: ["must be a string or null"]},
         )
     return value
 
@@ -259,10 +260,10 @@ def _check_json(value: Any, name: str) -> Any:
             details={name: ["nested too deep"]},
         )
     try:
-        size = len(json.dumps(value, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
+        size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(
-            f"{name} must be plain JSON: {exc}", details={name: ["not plain JSON"]}
+            f"{name} must be plain JSON: {str(exc)[:200]}", details={name: ["not plain JSON"]}
         ) from None
     if size > MAX_JSON_BYTES:
         raise InvalidPayload(
@@ -373,7 +374,7 @@ def new_job(
     now: float,
 ) -> JobState:
     """A fresh, not yet stored, job in ``queued`` with ``seq`` 0."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip() or not is_unicode(name):
         raise InvalidPayload("name must be a non-empty string", details={"name": ["required"]})
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidPayload("metadata must be an object", details={"metadata": ["not an object"]})
@@ -515,8 +516,11 @@ def _error_object(error: Any, stage: str | None) -> dict[str, Any]:
     """Normalise what a pipeline reports as an error to ``{message, stage, type}``."""
     if isinstance(error, BaseException):
         message, kind = str(error) or type(error).__name__, type(error).__name__
-        message = message[:MAX_MESSAGE]
+        # Whatever an exception says must still be storable and readable.
+        message = message[:MAX_MESSAGE].encode("utf-8", "replace").decode("utf-8")
     elif isinstance(error, str):
+        if not is_unicode(error):
+            raise InvalidPayload("error must be valid Unicode", details={"error": ["invalid"]})
         message, kind = error[:MAX_MESSAGE], "Error"
     elif isinstance(error, Mapping):
         message = error.get("message")
@@ -524,6 +528,7 @@ def _error_object(error: Any, stage: str | None) -> dict[str, Any]:
         if (
             not isinstance(message, str)
             or not isinstance(kind, str)
+            or not (is_unicode(message) and is_unicode(kind))
             or len(message) > MAX_MESSAGE
             or len(kind) > MAX_ERROR_TYPE
         ):

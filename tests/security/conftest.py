@@ -8,27 +8,9 @@ from typing import Any
 
 import pytest
 
-from config import TestConfig
-from tests.harness import SECRET, ServerProcess
-from web import create_app
+from tests.harness import ServerProcess
 
-from .support import RAISED_LIMITS, running_server
-
-#: handler-level apps answer thousands of requests a second from one client
-HANDLER_LIMITS = {
-    "SOCKET_RATE": 1e9,
-    "SOCKET_BURST": 1e9,
-    "HTTP_RATE": 1e9,
-    "HTTP_BURST": 1e9,
-}
-
-
-def build_app(**overrides: Any):
-    """An isolated app as tests/handlers/conftest.py builds them: TestConfig
-    (threading mode, in-memory SQLite, no background tasks) plus overrides,
-    signing tokens with the harness secret (so harness.token_for works)."""
-    base = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
-    return create_app({**base, "SECRET_KEY": SECRET, **HANDLER_LIMITS, **overrides})
+from .support import RAISED_LIMITS, build_app, running_server
 
 
 @pytest.fixture(scope="module")

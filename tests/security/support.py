@@ -15,7 +15,9 @@ from typing import Any
 
 import socketio
 
-from tests.harness import NAMESPACE, ServerProcess, SocketClient, token_for
+from config import TestConfig
+from tests.harness import NAMESPACE, SECRET, ServerProcess, SocketClient, token_for
+from web import create_app
 
 #: every code an error ack or an HTTP error body may carry (DESIGN §4, protocol.md)
 SOCKET_CODES = {
@@ -27,6 +29,7 @@ SOCKET_CODES = {
     "rate_limited",
     "too_many_connections",
     "internal",
+    "unavailable",  # extension: the store cannot be reached (503)
 }
 #: REST adds the two codes for errors raised below the API layer (protocol.md)
 HTTP_CODES = SOCKET_CODES | {"method_not_allowed", "payload_too_large"}
@@ -40,6 +43,23 @@ RAISED_LIMITS = {
 }
 
 DROPPED = "dropped"  # what call_or_drop returns when the server closed the connection
+
+
+#: handler-level apps answer thousands of requests a second from one client
+HANDLER_LIMITS = {
+    "SOCKET_RATE": 1e9,
+    "SOCKET_BURST": 1e9,
+    "HTTP_RATE": 1e9,
+    "HTTP_BURST": 1e9,
+}
+
+
+def build_app(**overrides: Any):
+    """An isolated app as tests/handlers/conftest.py builds them: TestConfig
+    (threading mode, in-memory SQLite, no background tasks) plus overrides,
+    signing tokens with the harness secret (so harness.token_for works)."""
+    base = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    return create_app({**base, "SECRET_KEY": SECRET, **HANDLER_LIMITS, **overrides})
 
 
 @contextlib.contextmanager
@@ -85,20 +105,6 @@ def check_ack(ack: Any) -> dict[str, Any]:
     return ack
 
 
-def check_http_error(response, codes: set[str] = HTTP_CODES) -> dict[str, Any]:
-    assert 400 <= response.status_code < 500, (response.status_code, response.text[:500])
-    assert response.headers.get("Content-Type", "").startswith("application/json"), (
-        response.status_code,
-        response.headers,
-        response.text[:500],
-    )
-    return check_error_body(response.json(), codes)
-
-
-def connect_client(url: str, token: str, **options: Any) -> SocketClient:
-    return SocketClient(url, token=token, **options)
-
-
 def call_or_drop(client: SocketClient, event: Any, *args: Any, timeout: float = 10) -> Any:
     """Send one request; return its ack, or :data:`DROPPED` if the server
     closed the connection instead. Fails if neither happens within ``timeout``."""
@@ -134,6 +140,16 @@ def wait_ack_or_drop(client: SocketClient, acks: queue.Queue, timeout: float) ->
     raise AssertionError(f"neither an ack nor a disconnect within {timeout}s")
 
 
+def discard(client: SocketClient) -> None:
+    """Close a client, including a websocket the server has already dropped
+    (python-engineio leaves that socket open, which would warn later)."""
+    ws = getattr(client.sio.eio, "ws", None)
+    client.close()
+    if ws is not None:
+        with contextlib.suppress(Exception):
+            ws.shutdown()  # close() does nothing once the peer has closed
+
+
 def refused_connect(url: str, token: str | None, **connect: Any) -> Any:
     """Try to connect on ``/progress``; return the connect_error data, or
     None if the connection was accepted (it is closed again at once)."""
@@ -159,15 +175,16 @@ def refused_connect(url: str, token: str | None, **connect: Any) -> Any:
 
 __all__ = [
     "DROPPED",
+    "HANDLER_LIMITS",
     "HTTP_CODES",
     "RAISED_LIMITS",
     "SOCKET_CODES",
     "bearer",
+    "build_app",
     "call_or_drop",
     "check_ack",
     "check_error_body",
-    "check_http_error",
-    "connect_client",
+    "discard",
     "raw_call",
     "refused_connect",
     "running_server",

@@ -1,8 +1,9 @@
 """Isolation, as a property over a seeded-random sequence of attempts.
 
-Four users own jobs; carol holds a share link for one of alice's jobs and
-root is an admin. Every principal keeps one Socket.IO connection (watching
-what it may watch) and an HTTP session. A seeded-random sequence mixes
+Four users own jobs; carol holds a share link for one of alice's jobs (and
+owns a job herself), root is an admin and "pipeline" holds a service token.
+Every principal keeps one Socket.IO connection (watching what it may watch)
+and an HTTP session. A seeded-random sequence mixes
 attempts on other users' jobs, nonexistent jobs, shared and own jobs, over
 Socket.IO and REST, with owners posting real progress so live traffic flows.
 
@@ -52,6 +53,7 @@ class Principal:
     user: str
     token: str
     admin: bool = False
+    service: bool = False
     jobs: frozenset[str] = frozenset()  # share-link jobs
     sock: SocketClient | None = None
     http: requests.Session | None = None
@@ -95,7 +97,9 @@ class World:
 
     def may_read(self, who: Principal, job_id: str) -> bool:
         job = self.jobs.get(job_id)
-        return job is not None and (who.admin or who.user == job.owner or job_id in who.jobs)
+        return job is not None and (
+            who.admin or who.service or who.user == job.owner or job_id in who.jobs
+        )
 
     def see(self, who: Principal, job_id: Any, where: str) -> None:
         """``who`` received something about ``job_id``: it must be readable."""
@@ -168,6 +172,11 @@ def open_principals(world: World) -> None:
         Principal("carol", "carol", token_for("carol", jobs=[shared]), jobs=frozenset({shared}))
     )
     specs.append(Principal("root", "root", token_for("root", admin=True), admin=True))
+    # a pipeline's service token reads every job (README "Access tokens") and
+    # may post to any: only its attempts on missing jobs are attacks
+    specs.append(
+        Principal("pipeline", "pipeline", token_for("pipeline", service=True), service=True)
+    )
     for p in specs:
         p.http = requests.Session()
         p.http.headers.update(bearer(p.token))
@@ -187,7 +196,7 @@ def open_principals(world: World) -> None:
 
     # everyone watches what they may: their own jobs, carol her shared job, root everything
     for p in world.principals.values():
-        ack = p.sock.call("watch_jobs", {"all": True} if p.admin else {})
+        ack = p.sock.call("watch_jobs", {"all": True} if p.admin else {})  # service: its own
         assert ack["ok"] is True, ack
         world.see_events(p, ack["jobs"], "watch_jobs ack")
         for job_id in p.jobs:
@@ -244,14 +253,15 @@ def attempt(world: World, rng: random.Random) -> None:
     op = rng.choice(SOCKET_OPS if channel == "socket" else REST_OPS)
     kinds = ["own", "other", "other", "missing", "missing"] + (["shared"] * 2 if who.jobs else [])
     kind = rng.choice(kinds)
-    if op in {"cancel_job", "cancel", "leave_job"} and (kind in {"own", "shared"} or who.admin):
+    everything = who.admin or who.service  # they may read (and cancel) every job
+    if op in {"cancel_job", "cancel", "leave_job"} and (kind in {"own", "shared"} or everything):
         # Who may read a job may cancel it (and leave its room): only the
         # attempts on jobs it may not read are attacks.
-        kind = rng.choice(["other", "missing"])
-        if who.admin:
-            kind = "missing"
+        kind = "missing" if everything else rng.choice(["other", "missing"])
     if op == "post_events" and kind == "own":
         kind = "other"  # an owner's own posts are the legitimate traffic
+    if op == "post_events" and who.service:
+        kind = "missing"  # a service token may post to any job
     job_id = world.target(rng, who, kind)
     if job_id is None:
         return
@@ -384,7 +394,11 @@ def finish(world: World) -> None:
         return received[p.name]
 
     for p in world.principals.values():
-        watched = {j.job_id: j.seq for j in world.jobs.values() if world.may_read(p, j.job_id)}
+        watched = {  # the rooms it joined at the start: all (admin), its own and shared
+            j.job_id: j.seq
+            for j in world.jobs.values()
+            if p.admin or j.owner == p.user or j.job_id in p.jobs
+        }
 
         def complete(p=p, watched=watched) -> bool:
             last: dict[str, int] = {}
@@ -421,8 +435,8 @@ def finish(world: World) -> None:
     # are refused identically
     compared = 0
     for (channel, op, name, kind), seen in sorted(world.refusals.items()):
-        if kind != "other" or world.principals[name].admin:
-            continue  # an admin may read other users' jobs: nothing to hide from it
+        if kind != "other" or world.principals[name].admin or world.principals[name].service:
+            continue  # they may read other users' jobs: nothing to hide from them
         twin = world.refusals.get((channel, op, name, "missing"))
         if twin is None:
             continue
