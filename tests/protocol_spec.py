@@ -23,8 +23,13 @@ EVENT_EXTRA_KEYS = {
     "progress_update": {
         "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
     },
-    "stage_completed": {"stage", "next_stage", "progress"},
-    "job_completed": {"progress", "result", "elapsed_seconds"},
-    "job_failed": {"stage", "error", "progress"},
-    "job_cancelled": {"stage", "progress", "reason"},
+    # DESIGN §4 fields, then (after the comment) the extensions in docs/protocol.md
+    "stage_completed": {"stage", "next_stage", "progress",
+                        "elapsed_seconds"},
+    "job_completed": {"progress", "result", "elapsed_seconds",
+                      "message"},
+    "job_failed": {"stage", "error", "progress",
+                   "stage_progress", "message", "elapsed_seconds"},
+    "job_cancelled": {"stage", "progress", "reason",
+                      "stage_progress", "message", "elapsed_seconds"},
 }  # fmt: skip

@@ -325,6 +325,7 @@ class _Builder:
             stage=st.stages[current].name,
             next_stage=None if target is None else st.stages[target].name,
             progress=st.progress,
+            elapsed_seconds=st.elapsed_seconds,
         )
 
     def goto(self, name: str | None) -> None:
@@ -413,6 +414,15 @@ def transition(
     if status is not None and status.is_terminal:
         raise Conflict(f"job {st.job_id!r} is already {status.value}", job_id=st.job_id)
 
+    def end_fields() -> dict[str, Any]:
+        # The last numbers of a job that stopped early, so a watcher that
+        # mirrors events ends exactly where the server's snapshot does.
+        return {
+            "stage_progress": st.stage_progress,
+            "message": st.message,
+            "elapsed_seconds": st.elapsed_seconds,
+        }
+
     def job_fields() -> dict[str, Any]:
         return {
             "name": st.name,
@@ -484,7 +494,13 @@ def transition(
         st.eta_seconds = 0.0
         st.elapsed_seconds = b.elapsed()
         st.result = _check_json(fields.get("result"), "result")
-        b.emit(kind, progress=100.0, result=st.result, elapsed_seconds=st.elapsed_seconds)
+        b.emit(
+            kind,
+            progress=100.0,
+            result=st.result,
+            elapsed_seconds=st.elapsed_seconds,
+            message=st.message,
+        )
     else:  # job_failed, job_cancelled: from queued or running
         if status is None:
             raise Conflict(f"job {st.job_id!r} does not exist yet", job_id=st.job_id)
@@ -505,10 +521,11 @@ def transition(
                 stage=st.stage,
                 error={"message": st.error["message"], "type": st.error["type"]},
                 progress=st.progress,
+                **end_fields(),
             )
         else:
             reason = _check_text(fields.get("reason"), "reason")
-            b.emit(kind, stage=st.stage, progress=st.progress, reason=reason)
+            b.emit(kind, stage=st.stage, progress=st.progress, reason=reason, **end_fields())
     return b.events, st
 
 
