@@ -56,6 +56,7 @@ class Config:
     MIN_INTERVAL = 0.1  # emitter throttle, seconds
     JOIN_MAX_EVENTS = 1000  # more missed events than this: the join ack says `truncated`
     WATCH_MAX_JOBS = 200  # jobs listed in a watch_jobs ack
+    BATCH_INTERVAL = 0.1  # seconds between job_events frames for watch_jobs {batch: true}
     RETENTION_SECONDS = 7 * 24 * 3600  # finished jobs older than this are pruned
     # A running job with no event for this long is failed as "stalled" (its
     # worker presumably died); checked every STALL_CHECK_SECONDS. 0 disables.

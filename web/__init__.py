@@ -20,6 +20,7 @@ from progresscast import NAMESPACE, ProgressTracker, open_store
 from .api import register_api
 from .auth import resolve_secret
 from .background import start_background_tasks
+from .batching import client_manager
 from .context import get_tracker
 from .jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
 from .pages import pages
@@ -96,8 +97,13 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
-        message_queue=app.config["MESSAGE_QUEUE_URL"],
-        channel=app.config["SOCKETIO_CHANNEL"],
+        # Our manager (delivery plus dashboard batching), on Redis when
+        # MESSAGE_QUEUE_URL is set, instead of Flask-SocketIO's default.
+        client_manager=client_manager(
+            app.config["MESSAGE_QUEUE_URL"],
+            app.config["SOCKETIO_CHANNEL"],
+            app.config["BATCH_INTERVAL"],
+        ),
         # Same origin only by default (Engine.IO's None); never "*" unless configured.
         cors_allowed_origins=socket_origins(app.config["CORS_ALLOWED_ORIGINS"]),
         ping_interval=app.config["PING_INTERVAL"],

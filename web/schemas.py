@@ -68,6 +68,12 @@ class EmptySchema(StrictSchema):
 
 class WatchJobsSchema(StrictSchema):
     all = StrictBoolean(metadata={"description": "admins only: every user's jobs"})
+    batch = StrictBoolean(
+        metadata={
+            "description": "get job_events frames every BATCH_INTERVAL instead of"
+            " each event on its own"
+        }
+    )
 
 
 # ------------------------------------------------------------------ REST inputs

@@ -37,6 +37,7 @@ from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
+from .batching import batched
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
@@ -215,7 +216,8 @@ class ProgressNamespace(Namespace):
         everyone = payload.get("all", False)
         if everyone and not principal.admin:
             raise Forbidden("only admins may watch all jobs")
-        join_room(ALL_JOBS_ROOM if everyone else user_room(principal.user_id))
+        room = ALL_JOBS_ROOM if everyone else user_room(principal.user_id)
+        join_room(batched(room) if payload.get("batch") else room)
         now = tracker.clock()
         jobs = tracker.list_jobs(
             None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]
@@ -224,8 +226,9 @@ class ProgressNamespace(Namespace):
 
     @socket_request(_empty)
     def on_unwatch_jobs(self, principal: Principal, payload: dict) -> dict:
-        leave_room(user_room(principal.user_id))
-        leave_room(ALL_JOBS_ROOM)
+        for room in (user_room(principal.user_id), ALL_JOBS_ROOM):
+            leave_room(room)
+            leave_room(batched(room))
         return {"ok": True}
 
     @socket_request(_cancel)

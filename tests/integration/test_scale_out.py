@@ -59,6 +59,13 @@ def run_worker(env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
+def stop_worker(proc: subprocess.Popen) -> None:
+    """Kill a worker's process group if it still runs, and close its pipes."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """redis + two instances + nginx (ip_hash), shared by the tests of this module."""
@@ -202,9 +209,7 @@ def test_cancel_from_a_client_stops_a_worker_pipeline(cluster, spread_clients):
         worker.communicate(timeout=20)  # the pipeline stopped: the process ends
         assert worker.returncode == 0
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
 
 
 def test_redis_down_mid_job_then_back_loses_nothing_the_store_holds(tmp_path):
@@ -249,9 +254,8 @@ def test_redis_down_mid_job_then_back_loses_nothing_the_store_holds(tmp_path):
     finally:
         if client:
             client.close()
-        if worker and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        if worker:
+            stop_worker(worker)
         server.stop()
         redis_srv.stop()
 
@@ -277,7 +281,7 @@ def test_a_killed_worker_leaves_no_job_running_forever(tmp_path):
         client.next_event(timeout=20)  # a progress update: it is working
 
         os.killpg(worker.pid, signal.SIGKILL)  # the worker dies without a word
-        worker.wait(timeout=10)
+        worker.wait(timeout=10)  # (its pipes are closed in `finally`)
 
         events = client.events_until_terminal(started["job_id"], timeout=15)
         failed = events[-1]
@@ -288,9 +292,7 @@ def test_a_killed_worker_leaves_no_job_running_forever(tmp_path):
     finally:
         if client:
             client.close()
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
         server.stop()
         redis_srv.stop()
 
@@ -332,11 +334,51 @@ def test_an_rq_worker_runs_a_queued_job(cluster, spread_clients):
         task.refresh()
         assert task.return_value() == "completed"
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_worker(worker)
 
 
 def test_readyz_checks_the_store_and_the_queue(cluster):
     body = cluster["a"].http("GET", "/readyz").json()
     assert body == {"status": "ok", "checks": {"store": "ok", "message_queue": "ok"}}
+
+
+def test_a_batching_dashboard_gets_worker_events_in_frames(cluster, spread_clients):
+    dash = spread_clients[1]
+    dash.call("watch_jobs", {"batch": True})
+    worker = run_worker(
+        cluster["env"],
+        "--owner",
+        "alice",
+        "--jobs",
+        "3",
+        "--pages",
+        "30",
+        "--pace",
+        "0.02",
+        "--failure-rate",
+        "0",
+    )
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    job_ids = out.split()
+    store = ProgressTracker.from_urls(cluster["env"]["PROGRESSCAST_STORE_URL"]).store
+    expected = {j: store.events_since(j) for j in job_ids}
+    store.close()
+    got: dict[str, list] = {}
+    frames = 0
+
+    def complete():
+        nonlocal frames
+        while not dash.other.empty():
+            name, data = dash.other.get_nowait()
+            if name == "job_events":
+                frames += 1
+                for event in data["events"]:
+                    got.setdefault(event["job_id"], []).append(event)
+        return all(len(got.get(j, [])) >= len(expected[j]) for j in job_ids)
+
+    wait_until(complete, 20, what="every event in job_events frames")
+    for job_id in job_ids:
+        assert got[job_id] == expected[job_id]  # each once, in order, nothing lost
+    assert frames < sum(len(v) for v in expected.values())
+    assert dash.events.empty()  # no unbatched job events at all
