@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup setup-dev system-deps lint format unit clean
+.PHONY: run test setup setup-dev system-deps lint format unit screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ format: setup-dev
 	$(BIN)/ruff format .
 
 # Real components the tests run (never mocked): installed with apt when missing.
-SYSTEM_PACKAGES := redis-server:redis-server nginx:nginx
+SYSTEM_PACKAGES := redis-server:redis-server nginx:nginx chromium:chromium
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 system-deps:
@@ -65,6 +65,10 @@ test: setup-dev system-deps lint
 
 unit: setup-dev
 	$(BIN)/pytest tests/unit tests/handlers
+
+# docs/dashboard.png, from a seeded set of jobs in headless chromium.
+screenshots: setup-dev system-deps
+	SCREENSHOTS=1 $(BIN)/pytest tests/browser/test_screenshots.py -q
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache instance

@@ -6,6 +6,7 @@ import { isTerminal } from "./progresscast.js";
 import { JobCard, announce, startPage } from "./ui.js";
 
 const PAGE = 30; // cards shown before "Show more"
+const KEEP = 500; // jobs kept in the page; the oldest finished ones go beyond it
 const FILTERS = {
   all: () => true,
   running: (job) => job.status === "running" || job.status === "queued",
@@ -50,7 +51,7 @@ function dashboard() {
       else all = true;
       schedule();
     },
-    { onError: (err) => console.warn("watch_jobs:", err) },
+    { keep: KEEP, onError: (err) => console.warn("watch_jobs:", err) },
   );
   pc.onConnectionState((state) => {
     if (state === "connected" && !loaded) list.setAttribute("aria-busy", "true");
@@ -81,6 +82,7 @@ function dashboard() {
 
   function render() {
     frame = 0;
+    for (const id of cards.keys()) if (!jobs.has(id)) cards.delete(id); // trimmed by `keep`
     const ids = all ? jobs.keys() : changed;
     for (const id of ids) {
       const job = jobs.get(id);
@@ -106,7 +108,8 @@ function dashboard() {
 
     // Newest first; only the order of cards that moved changes (focus stays put).
     const ordered = [...jobs.values()].sort(
-      (a, b) => (b.created_at ?? "").localeCompare(a.created_at ?? "") || b.job_id.localeCompare(a.job_id),
+      (a, b) =>
+        (b.created_at ?? "").localeCompare(a.created_at ?? "") || b.job_id.localeCompare(a.job_id),
     );
     const shown = ordered.filter(FILTERS[filter]);
     const wanted = shown.slice(0, limit).map((job) => cards.get(job.job_id).el);

@@ -2,7 +2,16 @@
 // timeline (stored history first, then live events), newest on top.
 import { io } from "socket.io-client";
 
-import { JobCard, announce, formatClock, formatDateTime, formatDuration, formatPercent, h, startPage } from "./ui.js";
+import {
+  JobCard,
+  announce,
+  formatClock,
+  formatDateTime,
+  formatDuration,
+  formatPercent,
+  h,
+  startPage,
+} from "./ui.js";
 
 const pc = startPage({ io });
 if (pc) jobPage(document.body.dataset.jobId);
@@ -26,7 +35,11 @@ function jobPage(jobId) {
     jobId,
     (job) => {
       if (!card) {
-        card = new JobCard(job, { heading: "h1", link: false, onCancel: (j) => pc.cancel(j.job_id) });
+        card = new JobCard(job, {
+          heading: "h1",
+          link: false,
+          onCancel: (j) => pc.cancel(j.job_id),
+        });
         card.el.append(facts);
         slot.replaceChildren(card.el);
         setInterval(() => card.tick(), 1000);
@@ -69,9 +82,10 @@ function jobPage(jobId) {
       if (ev.seq <= lastSeq) continue;
       if (ev.seq > lastSeq + 1) {
         const missing = ev.seq - lastSeq - 1;
-        const text = lastSeq === 0 && ev.seq > 1
-          ? `${missing} earlier event${missing > 1 ? "s are" : " is"} no longer stored`
-          : `${missing} event${missing > 1 ? "s" : ""} not shown (history trimmed)`;
+        const text =
+          lastSeq === 0 && ev.seq > 1
+            ? `${missing} earlier event${missing > 1 ? "s are" : " is"} no longer stored`
+            : `${missing} event${missing > 1 ? "s" : ""} not shown (history trimmed)`;
         fragment.prepend(h("tr", { class: "gap" }, h("td", { colspan: 4 }, text)));
       }
       fragment.prepend(eventRow(ev));
@@ -93,7 +107,8 @@ function jobPage(jobId) {
       ["Events", String(job.seq)],
     ];
     if (job.cancel_requested != null) items.push(["Cancel requested", job.cancel_requested]);
-    if (job.metadata && Object.keys(job.metadata).length) items.push(["Metadata", json(job.metadata)]);
+    if (job.metadata && Object.keys(job.metadata).length)
+      items.push(["Metadata", json(job.metadata)]);
     if (job.result != null) items.push(["Result", json(job.result)]);
     facts.replaceChildren(...items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
   }
@@ -109,7 +124,11 @@ function eventRow(ev) {
     "tr",
     { dataset: { seq: ev.seq, type: ev.type } },
     h("td", { class: "seq" }, String(ev.seq)),
-    h("td", { class: "time" }, h("time", { datetime: ev.ts, title: ev.ts }, formatClock(ev.ts, { ms: true }))),
+    h(
+      "td",
+      { class: "time" },
+      h("time", { datetime: ev.ts, title: ev.ts }, formatClock(ev.ts, { ms: true })),
+    ),
     h("td", {}, h("span", { class: "etype", dataset: { type: ev.type } }, ev.type)),
     h("td", { class: "details" }, details(ev)),
   );
@@ -122,7 +141,10 @@ function details(ev) {
     case "job_started":
       return `${ev.name} — stages ${ev.stages.map((s) => `${s.name} ${Math.round(s.weight * 100)}%`).join(", ")}`;
     case "progress_update": {
-      const parts = [`${ev.stage} ${formatPercent(ev.stage_progress)}`, `overall ${formatPercent(ev.progress)}`];
+      const parts = [
+        `${ev.stage} ${formatPercent(ev.stage_progress)}`,
+        `overall ${formatPercent(ev.progress)}`,
+      ];
       if (ev.eta_seconds != null) parts.push(`ETA ${formatDuration(ev.eta_seconds)}`);
       if (ev.message) parts.push(`“${ev.message}”`);
       return parts.join(" · ");

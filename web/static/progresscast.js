@@ -49,6 +49,11 @@ function secondsBetween(startIso, endIso) {
   return round3(Math.max(0, (Date.parse(endIso) - Date.parse(startIso)) / 1000));
 }
 
+// What an event says, else what its time says (servers before the extension).
+function elapsedOf(job, ev) {
+  return "elapsed_seconds" in ev ? ev.elapsed_seconds : secondsBetween(job.started_at, ev.ts);
+}
+
 function stageAt(job, name) {
   return name == null ? -1 : job.stages.findIndex((s) => s.name === name);
 }
@@ -88,7 +93,8 @@ function enterStage(job, current, target) {
   job.stages[current] = { ...job.stages[current], status: "completed", progress: 100 };
   const end = target == null ? job.stages.length : target;
   for (let i = current + 1; i < end; i++) job.stages[i] = { ...job.stages[i], status: "skipped" };
-  if (target != null) job.stages[target] = { ...job.stages[target], status: "running", progress: 0 };
+  if (target != null)
+    job.stages[target] = { ...job.stages[target], status: "running", progress: 0 };
   job.stage = target == null ? null : job.stages[target].name;
   job.stage_progress = 0;
   job.message = null; // a status line belongs to the stage that set it
@@ -142,7 +148,7 @@ export function applyEvent(snapshot, ev) {
       const next = ev.next_stage == null ? null : stageAt(job, ev.next_stage);
       if (done >= 0) enterStage(job, done, next);
       job.progress = ev.progress;
-      job.elapsed_seconds = secondsBetween(job.started_at, ev.ts);
+      job.elapsed_seconds = elapsedOf(job, ev);
       break;
     }
     case "job_completed":
@@ -153,6 +159,7 @@ export function applyEvent(snapshot, ev) {
       job.eta_seconds = 0;
       job.elapsed_seconds = ev.elapsed_seconds;
       job.result = ev.result ?? null;
+      if ("message" in ev) job.message = ev.message;
       break;
     case "job_failed":
     case "job_cancelled": {
@@ -161,10 +168,15 @@ export function applyEvent(snapshot, ev) {
       job.finished_at = ev.ts;
       job.progress = ev.progress;
       job.eta_seconds = null;
-      job.elapsed_seconds = secondsBetween(job.started_at, ev.ts);
+      job.elapsed_seconds = elapsedOf(job, ev);
+      // The pipeline's last numbers ride on the ending event (extension).
+      if ("message" in ev) job.message = ev.message;
       const index = stageAt(job, ev.stage);
+      if ("stage_progress" in ev) job.stage_progress = ev.stage_progress;
       if (index >= 0) {
-        job.stages[index] = { ...job.stages[index], status: failed ? "failed" : "cancelled" };
+        const progress = "stage_progress" in ev ? ev.stage_progress : job.stages[index].progress;
+        const status = failed ? "failed" : "cancelled";
+        job.stages[index] = { ...job.stages[index], status, progress };
       }
       if (failed) job.error = { message: ev.error?.message, stage: ev.stage, type: ev.error?.type };
       break;
@@ -209,12 +221,18 @@ export class ProgressClient {
     randomizationFactor = 0.5,
   } = {}) {
     if (typeof io !== "function") {
-      throw new TypeError("createClient needs the Socket.IO client: pass { io } (socket.io-client)");
+      throw new TypeError(
+        "createClient needs the Socket.IO client: pass { io } (socket.io-client)",
+      );
     }
     this._token = token;
     this._getToken = getToken;
     this._ackTimeout = ackTimeout;
-    this._backoff = { min: reconnectionDelay, max: reconnectionDelayMax, jitter: randomizationFactor };
+    this._backoff = {
+      min: reconnectionDelay,
+      max: reconnectionDelayMax,
+      jitter: randomizationFactor,
+    };
     this._attempts = 0; // failed connects in a row, for our own retries
     this._timers = new Set();
     this._closed = false;
@@ -297,16 +315,27 @@ export class ProgressClient {
   /**
    * Follow all the caller's jobs (the dashboard): new jobs appear as they are
    * created. `onState(jobs, job)` gets the Map of snapshots by job id and the
-   * snapshot that changed (null after a full refresh). Returns a function
-   * that stops following.
+   * snapshot that changed (null after a full refresh). `keep`: at most this
+   * many jobs are kept; beyond it the oldest finished ones are let go (a
+   * dashboard left open for days). Returns a function that stops following.
    */
-  watchAll(onState, { onError = null } = {}) {
+  watchAll(onState, { onError = null, keep = Infinity } = {}) {
     const first = !this._all;
-    if (first) this._all = { listeners: new Set(), errorListeners: new Set(), pending: null, reqId: 0 };
+    if (first) {
+      this._all = {
+        listeners: new Set(),
+        errorListeners: new Set(),
+        pending: null,
+        reqId: 0,
+        keep,
+      };
+    }
     const all = this._all;
+    all.keep = Math.min(all.keep, keep);
     all.listeners.add(onState);
     if (onError) all.errorListeners.add(onError);
-    if (this.jobs.size) queueMicrotask(() => all.listeners.has(onState) && onState(this.jobs, null));
+    if (this.jobs.size)
+      queueMicrotask(() => all.listeners.has(onState) && onState(this.jobs, null));
     if (first) this._watchAll();
     return () => {
       all.listeners.delete(onState);
@@ -328,9 +357,18 @@ export class ProgressClient {
     if (reason != null) payload.reason = reason;
     const ack = await this._request("cancel_job", payload);
     const entry = this._entries.get(jobId);
-    if (ack.ok && entry?.snap && !isTerminal(entry.snap.status) && entry.snap.cancel_requested == null) {
+    if (
+      ack.ok &&
+      entry?.snap &&
+      !isTerminal(entry.snap.status) &&
+      entry.snap.cancel_requested == null
+    ) {
       // The request takes no seq and no event says it happened: show it here.
-      this._set(entry, { ...entry.snap, cancel_requested: reason || DEFAULT_CANCEL_REASON }, entry.exact);
+      this._set(
+        entry,
+        { ...entry.snap, cancel_requested: reason || DEFAULT_CANCEL_REASON },
+        entry.exact,
+      );
       this._notify(entry);
     }
     return ack;
@@ -577,7 +615,8 @@ export class ProgressClient {
       this._set(entry, ack.job, true);
     } else {
       for (const ev of events) {
-        if (ev.seq <= entry.snap.seq) this._report(entry, ev); // older history a timeline asked for
+        if (ev.seq <= entry.snap.seq)
+          this._report(entry, ev); // older history a timeline asked for
         else this._applyOne(entry, ev);
       }
       // Same seq: the ack's snapshot is the server's truth, including what
@@ -609,6 +648,7 @@ export class ProgressClient {
         if (entry.watchers.size && entry.snap) continue;
         if (!entry.snap || snap.seq >= entry.snap.seq) this._set(entry, snap, true);
       }
+      this._trim();
       for (const entry of this._entries.values()) {
         if (!entry.changed) continue;
         entry.changed = false;
@@ -617,6 +657,16 @@ export class ProgressClient {
       for (const cb of all.listeners) cb(this.jobs, null);
       for (const ev of buffered) this._onEvent(ev);
     });
+  }
+
+  // Let go of the oldest finished jobs beyond watchAll's `keep`.
+  _trim() {
+    const keep = this._all?.keep ?? Infinity;
+    if (this._entries.size <= keep) return;
+    const old = [...this._entries.values()]
+      .filter((e) => e.snap && isTerminal(e.snap.status) && !e.watchers.size && !e.pending)
+      .sort((a, b) => (a.snap.created_at ?? "").localeCompare(b.snap.created_at ?? ""));
+    for (const entry of old.slice(0, this._entries.size - keep)) this._forget(entry.jobId);
   }
 
   _failed(listeners, error, retry) {
@@ -638,6 +688,7 @@ export class ProgressClient {
         return;
       }
       entry = this._entry(ev.job_id);
+      this._trim();
     }
     if (entry.pending) {
       entry.pending.push(ev); // a join is on its way: after its ack
@@ -673,10 +724,10 @@ export class ProgressClient {
     for (const cb of entry.eventListeners) cb(ev);
   }
 
-  // After a batch: notify, and make a job that just ended exact. Terminal
-  // events do not carry everything (a pipeline's last message and stage
-  // progress, cancel_requested), so one join with since = seq fetches the
-  // server's final snapshot.
+  // After a batch: notify, and make a job that just ended exact. Ending
+  // events carry the last numbers, but not everything: `cancel_requested` is
+  // no event, and older servers left out the last message and stage progress.
+  // One join with since = seq reads the server's final snapshot.
   _settle(entry) {
     if (
       entry.snap &&

@@ -44,7 +44,12 @@ const weightPercent = (w) => `${Math.round(w * 100)}%`;
 export function formatClock(iso, { ms = false } = {}) {
   if (!iso) return "—";
   const d = new Date(iso);
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const time = d.toLocaleTimeString([], {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hour12: false,
+  });
   return ms ? `${time}.${String(d.getMilliseconds()).padStart(3, "0")}` : time;
 }
 
@@ -59,7 +64,9 @@ export function formatDateTime(iso) {
 export function summarize(result) {
   if (result == null) return "";
   if (typeof result === "object" && !Array.isArray(result)) {
-    const parts = Object.entries(result).map(([k, v]) => `${k.replace(/_/g, " ")} ${typeof v === "object" ? JSON.stringify(v) : v}`);
+    const parts = Object.entries(result).map(
+      ([k, v]) => `${k.replace(/_/g, " ")} ${typeof v === "object" ? JSON.stringify(v) : v}`,
+    );
     return parts.length ? `Result: ${parts.join(" · ")}` : "";
   }
   return `Result: ${JSON.stringify(result)}`;
@@ -120,7 +127,11 @@ export class JobCard {
     this.sub = h("span", { class: "job-sub" });
     this.badge = h("span", { class: "badge" });
     this.fill = h("div", { class: "bar-fill" });
-    this.bar = h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, this.fill);
+    this.bar = h(
+      "div",
+      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 },
+      this.fill,
+    );
     this.pct = h("span", { class: "pct", "aria-hidden": "true" });
     this.stages = h("ol", { class: "stages", "aria-label": "Stages" });
     this.message = h("p", { class: "job-message" });
@@ -137,14 +148,23 @@ export class JobCard {
     this.elapsedText = h("dd", { class: "elapsed" });
     this.etaLabel = h("dt", {}, "ETA");
     this.etaText = h("dd", { class: "eta" });
-    this.cancel = h("button", { type: "button", class: "btn cancel", hidden: true, onclick: () => this._cancel() }, "Cancel");
+    this.cancel = h(
+      "button",
+      { type: "button", class: "btn cancel", hidden: true, onclick: () => this._cancel() },
+      "Cancel",
+    );
     this.el = h(
       "article",
       { class: "job", "aria-labelledby": `${id}-name`, dataset: { jobId: job.job_id } },
       h(
         "div",
         { class: "job-head" },
-        h(heading, { class: "job-name", id: `${id}-name` }, this.name, this.sub),
+        h(
+          "div",
+          { class: "job-title" },
+          h(heading, { class: "job-name", id: `${id}-name` }, this.name),
+          this.sub,
+        ),
         this.badge,
       ),
       h("div", { class: "job-progress" }, this.bar, this.pct),
@@ -173,8 +193,13 @@ export class JobCard {
     const cancelling = isCancelling(job);
     this.el.dataset.status = job.status;
     setText(this.name, job.name);
-    setText(this.sub, job.started_at ? `Started ${formatDateTime(job.started_at)}` : `Queued ${formatDateTime(job.created_at)}`);
-    setText(this.badge, cancelling ? "Cancelling…" : STATUS_LABEL[job.status] ?? job.status);
+    setText(
+      this.sub,
+      job.started_at
+        ? `Started ${formatDateTime(job.started_at)}`
+        : `Queued ${formatDateTime(job.created_at)}`,
+    );
+    setText(this.badge, cancelling ? "Cancelling…" : (STATUS_LABEL[job.status] ?? job.status));
     this.badge.dataset.status = job.status;
     if (cancelling) this.badge.dataset.cancelling = "";
     else delete this.badge.dataset.cancelling;
@@ -183,11 +208,16 @@ export class JobCard {
     this.fill.style.width = `${pct}%`;
     setText(this.pct, formatPercent(pct));
     setAttr(this.bar, "aria-valuenow", Math.round(pct * 10) / 10);
-    setAttr(this.bar, "aria-valuetext", `${formatPercent(pct)}${job.stage ? `, ${job.stage}` : ""}, ${job.status}`);
+    setAttr(
+      this.bar,
+      "aria-valuetext",
+      `${formatPercent(pct)}${job.stage ? `, ${job.stage}` : ""}, ${job.status}`,
+    );
     setAttr(this.bar, "aria-label", `Progress of ${job.name}`);
 
     this._stages(job);
-    const line = job.message ?? (job.status === "queued" ? "Waiting to start" : summarize(job.result));
+    const line =
+      job.message ?? (job.status === "queued" ? "Waiting to start" : summarize(job.result));
     setText(this.message, line);
     this.message.title = line;
 
@@ -209,7 +239,11 @@ export class JobCard {
     this.cancel.hidden = !active;
     setText(this.cancel, cancelling ? "Cancelling…" : "Cancel");
     setAttr(this.cancel, "aria-disabled", cancelling || this.cancelling ? "true" : null);
-    setAttr(this.cancel, "aria-label", cancelling ? `Cancelling ${job.name}` : `Cancel ${job.name}`);
+    setAttr(
+      this.cancel,
+      "aria-label",
+      cancelling ? `Cancelling ${job.name}` : `Cancel ${job.name}`,
+    );
     if (!active) this.note.hidden = true;
   }
 
@@ -221,12 +255,16 @@ export class JobCard {
   _times() {
     const job = this.job;
     let elapsed = this.elapsed.value;
-    if (job.status === "running" && elapsed != null) elapsed += (performance.now() - this.elapsed.at) / 1000;
+    if (job.status === "running" && elapsed != null)
+      elapsed += (performance.now() - this.elapsed.at) / 1000;
     this.times.hidden = job.status === "queued"; // nothing to time yet
     setText(this.elapsedText, formatDuration(elapsed));
     if (job.status === "running") {
       setText(this.etaLabel, "ETA");
-      setText(this.etaText, job.eta_seconds == null ? "estimating…" : formatDuration(job.eta_seconds));
+      setText(
+        this.etaText,
+        job.eta_seconds == null ? "estimating…" : formatDuration(job.eta_seconds),
+      );
     } else {
       setText(this.etaLabel, "Finished");
       setText(this.etaText, formatDateTime(job.finished_at));
@@ -243,7 +281,11 @@ export class JobCard {
           { class: "chip" },
           h("span", { class: "chip-icon", "aria-hidden": "true" }),
           h("span", { class: "chip-name" }, stage.name),
-          h("span", { class: "chip-weight", title: "share of the whole job" }, weightPercent(stage.weight)),
+          h(
+            "span",
+            { class: "chip-weight", title: "share of the whole job" },
+            weightPercent(stage.weight),
+          ),
           h("span", { class: "sr-only chip-state" }),
         );
         this.stages.append(chip);
@@ -346,7 +388,11 @@ function showSignIn(reason) {
         ".",
       ),
       form,
-      h("p", { class: "hint" }, "The token stays in this browser tab (sessionStorage) and is never sent in a URL."),
+      h(
+        "p",
+        { class: "hint" },
+        "The token stays in this browser tab (sessionStorage) and is never sent in a URL.",
+      ),
     ),
   );
   setConnection("offline", { quiet: true });
@@ -405,7 +451,12 @@ export function startPage({ io }) {
     io,
     token: found.token,
     // The demo token can be renewed; a real one comes from the app that linked here.
-    getToken: found.demo ? () => fetch("/demo/token").then((r) => r.json()).then((j) => j.token) : null,
+    getToken: found.demo
+      ? () =>
+          fetch("/demo/token")
+            .then((r) => r.json())
+            .then((j) => j.token)
+      : null,
   });
   let everConnected = false;
   let refused = false;
