@@ -203,6 +203,8 @@ export function applyEvent(snapshot, ev) {
  *   ackTimeout   ms to wait for an ack (default 10000)
  *   reconnectionDelay / reconnectionDelayMax / randomizationFactor
  *                backoff with jitter (defaults 500 ms, 5000 ms, 0.5)
+ * - batch: watchAll receives job_events frames (default true; see
+ *                docs/protocol.md "watch_jobs {batch: true}")
  */
 export function createClient(options = {}) {
   return new ProgressClient(options);
@@ -219,6 +221,7 @@ export class ProgressClient {
     reconnectionDelay = 500,
     reconnectionDelayMax = 5000,
     randomizationFactor = 0.5,
+    batch = true,
   } = {}) {
     if (typeof io !== "function") {
       throw new TypeError(
@@ -227,6 +230,9 @@ export class ProgressClient {
     }
     this._token = token;
     this._getToken = getToken;
+    // watchAll asks for job_events batches (one frame per BATCH_INTERVAL
+    // instead of one per event); each event inside is handled as if alone.
+    this._batch = batch;
     this._ackTimeout = ackTimeout;
     this._backoff = {
       min: reconnectionDelay,
@@ -256,6 +262,9 @@ export class ProgressClient {
       ...socketOptions,
     });
     for (const type of EVENT_TYPES) this.socket.on(type, (ev) => this._onEvent(ev));
+    this.socket.on("job_events", (frame) => {
+      for (const ev of frame?.events ?? []) this._onEvent(ev);
+    });
     this.socket.on("connect", () => this._onConnect());
     this.socket.on("disconnect", (reason) => this._onDisconnect(reason));
     this.socket.on("connect_error", (err) => this._onConnectError(err));
@@ -634,7 +643,7 @@ export class ProgressClient {
     if (!all || !this.socket.connected) return;
     all.pending = all.pending ?? [];
     const id = ++all.reqId;
-    this._request("watch_jobs", {}).then((ack) => {
+    this._request("watch_jobs", this._batch ? { batch: true } : {}).then((ack) => {
       if (this._all !== all || id !== all.reqId) return;
       const buffered = all.pending ?? [];
       all.pending = null;
