@@ -45,32 +45,32 @@ def test_a_plain_token_grants_nothing_extra():
         (lambda: issue_token("t" * 40, "alice"), "signature"),
         (lambda: issue_token(SECRET, "alice")[:-3] + "abc", "signature"),
         (
-            lambda: forge({"alg": "none", "typ": "JWT"}, {"sub": "alice", "exp": NOW + 60}),
+            lambda: forge({"alg": "none", "typ": "JWT"}, {"sub": "alice", "exp": NOW + 3600}),
             "algorithm",
         ),
         (
-            lambda: forge({"alg": "HS512"}, {"sub": "alice", "exp": NOW + 60}, SECRET.encode()),
+            lambda: forge({"alg": "HS512"}, {"sub": "alice", "exp": NOW + 3600}, SECRET.encode()),
             "algorithm",
         ),
         (lambda: jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), "exp"),
-        (lambda: jwt.encode({"exp": NOW + 60}, SECRET, algorithm="HS256"), "sub"),
-        (lambda: jwt.encode({"sub": "a b", "exp": NOW + 60}, SECRET, algorithm="HS256"), "claims"),
-        (lambda: jwt.encode({"sub": 5, "exp": NOW + 60}, SECRET, algorithm="HS256"), "token"),
+        (lambda: jwt.encode({"exp": NOW + 3600}, SECRET, algorithm="HS256"), "sub"),
+        (lambda: jwt.encode({"sub": "a b", "exp": NOW + 3600}, SECRET, algorithm="HS256"), "claims"),
+        (lambda: jwt.encode({"sub": 5, "exp": NOW + 3600}, SECRET, algorithm="HS256"), "token"),
         (
             lambda: jwt.encode(
-                {"sub": "a", "exp": NOW + 60, "admin": "yes"}, SECRET, algorithm="HS256"
+                {"sub": "a", "exp": NOW + 3600, "admin": "yes"}, SECRET, algorithm="HS256"
             ),
             "claims",
         ),
         (
             lambda: jwt.encode(
-                {"sub": "a", "exp": NOW + 60, "jobs": "j1"}, SECRET, algorithm="HS256"
+                {"sub": "a", "exp": NOW + 3600, "jobs": "j1"}, SECRET, algorithm="HS256"
             ),
             "claims",
         ),
         (
             lambda: jwt.encode(
-                {"sub": "a", "exp": NOW + 60, "jobs": ["bad id!"]}, SECRET, algorithm="HS256"
+                {"sub": "a", "exp": NOW + 3600, "jobs": ["bad id!"]}, SECRET, algorithm="HS256"
             ),
             "claims",
         ),
