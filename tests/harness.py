@@ -27,6 +27,7 @@ import requests
 import socketio
 
 from progresscast.tokens import issue_token
+from tests.protocol_spec import EVENT_EXTRA_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 #: every server these tests start signs tokens with this (fresh per test session)
@@ -39,15 +40,7 @@ def token_for(user: str, **claims: Any) -> str:
 
 
 NAMESPACE = "/progress"
-EVENT_TYPES = (
-    "job_queued",
-    "job_started",
-    "progress_update",
-    "stage_completed",
-    "job_completed",
-    "job_failed",
-    "job_cancelled",
-)
+EVENT_TYPES = tuple(EVENT_EXTRA_KEYS)  # every job event name
 TERMINAL = {"job_completed", "job_failed", "job_cancelled"}
 
 

@@ -65,37 +65,42 @@ def _paced(sleep, pace: float):
     return lambda seconds: sleep(seconds * pace)
 
 
-def _expire_forever(socketio: SocketIO, namespace: ProgressNamespace, every: float) -> None:
-    """Close connections whose token has expired (DESIGN §6: at expiry, within ``every``)."""
+def _every(socketio: SocketIO, seconds: float, what: str, task) -> None:
+    """Run ``task()`` every ``seconds``, forever; a failure is logged and retried."""
     while True:
         try:
-            for sid in namespace.expired_sids(time.time()):
-                namespace.expire(sid)
+            task()
         except Exception:
-            log.exception("expiry sweep failed; will retry")
-        socketio.sleep(every)
+            log.exception("%s failed; will retry", what)
+        socketio.sleep(seconds)
+
+
+def _expire_forever(socketio: SocketIO, namespace: ProgressNamespace, every: float) -> None:
+    """Close connections whose token has expired (DESIGN §6: at expiry, within ``every``)."""
+
+    def sweep() -> None:
+        for sid in namespace.expired_sids(time.time()):
+            namespace.expire(sid)
+
+    _every(socketio, every, "expiry sweep", sweep)
 
 
 def _fail_stalled_forever(
     socketio: SocketIO, tracker: ProgressTracker, stall_seconds: float, every: float
 ) -> None:
-    while True:
-        try:
-            for job_id in tracker.fail_stalled(stall_seconds):
-                log.warning("job %s failed: no event for %ss (stalled)", job_id, stall_seconds)
-        except Exception:
-            log.exception("stall check failed; will retry")
-        socketio.sleep(every)
+    def check() -> None:
+        for job_id in tracker.fail_stalled(stall_seconds):
+            log.warning("job %s failed: no event for %ss (stalled)", job_id, stall_seconds)
+
+    _every(socketio, every, "stall check", check)
 
 
 def _prune_forever(
     socketio: SocketIO, tracker: ProgressTracker, retention: float, every: float
 ) -> None:
-    while True:
-        try:
-            removed = tracker.store.prune(tracker.clock() - retention)
-            if removed:
-                log.info("pruned %d finished jobs older than %ss", removed, retention)
-        except Exception:
-            log.exception("pruning failed; will retry")
-        socketio.sleep(every)
+    def prune() -> None:
+        removed = tracker.store.prune(tracker.clock() - retention)
+        if removed:
+            log.info("pruned %d finished jobs older than %ss", removed, retention)
+
+    _every(socketio, every, "pruning", prune)

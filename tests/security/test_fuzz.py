@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.harness import NAMESPACE, SocketClient, token_for
+from tests.protocol_spec import EVENT_EXTRA_KEYS
 
 from .support import (
     DROPPED,
@@ -205,15 +206,7 @@ stage_values = mostly(
         optional={"weight": st.floats(allow_nan=False) | json_values, "x": json_values},
     ),
 )
-EVENT_TYPES = [
-    "job_queued",
-    "job_started",
-    "progress_update",
-    "stage_completed",
-    "job_completed",
-    "job_failed",
-    "job_cancelled",
-]
+EVENT_TYPES = list(EVENT_EXTRA_KEYS)
 extra_fields = st.fixed_dictionaries({}, optional={"extra": json_values})
 
 

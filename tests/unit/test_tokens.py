@@ -54,7 +54,10 @@ def test_a_plain_token_grants_nothing_extra():
         ),
         (lambda: jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), "exp"),
         (lambda: jwt.encode({"exp": NOW + 3600}, SECRET, algorithm="HS256"), "sub"),
-        (lambda: jwt.encode({"sub": "a b", "exp": NOW + 3600}, SECRET, algorithm="HS256"), "claims"),
+        (
+            lambda: jwt.encode({"sub": "a b", "exp": NOW + 3600}, SECRET, algorithm="HS256"),
+            "claims",
+        ),
         (lambda: jwt.encode({"sub": 5, "exp": NOW + 3600}, SECRET, algorithm="HS256"), "token"),
         (
             lambda: jwt.encode(
