@@ -84,9 +84,8 @@ def main() -> None:
     else:
         for name, ns in result["ns_per_call"].items():
             print(f"{name:>13}: {ns:7.1f} ns/call")
-        print(
-            f"progresscast / tqdm: {result['ratio']}  (added cost only: {result['ratio_over_bare']})"
-        )
+        ratio, added = result["ratio"], result["ratio_over_bare"]
+        print(f"progresscast / tqdm: {ratio}  (added cost only: {added})")
 
 
 if __name__ == "__main__":
