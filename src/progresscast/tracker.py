@@ -112,10 +112,13 @@ class ProgressTracker:
         Raises :class:`Conflict` if ``job_id`` is taken.
         """
         job_id = validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex
-        state = new_job(job_id, name, stages, owner, metadata, self.clock())
+        # One instant for both: the first event's ts is the job's created_at
+        # (and started_at), so clients that fold events agree with snapshots.
+        now = self.clock()
+        state = new_job(job_id, name, stages, owner, metadata, now)
         kind = EventType.JOB_STARTED if start else EventType.JOB_QUEUED
         with self._lock_for(job_id):
-            events, state = transition(state, kind, {}, self.clock())
+            events, state = transition(state, kind, {}, now)
             try:
                 self.store.append(events, state)
             except SeqConflict:
