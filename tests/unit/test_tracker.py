@@ -337,3 +337,17 @@ def test_a_tracker_without_emitter_only_stores(store, clock):
     tracker = ProgressTracker(store, clock=clock)
     tracker.create_job("r", ["a"], owner="u", job_id="quiet")
     assert len(store.events_since("quiet")) == 1
+
+
+def test_the_first_event_is_stamped_with_the_jobs_creation_time(store, sockets):
+    import itertools
+
+    ticks = itertools.count(1_700_000_000.0, 0.0007)  # every clock read is a new instant
+    tracker = ProgressTracker(store, sockets, clock=lambda: next(ticks))
+    for start in (False, True):
+        state = tracker.create_job("x", ["a"], owner="alice", start=start)
+        first = store.events_since(state.job_id)[0]
+        snap = state.snapshot()
+        assert first["ts"] == snap["created_at"]
+        if start:
+            assert first["ts"] == snap["started_at"]
