@@ -29,6 +29,9 @@ class Config:
     # Allowed browser origins for Socket.IO and the REST API; empty means same
     # origin only. Never "*" by default.
     CORS_ALLOWED_ORIGINS: list[str] = []
+    # permessage-deflate: off, since deflating each small event once per client
+    # is the dominant cost of a delivery (web/compression.py, docs/benchmarks.md).
+    WEBSOCKET_COMPRESSION = False
     PING_INTERVAL = 25
     PING_TIMEOUT = 20
     # Largest Socket.IO message and HTTP body accepted, in bytes.

@@ -21,6 +21,7 @@ from .api import register_api
 from .auth import resolve_secret
 from .background import start_background_tasks
 from .batching import client_manager
+from .compression import NoWebsocketCompression
 from .context import get_tracker
 from .jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
 from .pages import pages
@@ -112,6 +113,9 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         json=SocketJSON,
         serializer=TolerantPacket,
     )
+    if not app.config["WEBSOCKET_COMPRESSION"]:
+        # Outermost, so the Engine.IO middleware never sees the offer.
+        app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
     start_background_tasks(app, socketio, tracker, namespace)
     return app
 

@@ -246,3 +246,42 @@ def test_the_gevent_worker_serves_the_same_protocol(tmp_path, clients):
         assert "Using worker: gevent" in server.log()
     finally:
         server.stop()
+
+
+def _handshake_extensions(server) -> str | None:
+    """Open a websocket offering permessage-deflate, as browsers do; return
+    the extensions the server accepted (None: none)."""
+    import base64
+    import os
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+    lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 101"), lines[0]
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return {k.lower(): v for k, v in headers.items()}.get("sec-websocket-extensions")
+
+
+def test_websocket_compression_is_off_unless_configured(tmp_path, server):
+    assert _handshake_extensions(server) is None  # the offer is declined
+    on = ServerProcess(tmp_path / "on", env={"PROGRESSCAST_WEBSOCKET_COMPRESSION": "true"})
+    (tmp_path / "on").mkdir()
+    on.start()
+    try:
+        assert "permessage-deflate" in _handshake_extensions(on)
+    finally:
+        on.stop()
