@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup setup-dev system-deps lint format unit screenshots clean
+.PHONY: run test setup setup-dev system-deps lint format unit screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,23 @@ unit: setup-dev
 # docs/dashboard.png, from a seeded set of jobs in headless chromium.
 screenshots: setup-dev system-deps
 	SCREENSHOTS=1 $(BIN)/pytest tests/browser/test_screenshots.py -q
+
+# Benchmarks (issue 6): set up, run every comparison side by side (~6 min), then
+# write bench/results/full.json, docs/benchmarks.md and its plots.
+# `make bench BENCH_ARGS=--quick` takes ~2 minutes.
+$(VENV)/.bench: $(VENV)/.runtime bench/requirements.txt
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench/node_modules/.installed: bench/package.json bench/package-lock.json
+	npm ci --prefix bench --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: $(VENV)/.bench bench/node_modules/.installed
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/sbin/redis-server ] || \
+		{ $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq redis-server; } || \
+		echo "no redis-server: the worker + Redis path is skipped"
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache instance

@@ -69,3 +69,31 @@ def test_an_unreachable_redis_is_store_unavailable():
     events, state = create("x")
     with pytest.raises(StoreUnavailable):
         store.append(events, state)
+
+
+def test_a_burst_beyond_the_pool_waits_instead_of_failing(redis_server):
+    import threading
+
+    store = RedisStore(redis_server.url, prefix=f"t{next(_prefixes)}", max_connections=4)
+    events, state = create("busy", start=True)
+    store.append(events, state)
+    errors, seen = [], []
+
+    def reader():
+        try:
+            for _ in range(20):
+                seen.append(store.get("busy").seq)
+        except Exception as exc:  # "Too many connections" with a non-blocking pool
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        assert errors == [] and len(seen) == 32 * 20 and set(seen) == {1}
+    finally:
+        for key in store.redis.scan_iter(f"{store.prefix}:*"):
+            store.redis.delete(key)
+        store.close()

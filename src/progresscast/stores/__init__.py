@@ -20,7 +20,12 @@ from .sqlite import SQLiteStore
 
 __all__ = ["JobStore", "SQLiteStore", "open_store"]
 
-_OPTIONS = {"max_events_per_job": int, "prefix": str, "retention_seconds": int}
+_OPTIONS = {
+    "max_events_per_job": int,
+    "prefix": str,
+    "retention_seconds": int,
+    "max_connections": int,
+}
 
 
 def open_store(url: str) -> JobStore:

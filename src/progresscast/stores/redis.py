@@ -124,7 +124,7 @@ def _unavailable(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # incl. pool exhausted
             raise StoreUnavailable(f"Redis store unreachable: {exc}") from exc
 
     wrapper.__name__ = method.__name__
@@ -138,6 +138,7 @@ class RedisStore(JobStore):
     :param url: ``redis://host:port/db``.
     :param max_events_per_job: history kept per job (a gapless suffix).
     :param retention_seconds: TTL given to an ended job's keys (0: none).
+    :param max_connections: connections kept to Redis; more callers wait.
     """
 
     def __init__(
@@ -148,18 +149,25 @@ class RedisStore(JobStore):
         max_events_per_job: int = 10_000,
         retention_seconds: int = 7 * 24 * 3600,
         socket_timeout: float = 5.0,
+        max_connections: int = 64,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.max_events_per_job = max_events_per_job
         self.retention_seconds = retention_seconds
-        self.redis = redis.Redis.from_url(
+        # A blocking pool: under a burst of requests (1,000 clients joining at
+        # once) callers wait for a connection instead of failing with "Too
+        # many connections", which redis-py's default pool does past its cap.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=30,
         )
+        self.redis = redis.Redis(connection_pool=pool)
         self._append = self.redis.register_script(_APPEND)
         self._cancel = self.redis.register_script(_CANCEL)
         self._delete = self.redis.register_script(_DELETE)

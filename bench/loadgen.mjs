@@ -1,0 +1,290 @@
+// Load generator: many socket.io-client connections in one Node process.
+//
+// Driven by bench/run.py over stdin/stdout, one JSON object per line:
+// every command line carries an "id", and the reply line echoes it.
+//
+//   node bench/loadgen.mjs '{"url": "http://127.0.0.1:8000", "jobs": 100, "tokens": "tokens.json"}'
+//
+// Commands:
+//   connect {from, to, rate, inflight, timeoutMs, join}   open clients [from, to); client i joins job i % jobs
+//   record {since, until}        start keeping latencies of updates sent in [since, until)
+//   report {latFile}             write those latencies (ms, float64) to latFile; counts
+//   burstArm {burst}             time the first update of burst K per client
+//   burstReport {}               per-client latencies of the armed burst (s)
+//   ping {timeoutMs}             every joined client sends ping with an ack
+//   stats {}                     counters, CPU and memory of this process
+//   close {}                     disconnect everything and exit
+//
+// Latency = this process's wall clock on arrival minus the send time at the
+// start of the update's `message` (seconds since the epoch, from the server's
+// or the pipeline's clock: one machine, one clock).
+import { readFileSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { io } from "socket.io-client";
+
+const opts = JSON.parse(process.argv[2] ?? "{}");
+const URL_ = opts.url;
+const NS = opts.namespace ?? "/progress";
+const JOBS = opts.jobs ?? 100;
+const tokens = opts.tokens ? JSON.parse(readFileSync(opts.tokens, "utf8")) : null;
+// Like browsers, socket.io-client offers permessage-deflate by default; a
+// server that accepts it (eventlet does, Node's socket.io does not by
+// default) compresses every message for every client. deflate=false stops
+// offering it.
+const DEFLATE = opts.deflate !== false;
+
+const wallNow = () => (performance.timeOrigin + performance.now()) / 1000;
+const jobId = (j) => `bench-${String(j).padStart(3, "0")}`;
+
+const clients = []; // {i, job, socket, state}
+let joined = 0;
+let disconnects = 0;
+const disconnectReasons = {};
+let totalEvents = 0;
+const RETRYABLE = new Set(["unavailable", "rate_limited", "internal"]);
+const joinRetries = {}; // refusals retried, by code
+let outside = 0; // updates sent outside the recording window
+let payloadBytes = 0;
+let payloadSamples = 0;
+const extensions = {}; // websocket extensions negotiated, by name
+let rec = null; // {since, until, lat: number[], received, watchers}
+let burst = null; // {id, lat: number[]}
+
+function onUpdate(c, ev) {
+  const t = wallNow();
+  totalEvents++;
+  const m = ev && ev.message;
+  if (typeof m !== "string") return;
+  if (payloadSamples < 1000) {
+    payloadBytes += JSON.stringify(ev).length;
+    payloadSamples++;
+  }
+  if (m.charCodeAt(0) === 98 /* "b": a burst */) {
+    const colon = m.indexOf(":");
+    const id = Number(m.slice(1, colon));
+    if (burst && burst.id === id && c.burstSeen !== id) {
+      c.burstSeen = id;
+      burst.lat.push(t - parseFloat(m.slice(colon + 1)));
+    }
+    return;
+  }
+  const ts = parseFloat(m);
+  if (rec && ts >= rec.since && ts < rec.until) {
+    rec.lat.push((t - ts) * 1000);
+    rec.received++;
+  } else outside++;
+}
+
+function openClient(i, join, timeoutMs) {
+  return new Promise((resolve) => {
+    const job = i % JOBS;
+    const auth = tokens ? { token: tokens[i] } : {};
+    const socket = io(URL_ + NS, {
+      transports: ["websocket"],
+      forceNew: true,
+      reconnection: false,
+      timeout: timeoutMs,
+      auth,
+      ...(DEFLATE ? {} : { perMessageDeflate: false }),
+    });
+    const c = { i, job, socket, state: "connecting", burstSeen: -1 };
+    clients.push(c);
+    let settled = false;
+    const done = (ok, why) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!ok) {
+        c.state = "failed";
+        socket.disconnect();
+      }
+      resolve(ok ? null : why);
+    };
+    const timer = setTimeout(() => done(false, "timeout"), timeoutMs + 1000);
+    socket.on("progress_update", (ev) => onUpdate(c, ev));
+    socket.on("connect_error", (err) => done(false, `connect_error: ${err?.data?.code ?? err?.message}`));
+    socket.on("disconnect", (reason) => {
+      if (c.state === "joined") {
+        joined--;
+        disconnects++;
+        disconnectReasons[reason] = (disconnectReasons[reason] ?? 0) + 1;
+      }
+      if (c.state !== "failed") c.state = "closed";
+      done(false, `disconnect: ${reason}`);
+    });
+    socket.on("connect", () => {
+      const ext = socket.io?.engine?.transport?.ws?.extensions ?? "";
+      const key = ext || "none";
+      extensions[key] = (extensions[key] ?? 0) + 1;
+      if (!join) {
+        c.state = "joined";
+        joined++;
+        return done(true);
+      }
+      // Retry a refusal the protocol calls retryable, with backoff, as the
+      // official clients do; each retry is counted and reported.
+      const tryJoin = (attempt) =>
+        socket.timeout(timeoutMs).emit("join_job", { job_id: jobId(job) }, (err, ack) => {
+          if (err) return done(false, "join timeout");
+          const code = ack?.error?.code;
+          if (ack && !ack.ok && RETRYABLE.has(code) && attempt < 8) {
+            joinRetries[code] = (joinRetries[code] ?? 0) + 1;
+            return setTimeout(() => tryJoin(attempt + 1), 100 * 2 ** Math.min(attempt, 4) * (0.5 + Math.random()));
+          }
+          if (!ack || !ack.ok) return done(false, `join refused: ${code}: ${String(ack?.error?.message).slice(0, 120)}`);
+          c.state = "joined";
+          joined++;
+          done(true);
+        });
+      tryJoin(0);
+    });
+  });
+}
+
+async function connect({ from, to, rate = 1000, inflight = 200, timeoutMs = 15000, join = true, stopOnFailure = false }) {
+  const t0 = wallNow();
+  const errors = {};
+  let failed = 0;
+  let active = 0;
+  let skipped = 0;
+  let next = from;
+  const interval = 1000 / rate;
+  await new Promise((resolve) => {
+    let finished = 0;
+    let total = to - from;
+    let stopped = false;
+    if (total <= 0) return resolve();
+    const start = performance.now();
+    const pump = () => {
+      // open at most `rate` per second and `inflight` handshakes at a time
+      const allowed = Math.floor((performance.now() - start) / interval) + 1 - (next - from);
+      let n = Math.min(allowed, inflight - active, to - next);
+      for (; n > 0; n--) {
+        const i = next++;
+        active++;
+        openClient(i, join, timeoutMs).then((why) => {
+          active--;
+          finished++;
+          if (why) {
+            failed++;
+            errors[why] = (errors[why] ?? 0) + 1;
+            if (stopOnFailure && !stopped) {
+              // open no more: wait only for the handshakes under way
+              stopped = true;
+              total = next - from;
+              skipped = to - next;
+            }
+          }
+          if (finished === total) resolve();
+        });
+      }
+      if (next < to && !stopped) setTimeout(pump, 5);
+    };
+    pump();
+  });
+  return { joined, failed, skipped, errors, joinRetries, seconds: wallNow() - t0 };
+}
+
+function watchersPerJob() {
+  const w = new Array(JOBS).fill(0);
+  for (const c of clients) if (c.state === "joined") w[c.job]++;
+  return w;
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+async function ping({ timeoutMs = 30000, spreadMs = 1000 }) {
+  const live = clients.filter((c) => c.state === "joined");
+  const rtts = [];
+  let failed = 0;
+  const t0 = wallNow();
+  await Promise.all(
+    live.map(
+      (c, k) =>
+        new Promise((resolve) => {
+          // spread the pings over spreadMs, as real clients' timers would be
+          setTimeout(() => {
+            const sent = performance.now();
+            c.socket.timeout(timeoutMs).emit("ping", {}, (err, ack) => {
+              if (err || !ack || !ack.ok) failed++;
+              else rtts.push(performance.now() - sent);
+              resolve();
+            });
+          }, (k / live.length) * spreadMs);
+        }),
+    ),
+  );
+  rtts.sort((a, b) => a - b);
+  return {
+    sent: live.length,
+    answered: rtts.length,
+    failed,
+    seconds: wallNow() - t0,
+    rtt_ms: { p50: percentile(rtts, 0.5), p99: percentile(rtts, 0.99), max: rtts.at(-1) ?? null },
+  };
+}
+
+function stats() {
+  const cpu = process.cpuUsage();
+  return {
+    joined,
+    clients: clients.length,
+    disconnects,
+    disconnectReasons,
+    totalEvents,
+    outside,
+    payloadBytes: payloadSamples ? payloadBytes / payloadSamples : null,
+    extensions,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    rss: process.memoryUsage().rss,
+  };
+}
+
+const commands = {
+  connect,
+  ping,
+  stats: async () => stats(),
+  record: async ({ since, until }) => {
+    rec = { since, until, lat: [], received: 0, watchers: watchersPerJob() };
+    return { watchers: rec.watchers.reduce((a, b) => a + b, 0) };
+  },
+  report: async ({ latFile }) => {
+    const r = rec;
+    rec = null;
+    if (!r) return { error: "not recording" };
+    writeFileSync(latFile, Buffer.from(new Float64Array(r.lat).buffer));
+    return { received: r.received, watchers: r.watchers, stillJoined: watchersPerJob(), ...stats() };
+  },
+  burstArm: async ({ burst: id }) => {
+    burst = { id, lat: [] };
+    return { armed: id };
+  },
+  burstCount: async () => ({ received: burst ? burst.lat.length : 0 }),
+  burstReport: async () => {
+    const b = burst;
+    burst = null;
+    return { received: b ? b.lat.length : 0, lat: b ? b.lat : [] };
+  },
+  close: async () => {
+    for (const c of clients) c.socket.disconnect();
+    setTimeout(() => process.exit(0), 200);
+    return { closed: clients.length };
+  },
+};
+
+const rl = createInterface({ input: process.stdin });
+rl.on("line", async (line) => {
+  if (!line.trim()) return;
+  const msg = JSON.parse(line);
+  let reply;
+  try {
+    reply = await commands[msg.cmd](msg);
+  } catch (err) {
+    reply = { error: String(err?.stack ?? err) };
+  }
+  process.stdout.write(JSON.stringify({ id: msg.id, ...reply }) + "\n");
+});
+rl.on("close", () => process.exit(0)); // the orchestrator went away

@@ -1,0 +1,250 @@
+"""Benchmark pipelines: J jobs that report progress through the real library.
+
+Every job is a real progresscast job (``tracker.job(...)``) and every update a
+real ``job.update(done, total, message=...)``: state machine, store write,
+emit to the job's rooms. The message starts with the wall-clock time of the
+call (``time.time()``), which the load generator subtracts from its own clock
+on arrival: the latency measured is "pipeline's update call -> client's event
+callback", on one machine clock.
+
+Two ways to run them:
+
+- in the server process (bench/bench_wsgi.py): one greenlet per job, started
+  with ``socketio.start_background_task`` and paced with ``socketio.sleep``;
+- as a worker process (``python bench/pipelines.py --store redis://...
+  --queue redis://... --port P``): ``ProgressTracker.from_urls`` publishing
+  through Redis, one thread per job, no Flask and no eventlet.
+
+Both answer the same small HTTP control API as the peer servers
+(bench/peers/), which bench/run.py drives:
+
+``GET  /bench/info``                         -> {jobs, job_ids, pid}
+``POST /bench/start?duration=S&rate=R&seed=N`` -> every job updates R times/s for S s
+``POST /bench/burst?id=K``                   -> every job updates once, now
+``GET  /bench/issued?since=A&until=B``       -> updates issued per job with A <= ts < B
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: updates go to the first stage; a big total keeps stage_progress moving and never wraps
+STAGES = {"parsing": 0.15, "analyzing": 0.60, "integrating": 0.20, "formatting": 0.05}
+TOTAL = 1_000_000
+#: pads the message so a progress_update is ~300 bytes of JSON, like a real one
+PAD = "checking cross-references, figures, tables and footnotes"
+
+
+def job_id(j: int) -> str:
+    return f"bench-{j:03d}"
+
+
+def update_message(ts: float, i: int) -> str:
+    """The message of a timed update: the send time first (parsed by the load generator)."""
+    return f"{ts!r} page {i} of {TOTAL}: {PAD}"
+
+
+def burst_message(burst: int, t0: float) -> str:
+    return f"b{burst}:{t0!r} {PAD}"
+
+
+class GcTimer:
+    """Time spent in Python's cyclic garbage collector, per generation (``gc.callbacks``).
+
+    A server holding thousands of connections has a big heap for every full
+    collection to walk, and the event loop stops while it does.
+    """
+
+    def __init__(self) -> None:
+        import gc
+
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started: float | None = None
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            gen = info["generation"]
+            self.seconds[gen] += time.perf_counter() - self._started
+            self.collections[gen] += 1
+            self._started = None
+
+    def stats(self, objects: bool = False) -> dict:
+        import gc
+
+        out: dict[str, Any] = {"seconds": self.seconds, "collections": self.collections}
+        if objects:  # walks the whole heap: not inside a timed window
+            out["objects"] = len(gc.get_objects())
+        return out
+
+
+class Pipelines:
+    """J progresscast jobs and the loops that update them.
+
+    ``spawn(fn, *args)`` starts a concurrent task (a greenlet or a thread) and
+    ``sleep(seconds)`` yields to the others: the server's
+    ``socketio.start_background_task`` / ``socketio.sleep`` in process,
+    ``threading`` / ``time.sleep`` in a worker.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        jobs: int,
+        *,
+        spawn: Callable[..., Any],
+        sleep: Callable[[float], Any],
+        owner: str = "bench",
+    ) -> None:
+        self.spawn = spawn
+        self.sleep = sleep
+        # min_interval=0: every update is emitted (the benchmark paces them itself)
+        self.emitters = [
+            tracker.job(f"bench job {j}", STAGES, owner=owner, job_id=job_id(j), min_interval=0.0)
+            for j in range(jobs)
+        ]
+        self.done = [0] * jobs
+        self.issued: list[list[float]] = [[] for _ in range(jobs)]
+        self.running_until = 0.0
+        self.errors = 0
+
+    # ------------------------------------------------------------- control
+
+    def info(self) -> dict:
+        return {
+            "jobs": len(self.emitters),
+            "job_ids": [e.job_id for e in self.emitters],
+            "pid": os.getpid(),
+        }
+
+    def start(self, duration: float, rate: float, seed: int = 0) -> dict:
+        now = time.time()
+        if now < self.running_until:
+            return {"ok": False, "error": "already running"}
+        self.running_until = now + duration
+        rng = random.Random(seed)
+        period = 1.0 / rate
+        for j in range(len(self.emitters)):
+            # independent random phases: the updates of different jobs do not line up
+            self.spawn(self._loop, j, period, now + rng.uniform(0, period), self.running_until)
+        return {"ok": True, "t0": now, "until": self.running_until}
+
+    def burst(self, burst: int) -> dict:
+        """Every job updates once, back to back, all stamped with the same instant."""
+        if time.time() < self.running_until:
+            return {"ok": False, "error": "a timed run is in progress"}
+        t0 = time.time()
+        message = burst_message(burst, t0)
+        for j, emitter in enumerate(self.emitters):
+            self.done[j] += 1
+            emitter.update(self.done[j], TOTAL, message=message)
+        return {"ok": True, "t0": t0, "issue_seconds": time.time() - t0}
+
+    def issued_between(self, since: float, until: float) -> dict:
+        per_job = [sum(1 for ts in log if since <= ts < until) for log in self.issued]
+        return {"per_job": per_job, "total": sum(per_job), "errors": self.errors}
+
+    # --------------------------------------------------------------- loops
+
+    def _loop(self, j: int, period: float, first: float, deadline: float) -> None:
+        emitter = self.emitters[j]
+        log = self.issued[j]
+        due = first
+        while due < deadline:
+            now = time.time()
+            if due > now:
+                self.sleep(due - now)
+            elif now - due > period:
+                # Fell behind by more than a period (an overloaded server
+                # starves this loop): skip the missed slots rather than fire a
+                # catch-up burst; the issue rate then shows the shortfall.
+                due = now
+            ts = time.time()
+            if ts >= deadline:
+                break
+            self.done[j] += 1
+            try:
+                emitter.update(self.done[j], TOTAL, message=update_message(ts, self.done[j]))
+            except Exception:
+                self.errors += 1
+            log.append(ts)
+            due += period
+
+
+# ------------------------------------------------------------------ worker
+
+
+def serve_control(pipelines: Pipelines, port: int) -> None:
+    """The control API over http.server, for the worker process."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            parts = urlsplit(self.path)
+            q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/bench/info":
+                body = pipelines.info()
+            elif parts.path == "/bench/start":
+                body = pipelines.start(
+                    float(q["duration"]), float(q.get("rate", 10)), int(q.get("seed", 0))
+                )
+            elif parts.path == "/bench/burst":
+                body = pipelines.burst(int(q.get("id", 0)))
+            elif parts.path == "/bench/issued":
+                body = pipelines.issued_between(float(q["since"]), float(q["until"]))
+            elif parts.path == "/healthz":
+                body = {"ok": True}
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="progresscast benchmark pipelines (worker)")
+    parser.add_argument("--store", required=True, help="store URL shared with the server")
+    parser.add_argument("--queue", required=True, help="the server's MESSAGE_QUEUE_URL")
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--port", type=int, required=True, help="control API port")
+    args = parser.parse_args()
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    from progresscast import ProgressTracker
+
+    tracker = ProgressTracker.from_urls(args.store, args.queue)
+
+    def spawn(fn, *a):
+        threading.Thread(target=fn, args=a, daemon=True).start()
+
+    pipelines = Pipelines(tracker, args.jobs, spawn=spawn, sleep=time.sleep)
+    serve_control(pipelines, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,593 @@
+"""Render docs/benchmarks.md and its PNG plots from a bench/run.py results file.
+
+python bench/report.py [bench/results/full.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+COLORS = {
+    "progresscast": "#1f77b4",
+    "progresscast-redis": "#17becf",
+    "progresscast-deflate": "#9467bd",
+    "flask-nodeflate": "#bcbd22",
+    "flask": "#ff7f0e",
+    "flask-default": "#d62728",
+    "node": "#2ca02c",
+}
+SATURATED = 185  # % of the machine's 200: the machine itself was the limit
+
+
+def fmt(v: Any, digits: int = 1, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}{unit}"
+        return f"{v:.{digits}f}{unit}"
+    if isinstance(v, int):
+        return f"{v:,}{unit}"
+    return f"{v}{unit}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "–"
+    r = a / b
+    return f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
+
+
+def us_per_delivery(run: dict) -> float | None:
+    if not run.get("received"):
+        return None
+    return run["cpu_pct"]["server"] / 100 * run["window_s"] / run["received"] * 1e6
+
+
+def runs_by_clients(results: dict) -> dict[int, list[tuple[dict, dict]]]:
+    out: dict[int, list[tuple[dict, dict]]] = {}
+    for server in results["latency"]:
+        for run in server["runs"]:
+            out.setdefault(run["clients"], []).append((server, run))
+    return out
+
+
+# -------------------------------------------------------------------- plots
+
+
+def plot_latency(results: dict, docs: Path) -> Path | None:
+    groups = runs_by_clients(results)
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
+    for ax, (n, pairs) in zip(axes[0], sorted(groups.items()), strict=True):
+        for server, run in pairs:
+            cdf = run["latency"].get("cdf_ms")
+            if not cdf:
+                continue
+            ys = [i / (len(cdf) - 1) for i in range(len(cdf))]
+            share = of_target(run, results["config"]) or 0
+            label = f"{server['label']} ({100 * share:.0f}% of target delivered)"
+            ax.plot([max(x, 0.01) for x in cdf], ys, label=label, color=COLORS.get(server["kind"]))
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, update call → client callback (ms, log)")
+        ax.set_ylabel("fraction of delivered updates")
+        ax.set_title(
+            f"{n:,} clients, {results['config']['jobs']} jobs × {results['config']['rate']}/s"
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = docs / "bench-latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_connections(results: dict, docs: Path) -> Path | None:
+    if not results["connections"]:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for server in results["connections"]:
+        levels = [r for r in server["levels"] if r["joined"] == r["level"]]
+        if not levels:
+            continue
+        xs = [r["level"] for r in levels]
+        ys = [r["rss_mb"] for r in levels]
+        ax.plot(xs, ys, marker="o", label=server["label"], color=COLORS.get(server["kind"]))
+        failed = [r for r in server["levels"] if r["joined"] < r["level"]]
+        if failed:
+            at = (failed[0]["level"], failed[0]["rss_mb"])
+            ax.scatter([at[0]], [at[1]], marker="x", s=80, color=COLORS.get(server["kind"]))
+            label = f"fails: {failed[0]['joined']:,} held"
+            ax.annotate(label, at, textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("concurrent websocket clients (each joined a job room)")
+    ax.set_ylabel("server RSS (MB)")
+    ax.set_title("Connections held (pings answered) vs memory")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = docs / "bench-connections.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_burst(results: dict, docs: Path) -> Path | None:
+    servers = [s for s in results["latency"] if s.get("burst")]
+    if not servers:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, server in enumerate(servers):
+        b = server["burst"]
+        lasts = [r["last_ms"] for r in b["runs"] if r["last_ms"] is not None]
+        med = b["median_last_ms"]
+        ax.bar(i, med or 0, color=COLORS.get(server["kind"]), alpha=0.7)
+        ax.scatter([i] * len(lasts), lasts, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(servers)))
+    ax.set_xticklabels([textwrap.fill(s["label"], 18) for s in servers], fontsize=7)
+    ax.set_ylabel("ms until the last client has its update")
+    n = servers[0]["burst"]["clients"]
+    ax.set_title(f"Burst: {results['config']['jobs']} jobs update at once, {n:,} clients "
+                 "(bar: median, dots: each burst)")  # fmt: skip
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = docs / "bench-burst.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------- narrative
+
+
+def find(seq: list[dict], kind: str) -> dict | None:
+    return next((s for s in seq if s["kind"] == kind), None)
+
+
+def run_for(results: dict, kind: str, n: int) -> dict | None:
+    server = find(results["latency"], kind)
+    if not server:
+        return None
+    return next((r for r in server["runs"] if r["clients"] == n), None)
+
+
+def of_target(run: dict, cfg: dict) -> float | None:
+    """Received / what the pipelines were asked to send (R x window x watchers)."""
+    if run.get("delivered_of_target") is not None:
+        return run["delivered_of_target"]
+    if not run.get("watchers"):
+        return None
+    return run["received"] / (cfg["rate"] * run["window_s"] * run["watchers"])
+
+
+def describe(run: dict, cfg: dict) -> str:
+    lat = run["latency"]
+    text = (
+        f"p50 {fmt(lat.get('p50_ms'))} ms, p99 {fmt(lat.get('p99_ms'))} ms, "
+        f"{100 * (of_target(run, cfg) or 0):.0f}% of the target deliveries "
+        f"({fmt(run['deliveries_per_s'])}/s"
+    )
+    if run["issue_rate_ratio"] < 0.95:
+        text += (
+            f"; only {100 * run['issue_rate_ratio']:.0f}% of the updates could be issued on time"
+        )
+    if (run["delivered"] or 0) < 0.999:
+        text += f"; {100 * (run['delivered'] or 0):.1f}% of the issued ones arrived"
+    text += f"), {fmt(us_per_delivery(run))} µs server CPU per delivery"
+    if run["cpu_pct"]["machine"] >= SATURATED:
+        text += " (machine saturated)"
+    return text
+
+
+def scorecard(results: dict) -> list[str]:
+    """Per peer: the metrics where progresscast is ahead, on par (within 10 %) or behind."""
+    lines = []
+    for kind, name in (
+        ("flask", "plain Flask-SocketIO (tutorial defaults)"),
+        ("flask-nodeflate", "plain Flask-SocketIO without compression"),
+        ("node", "Node.js socket.io"),
+    ):
+        rows: list[
+            tuple[str, float | None, float | None, bool]
+        ] = []  # (metric, pc, peer, lower_better)
+        for n in sorted(runs_by_clients(results)):
+            pc, peer = run_for(results, "progresscast", n), run_for(results, kind, n)
+            if not pc or not peer:
+                continue
+            rows += [
+                (
+                    f"p50 at {n:,} clients",
+                    pc["latency"].get("p50_ms"),
+                    peer["latency"].get("p50_ms"),
+                    True,
+                ),
+                (f"p99 at {n:,}", pc["latency"].get("p99_ms"), peer["latency"].get("p99_ms"), True),
+                (f"deliveries/s at {n:,}", pc["deliveries_per_s"], peer["deliveries_per_s"], False),
+                (f"CPU per delivery at {n:,}", us_per_delivery(pc), us_per_delivery(peer), True),
+                (f"RSS at {n:,}", pc["rss_peak_mb"], peer["rss_peak_mb"], True),
+            ]
+        pcb, peerb = find(results["latency"], "progresscast"), find(results["latency"], kind)
+        if pcb and peerb and pcb.get("burst") and peerb.get("burst"):
+            rows.append(
+                ("burst", pcb["burst"]["median_last_ms"], peerb["burst"]["median_last_ms"], True)
+            )
+        conn_kinds = [kind, "flask-default"] if kind == "flask" else [kind]
+        pcc = find(results["connections"], "progresscast")
+        for ck in conn_kinds:
+            peerc = find(results["connections"], ck)
+            if pcc and peerc:
+                label = " (eventlet default max_size)" if ck == "flask-default" else ""
+                rows.append((f"connections held{label}", pcc["held"], peerc["held"], False))
+                pk = next(
+                    (r["kib_per_conn"] for r in pcc["levels"] if r["level"] == pcc["held"]), None
+                )
+                qk = next(
+                    (r["kib_per_conn"] for r in peerc["levels"] if r["level"] == peerc["held"]),
+                    None,
+                )
+                rows.append((f"memory per connection{label}", pk, qk, True))
+        ahead, par, behind = [], [], []
+        for metric, a, b, lower in rows:
+            if not a or not b:
+                continue
+            r = a / b
+            better = r if lower else 1 / r  # < 1: progresscast better
+            item = f"{metric} ({ratio(a, b)})"
+            (ahead if better < 0.9 else behind if better > 1.1 else par).append(item)
+        if ahead or par or behind:
+            lines.append(
+                f"- **vs {name}** (ratios progresscast / {name}): ahead on "
+                f"{', '.join(ahead) or 'nothing'}; on par on {', '.join(par) or 'nothing'}; "
+                f"behind on {', '.join(behind) or 'nothing'}."
+            )
+    return lines
+
+
+def summary(results: dict) -> list[str]:
+    """The figures side by side, in words; the tables below have everything."""
+    cfg = results["config"]
+    out = []
+    for n in sorted(runs_by_clients(results)):
+        pc = run_for(results, "progresscast", n)
+        if not pc:
+            continue
+        parts = [f"progresscast {describe(pc, cfg)}"]
+        for kind, name in (
+            ("progresscast-deflate", "progresscast with compression"),
+            ("flask", "plain Flask-SocketIO"),
+            ("flask-nodeflate", "plain Flask-SocketIO without compression"),
+            ("node", "Node.js"),
+        ):
+            peer = run_for(results, kind, n)
+            if peer:
+                parts.append(
+                    f"{name} {describe(peer, cfg)} — progresscast/{name}: p99 "
+                    f"{ratio(pc['latency'].get('p99_ms'), peer['latency'].get('p99_ms'))}, CPU per "
+                    f"delivery {ratio(us_per_delivery(pc), us_per_delivery(peer))}"
+                )
+        out.append(f"**{n:,} clients**: " + "; ".join(parts) + ".")
+    pcr = find(results["latency"], "progresscast-redis")
+    if pcr and pcr["runs"]:
+        bits = []
+        for run in pcr["runs"]:
+            cpu = run["cpu_pct"]
+            bits.append(
+                f"{run['clients']:,} clients: {describe(run, results['config'])}; CPU: server "
+                f"{fmt(cpu['server'])}% + worker {fmt(cpu.get('worker'))}% + redis "
+                f"{fmt(cpu.get('redis'))}%"
+            )
+        out.append("**Worker + Redis path**: " + "; ".join(bits) + ".")
+    if results["connections"]:
+        bits = []
+        for s in results["connections"]:
+            best = next((r for r in s["levels"] if r["level"] == s["held"]), None)
+            kib = best["kib_per_conn"] if best else None
+            bits.append(
+                f"{s['label']}: {s['held']:,} held, {fmt(kib)} KiB/connection ({s['stopped']})"
+            )
+        out.append("**Connections**: " + "; ".join(bits) + ".")
+    bursts = [s for s in results["latency"] if s.get("burst")]
+    if bursts:
+        bits = [
+            f"{s['label']} {fmt(s['burst']['median_last_ms'])} ms"
+            + ("" if s["burst"]["all_delivered"] else " (not every client got every burst)")
+            for s in bursts
+        ]
+        out.append(
+            "**Burst** (median time until the last client has its update): " + "; ".join(bits) + "."
+        )
+    em = results.get("emitter")
+    if em and "ns_per_call" in em:
+        ns = em["ns_per_call"]
+        out.append(
+            f"**Emitter overhead**: {fmt(ns.get('progresscast'))} ns per `advance()` vs tqdm "
+            f"{fmt(ns.get('tqdm'))} ns (ratio {em.get('ratio')}), bare loop "
+            f"{fmt(ns.get('bare'))} ns."
+        )
+    return out
+
+
+def row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def header(*cells: str, align: str = "") -> list[str]:
+    """A table header; ``align`` gives one character per column: l or r (default r, first l)."""
+    align = align or "l" + "r" * (len(cells) - 1)
+    return [row(*cells), row(*("---" if a == "l" else "---:" for a in align))]
+
+
+def latency_table(results: dict) -> list[str]:
+    cfg = results["config"]
+    lines = []
+    for n, pairs in sorted(runs_by_clients(results).items()):
+        lines += [f"#### {n:,} clients ({n // cfg['jobs']:,} per job)", ""]
+        lines += header(
+            "server", "p50 ms", "p90 ms", "p99 ms", "max ms", "delivered (of issued)",
+            "issued on time", "delivered (of target)", "deliveries/s", "server CPU %",
+            "µs CPU / delivery", "server RSS MB", "load gen CPU %", "machine CPU % (other)",
+            "payload B",
+        )  # fmt: skip
+        for server, run in pairs:
+            lat, cpu = run["latency"], run["cpu_pct"]
+            server_cpu = fmt(cpu["server"])
+            if "worker" in cpu:
+                server_cpu += f" (+ worker {fmt(cpu['worker'])}, redis {fmt(cpu.get('redis'))})"
+            lines.append(
+                row(
+                    server["label"],
+                    fmt(lat.get("p50_ms"), 2),
+                    fmt(lat.get("p90_ms"), 2),
+                    fmt(lat.get("p99_ms"), 2),
+                    fmt(lat.get("max_ms"), 1),
+                    f"{100 * (run['delivered'] or 0):.2f}%",
+                    f"{100 * run['issue_rate_ratio']:.1f}%",
+                    f"**{100 * (of_target(run, cfg) or 0):.1f}%**",
+                    fmt(run["deliveries_per_s"]),
+                    server_cpu,
+                    fmt(us_per_delivery(run)),
+                    fmt(run["rss_peak_mb"]),
+                    fmt(cpu["loadgen"]),
+                    f"{fmt(cpu['machine'])} ({fmt(cpu['foreign'])})",
+                    fmt(run["payload_bytes"], 0),
+                )
+            )
+        lines.append("")
+        for server, run in pairs:
+            g = run.get("gc")
+            if g:
+                lines.append(
+                    f"- Python's garbage collector in *{server['label']}*: "
+                    f"**{fmt(g['pct_of_window'])}% of the window** (collections by generation "
+                    f"{g['collections']}, seconds {g['seconds_by_generation']}; "
+                    f"{fmt(g.get('objects'))} objects tracked after it)."
+                )
+        lines.append("")
+        pc = run_for(results, "progresscast", n)
+        if pc:
+            lines += [
+                "Ratios, progresscast (in-process) / peer (below 1 = progresscast is better):",
+                "",
+                *header("peer", "p50", "p99", "max", "µs CPU / delivery", "RSS"),
+            ]
+            for server, run in pairs:
+                if server["kind"] == "progresscast":
+                    continue
+                a, b = pc["latency"], run["latency"]
+                lines.append(
+                    row(
+                        server["label"],
+                        ratio(a.get("p50_ms"), b.get("p50_ms")),
+                        ratio(a.get("p99_ms"), b.get("p99_ms")),
+                        ratio(a.get("max_ms"), b.get("max_ms")),
+                        ratio(us_per_delivery(pc), us_per_delivery(run)),
+                        ratio(pc["rss_peak_mb"], run["rss_peak_mb"]),
+                    )
+                )
+            lines.append("")
+        errors = [f"{s['label']}: {s['error']}" for s, _ in pairs if s.get("error")]
+        retries = [
+            f"{s['label']}: {r['connect']['join_retries']}"
+            for s, r in pairs
+            if r.get("connect", {}).get("join_retries")
+        ]
+        if retries:
+            lines += [
+                "Joins retried after a retryable refusal (cumulative): " + "; ".join(retries),
+                "",
+            ]
+        if errors:
+            lines += ["Errors: " + "; ".join(errors), ""]
+    return lines
+
+
+def connections_table(results: dict) -> list[str]:
+    lines = header(
+        "server", "held (pings answered)", "stopped", "RSS idle MB", "RSS at held MB",
+        "KiB / connection", "connect s (last level)", "ping p99 ms (last level)",
+        align="lrlrrrrr",
+    )  # fmt: skip
+    for s in results["connections"]:
+        best = next((r for r in s["levels"] if r["level"] == s["held"]), {})
+        last = s["levels"][-1] if s["levels"] else {}
+        lines.append(
+            row(
+                s["label"],
+                f"{s['held']:,}",
+                s["stopped"],
+                fmt(s["rss0_mb"]),
+                fmt(best.get("rss_mb")),
+                fmt(best.get("kib_per_conn")),
+                fmt(last.get("connect_s")),
+                fmt(last.get("ping_p99_ms")),
+            )
+        )
+    lines += ["", "Per level:", ""]
+    lines += header(
+        "server", "level", "joined", "failed", "connect s", "pings answered", "ping p99 ms",
+        "RSS MB", "KiB/conn",
+    )  # fmt: skip
+    for s in results["connections"]:
+        for r in s["levels"]:
+            lines.append(
+                row(
+                    s["label"],
+                    f"{r['level']:,}",
+                    f"{r['joined']:,}",
+                    f"{r['failed']:,}",
+                    fmt(r["connect_s"]),
+                    f"{r['ping_answered']:,}",
+                    fmt(r["ping_p99_ms"]),
+                    fmt(r["rss_mb"]),
+                    fmt(r["kib_per_conn"]),
+                )
+            )
+    return lines
+
+
+def burst_table(results: dict) -> list[str]:
+    lines = header(
+        "server", "median: last client (ms)", "median: median client (ms)",
+        "each burst, last client (ms)", "time to issue the updates (ms)",
+        "every client got every burst", align="lrrlll",
+    )  # fmt: skip
+    for s in results["latency"]:
+        b = s.get("burst")
+        if not b:
+            continue
+        lines.append(
+            row(
+                s["label"],
+                fmt(b["median_last_ms"]),
+                fmt(b["median_p50_ms"]),
+                ", ".join(fmt(r["last_ms"]) for r in b["runs"]),
+                ", ".join(fmt(r["issue_ms"]) for r in b["runs"]),
+                "yes" if b["all_delivered"] else "no",
+            )
+        )
+    return lines
+
+
+def idle_pct(prof: dict) -> float:
+    """Samples whose leaf is the hub's epoll wait (from the self table)."""
+    idle = ("Hub.wait ", "Hub.do_poll ", "BaseHub.wait ")
+    return sum(pct for name, pct in prof.get("self", []) if name.startswith(idle))
+
+
+def profile_section(results: dict, kind: str = "progresscast") -> list[str]:
+    server = find(results["latency"], kind)
+    prof = server and server.get("profile")
+    if not prof or not prof.get("samples"):
+        return [
+            "Not profiled in this run (`python bench/run.py` profiles the largest run with "
+            "py-spy when it is installed)."
+        ]
+    seconds = results["config"]["profile_seconds"]
+    lines = [
+        f"py-spy (`record --nonblocking -r 200`) on the gunicorn worker for {seconds:.0f} s of "
+        f"an extra {prof['clients']:,}-client window (server {fmt(prof['server_cpu_pct'])}% CPU, "
+        f"{fmt(prof['deliveries_per_s'])} deliveries/s; not part of the figures above). "
+        f"{prof['samples']:,} samples (py-spy charges the garbage collector's time to the "
+        "Python frame that triggered a collection, often an allocation in eventlet's hub); "
+        f"{fmt(idle_pct(prof))}% in the eventlet hub waiting for I/O.",
+        "",
+        "Inclusive (share of samples with the function on the stack):",
+        "",
+        "| % | function |",
+        "|---:|---|",
+    ]
+    lines += [f"| {pct} | `{name}` |" for name, pct in prof["inclusive"][:20]]
+    lines += ["", "Self (the leaf frame):", "", "| % | function |", "|---:|---|"]
+    lines += [f"| {pct} | `{name}` |" for name, pct in prof["self"][:15]]
+    return lines
+
+
+def render(results: dict, docs: Path) -> list[Path]:
+    docs.mkdir(exist_ok=True)
+    plots = [p for p in (plot_latency(results, docs), plot_connections(results, docs),
+                         plot_burst(results, docs)) if p]  # fmt: skip
+    cfg, m = results["config"], results["machine"]
+    pk, npm, git = m["packages"], m["npm"], results.get("git", {})
+    code = f"commit {git.get('commit')}"
+    if git.get("dirty"):
+        code += f", uncommitted changes in {', '.join(git['dirty'])}"
+    if results.get("git_changed"):
+        code += " — **the server's code changed during the run**"
+    fields = {
+        **cfg,
+        **m,
+        "day": results["date"][:10],
+        "date": results["date"],
+        "minutes": results["seconds"] / 60,
+        "python_side": f"Python {m['python']}, Flask {pk['flask']}, Flask-SocketIO "
+        f"{pk['flask-socketio']}, python-socketio {pk['python-socketio']}, python-engineio "
+        f"{pk['python-engineio']}, eventlet {pk['eventlet']}, gunicorn {pk['gunicorn']}",
+        "node_side": f"Node {m['node']}, socket.io {npm['socket.io']}, socket.io-client "
+        f"{npm['socket.io-client']}, ws {npm['ws']}",
+        "code": code,
+        "loadavg_after": results.get("loadavg_after"),
+        "saturated": SATURATED,
+        "clients": " and ".join(f"{n:,}" for n in cfg["clients"]),
+        "updates_per_s": cfg["jobs"] * cfg["rate"],
+        "levels": ", ".join(f"{x:,}" for x in cfg["levels"]),
+    }
+    lines = (BENCH / "template.md").read_text().format_map(fields).splitlines()
+    lines += scorecard(results)
+    lines += ["", "The figures, side by side:", ""]
+    lines += [f"- {s}" for s in summary(results)]
+    lines += [""]
+    lines += (BENCH / "notes.md").read_text().splitlines() if (BENCH / "notes.md").exists() else []
+    lines += ["", "## 1. End-to-end latency and delivery", ""]
+    if (docs / "bench-latency.png").exists():
+        lines += ["![latency CDF per server](bench-latency.png)", ""]
+    lines += latency_table(results)
+    lines += ["## 2. Connections", ""]
+    if (docs / "bench-connections.png").exists():
+        lines += ["![connections vs RSS](bench-connections.png)", ""]
+    lines += [*connections_table(results), "", "## 3. Burst", ""]
+    if (docs / "bench-burst.png").exists():
+        lines += ["![burst](bench-burst.png)", ""]
+    lines += [*burst_table(results), "", "## 4. Emitter overhead", ""]
+    em = results.get("emitter")
+    if em and "ns_per_call" in em:
+        lines += header("loop", "ns per call")
+        lines += [row(k, fmt(v)) for k, v in em["ns_per_call"].items()]
+        text = f"progresscast / tqdm: **{em.get('ratio')}**"
+        if "ratio_over_bare" in em:
+            text += f" (added cost only: {em['ratio_over_bare']})"
+        lines += ["", text + f"; {fmt(em.get('calls'))} calls, best of {em.get('repeats')}."]
+    elif em:
+        lines += [f"bench/emitter.py failed: `{em.get('error', '')[:300]}`"]
+    else:
+        lines += ["bench/emitter.py is not there yet."]
+    lines += ["", "## 5. Where the time goes in the progresscast server", ""]
+    lines += profile_section(results)
+    for server in results["latency"]:
+        if server["kind"] != "progresscast" and server.get("profile", {}).get("samples"):
+            lines += ["", f"### {server['label']}", "", *profile_section(results, server["kind"])]
+    lines += [""]
+    out = docs / "benchmarks.md"
+    out.write_text("\n".join(lines))
+    return [out, *plots]
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else BENCH / "results" / "full.json"
+    for p in render(json.loads(path.read_text()), ROOT / "docs"):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()
