@@ -42,6 +42,13 @@ def token_for(user: str, **claims: Any) -> str:
 NAMESPACE = "/progress"
 EVENT_TYPES = tuple(EVENT_EXTRA_KEYS)  # every job event name
 TERMINAL = {"job_completed", "job_failed", "job_cancelled"}
+#: DESIGN §3's example pipeline: a document check's weighted stages
+DOC_STAGES = [
+    {"name": "parsing", "weight": 0.15},
+    {"name": "analyzing", "weight": 0.6},
+    {"name": "integrating", "weight": 0.2},
+    {"name": "formatting", "weight": 0.05},
+]
 
 
 def require_component(ok: bool, what: str) -> None:
@@ -70,6 +77,23 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything in
+    its session: ``sig`` first, SIGKILL if it lingers, then SIGKILL for any
+    child left behind, so nothing outlives the test."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class ServerProcess:
@@ -139,16 +163,7 @@ class ServerProcess:
         """Stop the server and every process of its session (gunicorn's worker too)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        # The worker is in the same session: make sure nothing outlives the test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc, sig, timeout=15)
         self._log.close()
         self.proc = None
 
@@ -224,12 +239,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            stop_group(self.proc)
             self.proc = None
 
 
@@ -294,13 +304,7 @@ class Nginx:
 
     def stop(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+            stop_group(self.proc)
             self.proc.stderr.close()
             self.proc = None
 

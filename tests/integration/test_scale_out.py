@@ -15,6 +15,7 @@ import rq
 
 from progresscast import ProgressTracker
 from tests.harness import (
+    DOC_STAGES,
     ROOT,
     Nginx,
     RedisServer,
@@ -26,12 +27,7 @@ from tests.harness import (
 
 pytestmark = pytest.mark.server
 
-STAGES = [
-    {"name": "parsing", "weight": 0.15},
-    {"name": "analyzing", "weight": 0.6},
-    {"name": "integrating", "weight": 0.2},
-    {"name": "formatting", "weight": 0.05},
-]
+STAGES = DOC_STAGES
 
 
 def redis_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import TERMINAL, ServerProcess, SocketClient, assert_gapless, wait_until
+from tests.harness import (
+    DOC_STAGES,
+    TERMINAL,
+    ServerProcess,
+    SocketClient,
+    assert_gapless,
+    wait_until,
+)
 
 pytestmark = pytest.mark.server
 
-STAGES = [
-    {"name": "parsing", "weight": 0.15},
-    {"name": "analyzing", "weight": 0.6},
-    {"name": "integrating", "weight": 0.2},
-    {"name": "formatting", "weight": 0.05},
-]
+STAGES = DOC_STAGES
+
+
+def demo_server(tmp_path, pace: float, concurrency: int) -> ServerProcess:
+    """A started server running the demo pipeline in-process, ``pace`` times its speed."""
+    env = {
+        "PROGRESSCAST_DEMO": "1",
+        "PROGRESSCAST_DEMO_PACE": str(pace),
+        "PROGRESSCAST_DEMO_CONCURRENCY": str(concurrency),
+    }
+    return ServerProcess(tmp_path, env=env).start()
 
 
 def post_event(server, job_id, **body):
@@ -97,14 +109,7 @@ def test_late_joiner_mid_job_gets_snapshot_then_the_rest_live(server, clients):
 
 def test_in_process_demo_pipeline_reaches_the_dashboard(tmp_path, clients):
     """The demo pipeline runs inside the server (emitter → tracker → SocketIO)."""
-    server = ServerProcess(
-        tmp_path,
-        env={
-            "PROGRESSCAST_DEMO": "1",
-            "PROGRESSCAST_DEMO_PACE": "0.05",
-            "PROGRESSCAST_DEMO_CONCURRENCY": "2",
-        },
-    ).start()
+    server = demo_server(tmp_path, pace=0.05, concurrency=2)
     try:
         dash = clients(server.url, user="demo")
         assert dash.call("watch_jobs")["ok"]
@@ -202,14 +207,7 @@ def test_bad_requests_get_typed_errors_and_the_connection_stays(server, clients)
 
 
 def test_cancel_from_a_client_stops_an_in_process_pipeline(tmp_path, clients):
-    server = ServerProcess(
-        tmp_path,
-        env={
-            "PROGRESSCAST_DEMO": "1",
-            "PROGRESSCAST_DEMO_PACE": "0.3",
-            "PROGRESSCAST_DEMO_CONCURRENCY": "1",
-        },
-    ).start()
+    server = demo_server(tmp_path, pace=0.3, concurrency=1)
     try:
         dash = clients(server.url, user="demo")
         dash.call("watch_jobs")
