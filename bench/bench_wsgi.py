@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -63,3 +64,47 @@ def bench_issued():
 @app.route("/bench/gc")
 def bench_gc():
     return jsonify(gc_timer.stats(objects=bool(request.args.get("objects"))))
+
+
+@app.route("/bench/heap/trim", methods=["POST"])
+def bench_heap_trim():
+    # What the C allocator holds free (returned to the OS by malloc_trim).
+    import ctypes
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before, t0 = rss(), time.perf_counter()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return jsonify(
+        {"rss_before": before, "rss_after": rss(), "seconds": time.perf_counter() - t0}
+    )
+
+
+if os.environ.get("PROGRESSCAST_BENCH_TRACEMALLOC"):
+    # Memory attribution (bench/memory_probe.py): what the heap holds, by line.
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ["PROGRESSCAST_BENCH_TRACEMALLOC"]))
+    _snapshots: dict[str, tracemalloc.Snapshot] = {}
+
+    @app.route("/bench/heap/<label>", methods=["POST"])
+    def bench_heap_snapshot(label: str):
+        import gc
+
+        gc.collect()
+        _snapshots[label] = tracemalloc.take_snapshot()
+        return jsonify({"label": label, "traced": tracemalloc.get_traced_memory()[0]})
+
+    @app.route("/bench/heap/<before>/<after>")
+    def bench_heap_diff(before: str, after: str):
+        group = request.args.get("by", "lineno")
+        stats = _snapshots[after].compare_to(_snapshots[before], group)
+        return jsonify(
+            [
+                {"where": str(s.traceback).replace(ROOT, "."), "bytes": s.size_diff,
+                 "count": s.count_diff}  # fmt: skip
+                for s in stats[: int(request.args.get("top", 30))]
+            ]
+        )

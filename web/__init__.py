@@ -23,6 +23,7 @@ from .background import start_background_tasks
 from .batching import client_manager
 from .compression import NoWebsocketCompression
 from .context import get_tracker
+from .direct_websocket import EventletInput, install_direct_websockets
 from .jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
 from .pages import pages
 from .sockets import ProgressNamespace
@@ -113,8 +114,11 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         json=SocketJSON,
         serializer=TolerantPacket,
     )
+    if app.config["DIRECT_WEBSOCKET"]:
+        install_direct_websockets(socketio.server.eio, app.config["WEBSOCKET_MAX_BACKLOG"])
+    # Outermost, so the Engine.IO middleware sees what these leave.
+    app.wsgi_app = EventletInput(app.wsgi_app)
     if not app.config["WEBSOCKET_COMPRESSION"]:
-        # Outermost, so the Engine.IO middleware never sees the offer.
         app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
     start_background_tasks(app, socketio, tracker, namespace)
     return app

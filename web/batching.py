@@ -17,8 +17,12 @@ import threading
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet
 
 from progresscast import ALL_JOBS_ROOM
+
+from .direct_websocket import DirectSockets, broadcast
 
 BATCH_EVENT = "job_events"
 BATCH_SUFFIX = "#batch"
@@ -32,7 +36,39 @@ def _batchable(room: str) -> bool:
     return room.startswith("user:") or room == ALL_JOBS_ROOM
 
 
-class _Batching(socketio.Manager):
+class _Fanout(socketio.Manager):
+    """Room delivery that encodes and frames a packet once for all its
+    websocket clients (web/direct_websocket.py), when the server has them."""
+
+    def emit(
+        self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
+    ):
+        room = to or room
+        eio = self.server.eio
+        if callback is not None or not isinstance(eio.sockets, DirectSockets):
+            return super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
+        if namespace not in self.rooms:
+            return None
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        encoded = self.server.packet_class(
+            packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        if isinstance(encoded, list):  # binary attachments: python-socketio's path
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
+        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        broadcast(
+            eio,
+            [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip],
+            message.encode(),
+            lambda eio_sid: self.server._send_eio_packet(eio_sid, message),
+        )
+        return None
+
+
+class _Batching(_Fanout):
     """Delivers as usual, and queues job events for the batched rooms."""
 
     batch_interval = 0.1

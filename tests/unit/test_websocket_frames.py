@@ -1,0 +1,15 @@
+"""web/direct_websocket.text_frame writes the frames eventlet's own websocket would."""
+
+from __future__ import annotations
+
+import pytest
+from eventlet.websocket import RFC6455WebSocket
+
+from web.direct_websocket import text_frame
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
+def test_text_frame_matches_eventlet_framing(size):
+    text = ("é" * size)[: max(0, size // 2)] + "x" * (size - max(0, size // 2))
+    eventlet_ws = RFC6455WebSocket(None, {}, 13)
+    assert text_frame(text.encode()) == eventlet_ws._pack_message(text)
