@@ -71,6 +71,9 @@ class Config:
     STALL_SECONDS = 600
     STALL_CHECK_SECONDS = 10
     PRUNE_EVERY_SECONDS = 600
+    # SQLite: the WAL is checkpointed this often from an OS thread, not inside
+    # a commit on the event loop (src/progresscast/stores/sqlite.py). 0: SQLite's own.
+    STORE_CHECKPOINT_SECONDS = 1.0
 
     # --- demo
     DEMO = False  # PROGRESSCAST_DEMO=1: demo pipeline, demo user, no sign-in

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -66,22 +65,6 @@ def bench_gc():
     return jsonify(gc_timer.stats(objects=bool(request.args.get("objects"))))
 
 
-@app.route("/bench/heap/trim", methods=["POST"])
-def bench_heap_trim():
-    # What the C allocator holds free (returned to the OS by malloc_trim).
-    import ctypes
-
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    before, t0 = rss(), time.perf_counter()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    return jsonify(
-        {"rss_before": before, "rss_after": rss(), "seconds": time.perf_counter() - t0}
-    )
-
-
 if os.environ.get("PROGRESSCAST_BENCH_TRACEMALLOC"):
     # Memory attribution (bench/memory_probe.py): what the heap holds, by line.
     import tracemalloc
@@ -103,8 +86,11 @@ if os.environ.get("PROGRESSCAST_BENCH_TRACEMALLOC"):
         stats = _snapshots[after].compare_to(_snapshots[before], group)
         return jsonify(
             [
-                {"where": str(s.traceback).replace(ROOT, "."), "bytes": s.size_diff,
-                 "count": s.count_diff}  # fmt: skip
+                {
+                    "where": str(s.traceback).replace(ROOT, "."),
+                    "bytes": s.size_diff,
+                    "count": s.count_diff,
+                }
                 for s in stats[: int(request.args.get("top", 30))]
             ]
         )

@@ -21,8 +21,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
-from lib import call_all, cleanup, install_cleanup  # noqa: E402
+import run
+from lib import call_all, cleanup, install_cleanup
 
 
 def main() -> None:
@@ -52,10 +52,8 @@ def main() -> None:
             call_all(gens, "ping", [{"timeoutMs": 20000, "spreadMs": 1000}], 60)
             time.sleep(1.0)
             rss = server.rss()
-            trim = requests.post(f"{server.url}/bench/heap/trim", timeout=60).json()
-            print(f"joined {conn['joined']}; RSS {(rss - rss0) / conn['joined'] / 1024:.1f} KiB/conn,"
-                  f" {(server.rss() - rss0) / conn['joined'] / 1024:.1f} after malloc_trim"
-                  f" ({trim['seconds'] * 1000:.1f} ms)")  # fmt: skip
+            n = max(1, conn["joined"])
+            print(f"joined {conn['joined']}; RSS {(rss - rss0) / n / 1024:.1f} KiB/conn")
             if args.no_trace:
                 return
             requests.post(f"{server.url}/bench/heap/after", timeout=60).raise_for_status()
@@ -64,7 +62,6 @@ def main() -> None:
                 params={"by": args.by, "top": args.top},
                 timeout=60,
             ).json()
-            n = max(1, conn["joined"])
             total = sum(d["bytes"] for d in diff)
             print(f"top {args.top} traced {total / n / 1024:.1f} KiB/conn")
             for d in diff:

@@ -45,6 +45,16 @@ def start_background_tasks(
             config["STALL_SECONDS"],
             config["STALL_CHECK_SECONDS"],
         )
+    if config["STORE_CHECKPOINT_SECONDS"] and hasattr(tracker.store, "manual_checkpoints"):
+        tracker.store.manual_checkpoints()
+        run = in_native_thread(socketio.async_mode)
+        socketio.start_background_task(
+            _every,
+            socketio,
+            config["STORE_CHECKPOINT_SECONDS"],
+            "store checkpoint",
+            lambda: run(tracker.store.checkpoint),
+        )
     if config["DEMO"]:
         log.warning(
             "DEMO MODE: demo pipelines run as user %r; do not expose this server",
@@ -59,6 +69,20 @@ def start_background_tasks(
             sleep=_paced(socketio.sleep, config["DEMO_PACE"]),
             rng=random.Random(),
         )
+
+
+def in_native_thread(async_mode: str):
+    """``run(fn)``: call ``fn`` in an OS thread and wait without stopping the
+    event loop (eventlet's or gevent's thread pool; a plain call with threads)."""
+    if async_mode == "eventlet":
+        from eventlet import tpool
+
+        return tpool.execute
+    if async_mode == "gevent":
+        import gevent
+
+        return lambda fn: gevent.get_hub().threadpool.apply(fn)
+    return lambda fn: fn()
 
 
 def _paced(sleep, pace: float):

@@ -90,3 +90,46 @@ class TestSQLiteStore(StoreContract):
         for bad in ("sqlite:///", "postgres://x/y", "memcached://x"):
             with pytest.raises(ValueError):
                 open_store(bad)
+
+
+def _checkpointed_seq(db_path: str, job_id: str) -> int | None:
+    """The job's seq as the database file alone has it, WAL ignored."""
+    import sqlite3
+
+    uri = f"file:{db_path}?immutable=1"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        row = db.execute("SELECT seq FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:  # not even the schema has been checkpointed
+        return None
+    finally:
+        db.close()
+    return row[0] if row else None
+
+
+def test_manual_checkpoints_leave_the_wal_to_a_checkpoint_run_from_another_thread(tmp_path):
+    path = str(tmp_path / "progress.db")
+    store = SQLiteStore(path)
+    try:
+        store.manual_checkpoints()
+        tracker = ProgressTracker(store, clock=FakeClock())
+        tracker.create_job("r", ["a", "b"], owner="alice", job_id="j", start=True)
+        # Past SQLite's automatic threshold (1,000 WAL pages): with it on, a
+        # commit would have copied the WAL into the file by now.
+        for i in range(1500):
+            tracker.record("j", "progress_update", stage_progress=i % 100, message="m" * 500)
+        seq = store.get("j").seq
+        assert _checkpointed_seq(path, "j") is None  # all of it still in the WAL
+
+        result = []
+        worker = threading.Thread(target=lambda: result.append(store.checkpoint()))
+        worker.start()
+        worker.join(10)
+        frames, moved = result[0]
+        assert frames > 1000 and moved == frames
+        assert _checkpointed_seq(path, "j") == seq
+        # The store goes on as before.
+        tracker.record("j", "progress_update", stage_progress=1)
+        assert store.get("j").seq == seq + 1
+    finally:
+        store.close()

@@ -77,6 +77,11 @@ class JobStore:
         """Delete terminal jobs that finished before this epoch time; return how many."""
         raise NotImplementedError
 
+    def checkpoint(self) -> None:
+        """Move buffered writes to their final place (SQLite: the WAL into
+        the database file). Safe to call from another OS thread; a no-op
+        for stores that need none."""
+
     def ping(self) -> None:
         """Raise if the store cannot serve requests (used by ``/readyz``)."""
         raise NotImplementedError

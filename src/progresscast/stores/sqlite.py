@@ -87,6 +87,7 @@ class SQLiteStore(JobStore):
         # isolation_level=None: we issue BEGIN ourselves, so a write
         # transaction takes the lock up front (IMMEDIATE) and the
         # compare-and-set on seq cannot race another process.
+        self._checkpoint_db: sqlite3.Connection | None = None
         self._db: sqlite3.Connection | None = sqlite3.connect(
             path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
@@ -263,8 +264,39 @@ class SQLiteStore(JobStore):
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
 
+    def manual_checkpoints(self) -> None:
+        """Stop SQLite checkpointing the WAL inside commits; the caller now
+        runs :meth:`checkpoint` itself, best from another OS thread.
+
+        An automatic checkpoint copies the WAL into the database file and
+        fsyncs it inside whichever commit crosses 1,000 WAL pages: a few
+        milliseconds during which an event loop (eventlet, gevent) delivers
+        nothing. The server does it in a native thread instead
+        (web/background.py)."""
+        with self._lock:
+            self._conn().execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> tuple[int, int] | None:
+        """Checkpoint the WAL now; return (frames in the WAL, frames moved)."""
+        # Its own connection, used only here: it may run in another OS thread
+        # and takes none of this store's (possibly green) locks. PASSIVE never
+        # waits for, nor blocks, the writer.
+        if self._db is None or self.path == ":memory:":
+            return None
+        if self._checkpoint_db is None:
+            self._checkpoint_db = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        _busy, frames, moved = self._checkpoint_db.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        ).fetchone()
+        return frames, moved
+
     @_locked
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
