@@ -114,6 +114,7 @@ class TestConfig(Config):
     PRUNE_EVERY_SECONDS = 0  # no background pruner
     STALL_SECONDS = 0  # no stall detection
     EXPIRY_SWEEP_SECONDS = 0  # no background sweeper (integration tests cover it)
+    STORE_CHECKPOINT_SECONDS = 0  # SQLite's own checkpoints (integration tests cover ours)
 
 
 CONFIGS = {"production": Config, "development": DevConfig, "testing": TestConfig}

@@ -87,7 +87,6 @@ class SQLiteStore(JobStore):
         # isolation_level=None: we issue BEGIN ourselves, so a write
         # transaction takes the lock up front (IMMEDIATE) and the
         # compare-and-set on seq cannot race another process.
-        self._checkpoint_db: sqlite3.Connection | None = None
         self._db: sqlite3.Connection | None = sqlite3.connect(
             path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
@@ -278,18 +277,16 @@ class SQLiteStore(JobStore):
 
     def checkpoint(self) -> tuple[int, int] | None:
         """Checkpoint the WAL now; return (frames in the WAL, frames moved)."""
-        # Its own connection, used only here: it may run in another OS thread
-        # and takes none of this store's (possibly green) locks. PASSIVE never
-        # waits for, nor blocks, the writer.
+        # A connection of its own, opened for this call: it may run in another
+        # OS thread, so it shares no connection object and takes none of this
+        # store's (possibly green) locks. PASSIVE never waits for the writer.
         if self._db is None or self.path == ":memory:":
             return None
-        if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-        _busy, frames, moved = self._checkpoint_db.execute(
-            "PRAGMA wal_checkpoint(PASSIVE)"
-        ).fetchone()
+        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            _busy, frames, moved = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            db.close()
         return frames, moved
 
     @_locked
@@ -297,6 +294,3 @@ class SQLiteStore(JobStore):
         if self._db is not None:
             self._db.close()
             self._db = None
-        if self._checkpoint_db is not None:
-            self._checkpoint_db.close()
-            self._checkpoint_db = None
