@@ -1,15 +1,16 @@
-"""Engine.IO websocket connections that cost one greenlet and write directly.
+"""Engine.IO websocket connections with no green thread of their own.
 
 python-engineio gives every websocket connection three green threads: the
 reader (the WSGI request), a writer that takes packets off a queue and a
 pinger that sleeps ``ping_interval`` between pings. Every delivery goes
 through the queue and wakes the writer, which then frames the text again for
-that one client. At 1,000 clients and 10,000 deliveries a second that hop is
-most of the server's time, and at 10,000 connections the two extra green
-threads (each with its own stack and Python data stack) are most of the
-memory (bench/memory_probe.py; docs/benchmarks.md).
+that one client. At 1,000 clients and 10,000 deliveries a second that hop was
+most of the server's time, and at 10,000 connections the green threads (each
+with its own stack and Python data stack) were most of the memory
+(bench/memory_probe.py; docs/benchmarks.md).
 
-With eventlet, :class:`DirectSocket` keeps the reader and drops the rest:
+With eventlet, once the websocket is open, :class:`DirectSocket` does it all
+without a green thread of its own:
 
 * a packet is framed once and written straight to the (non-blocking) socket;
   a broadcast (:func:`broadcast`) frames its packet once for all clients;
@@ -17,11 +18,15 @@ With eventlet, :class:`DirectSocket` keeps the reader and drops the rest:
   that a short-lived green thread drains; a client whose backlog passes
   ``max_backlog`` bytes is disconnected (it resumes from its last ``seq``
   when it reconnects) instead of growing the server without bound;
+* the reader is parked in eventlet's hub (:meth:`DirectSocket._park`); what
+  the client sends is parsed by wsproto and handled, in order, by a green
+  thread that lives only while there is something to handle;
 * one :class:`Pinger` per server sends every connection's pings.
 
-Other async modes (gevent, threading) and long-polling keep python-engineio's
-own path; the pinger serves them all. Frames stay in order: once a backlog
-exists, every later frame queues behind it.
+Other async modes (gevent, threading), TLS terminated by gunicorn itself,
+websocket compression and long-polling keep python-engineio's own path; the
+pinger serves them all. Frames stay in order: once a backlog exists, every
+later frame queues behind it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import contextlib
 import logging
 import socket as _socket
 import struct
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -45,18 +51,41 @@ DEFAULT_MAX_BACKLOG = 4 * 2**20
 PING_ROUND = 0.25
 
 
-def text_frame(data: bytes) -> bytes:
-    """An unmasked, final websocket text frame (RFC 6455 §5.2) holding ``data``."""
+def text_frame(data: bytes, opcode: int = 0x1) -> bytes:
+    """An unmasked, final websocket frame (RFC 6455 §5.2) holding ``data``:
+    text by default, ``opcode=0x2`` for binary."""
     n = len(data)
+    first = 0x80 | opcode
     if n <= 125:
-        return struct.pack("!BB", 0x81, n) + data
+        return struct.pack("!BB", first, n) + data
     if n <= 0xFFFF:
-        return struct.pack("!BBH", 0x81, 126, n) + data
-    return struct.pack("!BBQ", 0x81, 127, n) + data
+        return struct.pack("!BBH", first, 126, n) + data
+    return struct.pack("!BBQ", first, 127, n) + data
+
+
+def packet_frame(encoded: str | bytes) -> bytes:
+    """The websocket frame of an encoded Engine.IO packet (binary ones are bytes)."""
+    if isinstance(encoded, bytes):
+        return text_frame(encoded, 0x2)
+    return text_frame(encoded.encode())
+
+
+CLOSE_FRAME = b"\x88\x02\x03\xe8"  # websocket close, status 1000
+
+
+def _plain_eventlet_websocket(ws: Any) -> bool:
+    """eventlet's RFC 6455 websocket on a plain (not TLS) socket, no compression."""
+    module = sys.modules.get("eventlet.websocket")
+    return (
+        module is not None
+        and isinstance(ws, module.RFC6455WebSocket)
+        and getattr(ws.socket, "fd", None) is not None  # GreenSSLSocket has none
+        and not ws.extensions  # permessage-deflate: frames differ per connection
+    )
 
 
 class DirectSocket(engineio.socket.Socket):
-    """An Engine.IO socket that writes its websocket frames itself (eventlet).
+    """An Engine.IO socket that reads and writes its websocket itself (eventlet).
 
     Instances start as python-engineio sockets (see :class:`DirectSockets`);
     the class-level defaults below are their state until the websocket opens.
@@ -64,18 +93,16 @@ class DirectSocket(engineio.socket.Socket):
 
     direct = False  # frames go straight to the socket
     max_backlog = DEFAULT_MAX_BACKLOG
-    _ws: Any = None
-    _sock: Any = None  # the green socket, for the backlog drainer
+    _sock: Any = None  # our green socket (a dup of the request's)
     _raw: Any = None  # the non-blocking OS socket under it
     _backlog: deque | None = None
     _backlog_bytes = 0
-    _compressed = False  # permessage-deflate: frames are per connection
-    _ws_closed = False
-    park = True  # readers parked in the hub (see _park)
-    _listener: Any = None
-    _frames: Any = None  # wsproto's frame parser, when parked
-    _message_parts: list | None = None  # a message arriving in parts, when parked
+    _sock_closed = False
+    _listener: Any = None  # the hub's READ listener
+    _frames: Any = None  # wsproto's frame parser
+    _message_parts: list | None = None  # a message arriving in parts
     _message_bytes = 0
+    _inbox: deque | None = None  # complete messages waiting for the receiver
     _pinger: Pinger | None = None
 
     # -- sending -------------------------------------------------------------
@@ -85,15 +112,10 @@ class DirectSocket(engineio.socket.Socket):
             return super().send(pkt)
         if not self.check_ping_timeout():
             return
-        self.write_text(pkt.encode())
+        self._write(packet_frame(pkt.encode()))
 
-    def write_text(self, text: str, frame: bytes | None = None) -> None:
-        """Send one Engine.IO packet, already encoded; ``frame`` is its
-        websocket frame when the caller has it (a broadcast)."""
-        if self._compressed:
-            frame = self._ws._pack_message(text)
-        elif frame is None:
-            frame = text_frame(text.encode())
+    def write_frame(self, frame: bytes) -> None:
+        """Send one websocket frame already built (a broadcast builds it once)."""
         self._write(frame)
 
     def _write(self, frame: bytes) -> None:
@@ -112,7 +134,7 @@ class DirectSocket(engineio.socket.Socket):
             sent = self._raw.send(frame)
         except BlockingIOError:
             sent = 0
-        except OSError:  # the client is gone; the reader sees it and closes
+        except OSError:  # the client is gone; the hub sees it and we close
             self._abort()
             return
         if sent < len(frame):
@@ -123,50 +145,45 @@ class DirectSocket(engineio.socket.Socket):
 
     def _drain(self) -> None:
         """Write the backlog as the client reads it (a green thread that
-        lives only while there is a backlog)."""
+        lives only while there is a backlog; the socket's timeout bounds each
+        wait)."""
         backlog = self._backlog
         try:
             while backlog:
                 self._sock.sendall(backlog[0])
                 self._backlog_bytes -= len(backlog.popleft())
-        except OSError:
+        except OSError:  # includes the timeout
             self._abort()
         finally:
             self._backlog = None
             self._backlog_bytes = 0
             if self.closed:
-                self._close_ws()
+                self._close_sock()
 
     def _abort(self) -> None:
         """Cut the connection without blocking the caller (often a broadcast):
-        the reader wakes up and closes the Engine.IO socket as usual."""
+        the hub sees the socket end and the Engine.IO socket closes as usual."""
         self.direct = False
         self._backlog = None
         with contextlib.suppress(OSError):
             self._raw.shutdown(_socket.SHUT_RDWR)
 
-    def _close_ws(self) -> None:
-        if self._ws_closed:
+    def _close_sock(self) -> None:
+        if self._sock_closed:
             return
-        self._ws_closed = True
-        if self._ws is None:  # parked
-            self._unlisten()
+        self._sock_closed = True
+        self._unlisten()
+        try:
             with contextlib.suppress(OSError):
-                self._write_close_frame()
+                self._raw.send(CLOSE_FRAME)  # if the socket takes it now
+        finally:
+            with contextlib.suppress(OSError):
                 self._sock.close()
-            return
-        with contextlib.suppress(OSError):
-            self._ws.close()
-
-    def _write_close_frame(self) -> None:
-        # A websocket close frame (1000), if the socket takes it now.
-        with contextlib.suppress(BlockingIOError):
-            self._raw.send(b"\x88\x02\x03\xe8")
 
     # -- life cycle ----------------------------------------------------------
 
     def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        if not self.direct:
+        if self._raw is None:  # not (yet) our websocket: python-engineio's close
             return super().close(wait=wait, abort=abort, reason=reason)
         if self.closed or self.closing:
             return
@@ -174,12 +191,12 @@ class DirectSocket(engineio.socket.Socket):
         self.server._trigger_event(
             "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
         )
-        if not abort:
+        if not abort and self.direct:
             self.send(eio_packet.Packet(eio_packet.CLOSE))
         self.closed = True
         self.direct = False
         if not self._backlog:  # otherwise the drainer closes after the last frame
-            self._close_ws()
+            self._close_sock()
 
     def schedule_ping(self) -> None:
         # As python-engineio: a new ping only after the last one was answered.
@@ -193,168 +210,31 @@ class DirectSocket(engineio.socket.Socket):
             self.send(eio_packet.Packet(eio_packet.PING))
 
     def _websocket_handler(self, ws: Any) -> list:
-        raw = getattr(getattr(ws, "socket", None), "fd", None)
-        if raw is None or not hasattr(ws, "_pack_message"):
-            return super()._websocket_handler(ws)  # not eventlet: the stock path
-        ws.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        if not _plain_eventlet_websocket(ws):
+            return super()._websocket_handler(ws)  # python-engineio's own path
         if self.connected:  # an upgrade from long-polling
-            if not self._upgrade(ws):
+            if not self._upgrade(ws) or self.closed:
                 return []
         else:
             self.connected = True
             self.upgraded = True
-        self._ws, self._sock, self._raw = ws, ws.socket, raw
-        self._compressed = bool(getattr(ws, "extensions", None))
+        self._park(ws)
         # What was queued before the websocket opened (OPEN, the connect
         # ack...) goes first; nothing can switch green threads in between.
         while not self.queue.empty():
             pkt = self.queue.get_nowait()
             self.queue.task_done()
             if pkt is not None:
-                self.write_text(pkt.encode())
+                self._write(packet_frame(pkt.encode()))
         self.direct = not self.closed
-        self.server.logger.info("%s: websocket open, direct writes", self.sid)
-        if self.direct and self.park and not self._compressed:
-            self._park(ws)
-            return []
-        try:
-            self._read(ws)
-        finally:
-            self.direct = False
-            if not self._backlog:
-                self._close_ws()
-            self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        self.server.logger.info("%s: websocket open, direct writes, reader parked", self.sid)
         return []
-
-    # -- parked: no green thread while the client is quiet ---------------------
-
-    def _park(self, ws: Any) -> None:
-        """Hand the connection from its green thread to eventlet's hub.
-
-        A copy of the socket (``dup``) outlives the WSGI request, which then
-        ends: gunicorn closes its copy, eventlet's websocket object is let go
-        without a closing frame, and the green thread with its stacks is
-        freed. The hub calls :meth:`_on_readable` when the client sends
-        something; wsproto turns the bytes into websocket messages.
-        """
-        from eventlet import hubs
-        from wsproto.connection import Connection, ConnectionType
-
-        green = type(ws.socket)(self._raw.dup())
-        self._sock, self._raw = green, green.fd
-        self._frames = Connection(ConnectionType.SERVER)
-        self._message_parts = []
-        hub = hubs.get_hub()
-        self._listener = hub.add(
-            hub.READ, self._raw.fileno(), self._on_readable, self._on_read_error, self._hangup
-        )
-        ws.websocket_closed = True  # the connection goes on: no closing frame
-        self._ws = None
-
-    def _on_readable(self, fileno: int) -> None:
-        # Runs in the hub: nothing here may block; the work is handed on.
-        try:
-            self._read_parked()
-        except Exception:  # never let one connection's bytes upset the hub
-            self.server.logger.exception("%s: websocket read failed", self.sid)
-            self._hangup()
-
-    def _read_parked(self) -> None:
-        try:
-            data = self._raw.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            return self._hangup()
-        self._frames.receive_data(data)
-        messages = []
-        for event in self._frames.events():
-            kind = type(event).__name__
-            if kind in ("TextMessage", "BytesMessage"):
-                self._message_parts.append(event.data)
-                self._message_bytes += len(event.data)
-                if self._message_bytes > self.server.max_http_buffer_size:
-                    self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
-                    return self._hangup()
-                if event.message_finished:
-                    parts, self._message_parts, self._message_bytes = self._message_parts, [], 0
-                    messages.append(parts[0] if len(parts) == 1 else parts[0][:0].join(parts))
-            elif kind == "Ping":
-                self._write(self._frames.send(event.response()))
-            elif kind == "CloseConnection":
-                return self._hangup()
-        if messages:
-            self.server.start_background_task(self._receive_all, messages)
-        return None
-
-    def _on_read_error(self, exc: BaseException) -> None:
-        self._hangup()
-
-    def _hangup(self, *args: Any) -> None:
-        """The client left (or broke the protocol): close, off the hub."""
-        self._unlisten()
-        if not self.closed:
-            self.server.start_background_task(
-                self.close, wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE
-            )
-
-    def _unlisten(self) -> None:
-        if self._listener is not None:
-            from eventlet import hubs
-
-            hubs.get_hub().remove(self._listener)
-            self._listener = None
-
-    def _receive_all(self, messages: list) -> None:
-        for data in messages:
-            if self.closed:
-                return
-            if not self._receive_one(data):
-                self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-                return
-
-    def _receive_one(self, data: str | bytes) -> bool:
-        try:
-            self.receive(eio_packet.Packet(encoded_packet=data))
-        except engineio.exceptions.UnknownPacketError:
-            pass
-        except engineio.exceptions.SocketIsClosedError:
-            return False
-        except Exception:
-            self.server.logger.exception("%s: receive error", self.sid)
-            return False
-        return True
-
-    def _read(self, ws: Any) -> None:
-        limit = self.server.max_http_buffer_size
-        while True:
-            try:
-                data = ws.wait()
-            except Exception as exc:
-                if not self.closed:
-                    self.server.logger.info("%s: websocket error %r, closing", self.sid, exc)
-                return
-            if data is None:  # the client closed it
-                return
-            if len(data) > limit:
-                self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
-                return
-            try:
-                self.receive(eio_packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                pass
-            except engineio.exceptions.SocketIsClosedError:
-                return
-            except Exception:
-                self.server.logger.exception("%s: receive error", self.sid)
-                return
 
     def _upgrade(self, ws: Any) -> bool:
         """The probe exchange of an upgrade from long-polling (as python-engineio)."""
         self.upgrading = True  # sends wait in the queue meanwhile
         try:
+            ws.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
             probe = eio_packet.Packet(encoded_packet=ws.wait())
             if probe.packet_type != eio_packet.PING or probe.data != "probe":
                 return False
@@ -369,6 +249,134 @@ class DirectSocket(engineio.socket.Socket):
             return False
         finally:
             self.upgrading = False
+
+    # -- reading: parked in the hub, no green thread while the client is quiet
+
+    def _park(self, ws: Any) -> None:
+        """Hand the connection from its request green thread to eventlet's hub.
+
+        A copy of the socket (``dup``) outlives the WSGI request, which then
+        ends: gunicorn closes its copy, eventlet's websocket object is let go
+        without a closing frame, and the green thread with its stacks is
+        freed. The hub calls :meth:`_on_readable` when the client sends
+        something; wsproto turns the bytes into websocket messages.
+        """
+        from eventlet import hubs
+        from wsproto.connection import Connection, ConnectionType
+
+        raw = ws.socket.fd.dup()
+        hubs.notify_opened(raw.fileno())  # forget listeners of a recycled fd number
+        green = type(ws.socket)(raw)
+        # Bounds the drainer's waits on a client that stopped reading.
+        green.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        self._sock, self._raw = green, green.fd
+        self._frames = Connection(ConnectionType.SERVER)
+        self._message_parts = []
+        self._inbox = deque()
+        hub = hubs.get_hub()
+        self._listener = hub.add(
+            hub.READ, raw.fileno(), self._on_readable, self._on_read_error, self._on_fd_reused
+        )
+        ws.websocket_closed = True  # the connection goes on: no closing frame
+
+    def _on_readable(self, fileno: int) -> None:
+        # Runs in the hub: nothing here may block; the work is handed on.
+        try:
+            ended = self._read_parked()
+        except Exception:  # never let one connection's bytes upset the hub
+            self.server.logger.exception("%s: websocket read failed", self.sid)
+            ended = True
+        if ended:
+            self._unlisten()
+        if self._inbox or ended:
+            if ended:
+                self._inbox.append(None)  # after what came before it
+            self._start_receiver()
+
+    def _read_parked(self) -> bool:
+        """Read what the client sent; queue its messages. True when the
+        connection ends (closed by the client, broken, over-size)."""
+        try:
+            data = self._raw.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if not data:
+            return True
+        self._frames.receive_data(data)
+        for event in self._frames.events():
+            kind = type(event).__name__
+            if kind in ("TextMessage", "BytesMessage"):
+                self._message_parts.append(event.data)
+                self._message_bytes += len(event.data)
+                if self._message_bytes > self.server.max_http_buffer_size:
+                    self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
+                    return True
+                if event.message_finished:
+                    parts, self._message_parts, self._message_bytes = self._message_parts, [], 0
+                    self._inbox.append(parts[0] if len(parts) == 1 else parts[0][:0].join(parts))
+            elif kind == "Ping":
+                self._write(self._frames.send(event.response()))
+            elif kind == "CloseConnection":
+                return True
+        return False
+
+    def _on_read_error(self, exc: BaseException) -> None:
+        self._on_readable(-1)
+
+    def _on_fd_reused(self) -> None:
+        # The hub dropped our listener itself: the fd number now belongs to
+        # another socket, so ours must not be written to or closed again.
+        self._listener = None
+        self._sock_closed = True
+        self.direct = False
+        self._inbox.append(None)
+        self._start_receiver()
+
+    def _unlisten(self) -> None:
+        if self._listener is not None:
+            from eventlet import hubs
+
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(KeyError, ValueError):
+                hubs.get_hub().remove(listener)
+
+    _receiving = False
+
+    def _start_receiver(self) -> None:
+        # One receiver at a time, so messages are handled in the order sent.
+        if not self._receiving:
+            self._receiving = True
+            self.server.start_background_task(self._receive_inbox)
+
+    def _receive_inbox(self) -> None:
+        """Hand queued messages to Engine.IO in order; ``None`` means the
+        connection ended."""
+        try:
+            while self._inbox:
+                data = self._inbox.popleft()
+                if data is None or not self._receive_one(data):
+                    self._inbox.clear()
+                    self._unlisten()
+                    self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+                    return
+        finally:
+            self._receiving = False
+
+    def _receive_one(self, data: str | bytes) -> bool:
+        if self.closed:
+            return False
+        try:
+            self.receive(eio_packet.Packet(encoded_packet=data))
+        except engineio.exceptions.UnknownPacketError:
+            pass
+        except engineio.exceptions.SocketIsClosedError:
+            return False
+        except Exception:
+            self.server.logger.exception("%s: receive error", self.sid)
+            return False
+        return True
 
 
 class Pinger:
@@ -441,8 +449,8 @@ def broadcast(eio: engineio.Server, eio_sids, text: str, fallback) -> None:
         sock = sockets.get(eio_sid)
         if sock is not None and sock.direct:
             if frame is None:
-                frame = text_frame(text.encode())
-            sock.write_text(text, frame)
+                frame = packet_frame(text)
+            sock.write_frame(frame)
         else:
             fallback(eio_sid)
 
