@@ -76,6 +76,8 @@ class ProgressTracker:
 
     #: how often a write that lost a race with another writer is retried
     max_retries = 20
+    #: running jobs whose state this tracker keeps between its own writes
+    state_cache_size = 4096
 
     def __init__(
         self,
@@ -94,6 +96,12 @@ class ProgressTracker:
         # Striped locks: events of one job are stored and emitted in seq order
         # by this process, without a lock object per job ever created.
         self._locks = [threading.Lock() for _ in range(64)]
+        # The state each job had after this tracker's last write to it, so the
+        # next write need not read it back. Another writer (a worker, another
+        # instance, HTTP ingestion elsewhere) moves the stored seq on; the
+        # store's compare-and-set then refuses the write and we read afresh.
+        self._states: dict[str, JobState] = {}
+        self._states_lock = threading.Lock()
 
     # ------------------------------------------------------------------ writes
 
@@ -123,6 +131,7 @@ class ProgressTracker:
                 self.store.append(events, state)
             except SeqConflict:
                 raise Conflict(f"job {job_id!r} already exists", job_id=job_id) from None
+            self._remember(state)
             self._publish(state, events)
         return state
 
@@ -144,26 +153,58 @@ class ProgressTracker:
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
-            for attempt in range(self.max_retries):
-                if attempt:
+            cached = self._cached(job_id)
+            lost_races = 0
+            for _ in range(self.max_retries):
+                if lost_races:
                     # Lost a race with another writer: back off a little, with
                     # jitter, so the two do not collide again and again.
-                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
-                state = self.store.get(job_id)
+                    time.sleep(random.uniform(0, 0.001 * 2 ** min(lost_races, 6)))
+                state, cached = cached or self.store.get(job_id), None
                 if state is None:
                     raise JobNotFound(job_id)
-                if only_if is not None and state.status is not only_if:
-                    raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
-                if expect_seq is not None and state.seq != expect_seq:
-                    raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
-                events, new_state = transition(state, kind, fields, self.clock())
+                try:
+                    if only_if is not None and state.status is not only_if:
+                        raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
+                    if expect_seq is not None and state.seq != expect_seq:
+                        raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
+                    events, new_state = transition(state, kind, fields, self.clock())
+                except (Conflict, InvalidPayload):
+                    if self._forget(job_id, state):
+                        continue  # judged on our cached copy: judge again on the store's
+                    raise
                 try:
                     self.store.append(events, new_state)
                 except SeqConflict:
-                    continue  # another process wrote first: re-read and re-apply
+                    self._forget(job_id)
+                    lost_races += 1
+                    continue  # another writer got there first: re-read and re-apply
+                self._remember(new_state)
                 self._publish(new_state, events)
                 return events
         raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
+
+    def _cached(self, job_id: str) -> JobState | None:
+        with self._states_lock:
+            return self._states.get(job_id)
+
+    def _remember(self, state: JobState) -> None:
+        with self._states_lock:
+            self._states.pop(state.job_id, None)
+            if state.status.is_terminal:
+                return  # nothing more to write
+            self._states[state.job_id] = state  # most recent last
+            if len(self._states) > self.state_cache_size:
+                del self._states[next(iter(self._states))]
+
+    def _forget(self, job_id: str, state: JobState | None = None) -> bool:
+        """Drop the cached state (only if it is ``state``, when given); True
+        if something was dropped."""
+        with self._states_lock:
+            if job_id in self._states and (state is None or self._states[job_id] is state):
+                del self._states[job_id]
+                return True
+            return False
 
     def job(
         self,

@@ -8,6 +8,7 @@ from progresscast import (
     Conflict,
     InvalidPayload,
     JobNotFound,
+    JobStatus,
     ProgressEmitter,
     ProgressTracker,
     SQLiteStore,
@@ -351,3 +352,61 @@ def test_the_first_event_is_stamped_with_the_jobs_creation_time(store, sockets):
         assert first["ts"] == snap["created_at"]
         if start:
             assert first["ts"] == snap["started_at"]
+
+
+# ------------------------------------------- two writers, one store (state cache)
+
+
+class CountingStore:
+    """The real store, counting the reads of job states."""
+
+    def __init__(self, store):
+        self._store = store
+        self.gets = 0
+
+    def get(self, job_id):
+        self.gets += 1
+        return self._store.get(job_id)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_tracker_does_not_read_back_what_it_just_wrote(store, clock):
+    counting = CountingStore(store)
+    tracker = ProgressTracker(counting, clock=clock)
+    tracker.create_job("r", DOC_STAGES, owner="alice", job_id="j", start=True)
+    for i in range(10):
+        tracker.record("j", "progress_update", stage="parsing", stage_progress=i * 10)
+    assert counting.gets == 0
+    assert store.get("j").seq == 11
+
+
+def test_another_writer_in_between_is_noticed_and_seq_stays_gapless(store, clock, sockets):
+    here = ProgressTracker(store, sockets, clock=clock)
+    elsewhere = ProgressTracker(store, clock=clock)  # a worker, another instance
+    here.create_job("r", DOC_STAGES, owner="alice", job_id="j", start=True)
+    here.record("j", "progress_update", stage="parsing", stage_progress=10)
+    elsewhere.record("j", "progress_update", stage="parsing", stage_progress=20)
+    elsewhere.record("j", "stage_completed", stage="parsing")
+    # `here` still holds seq 2 in memory; the store's compare-and-set refuses
+    # it, `here` reads seq 4 and applies its update on top.
+    (event,) = here.record("j", "progress_update", stage="analyzing", stage_progress=50)
+    assert event["seq"] == 5
+    assert [e["seq"] for e in store.events_since("j")] == [1, 2, 3, 4, 5]
+    assert store.get("j").stage_status[0] == "completed"
+
+
+def test_checks_made_on_a_stale_copy_are_made_again_on_the_store(store, clock):
+    here = ProgressTracker(store, clock=clock)
+    elsewhere = ProgressTracker(store, clock=clock)
+    here.create_job("r", DOC_STAGES, owner="alice", job_id="j")  # queued, seq 1
+    elsewhere.record("j", "job_started")  # seq 2, here still thinks queued at 1
+    events = here.record("j", "progress_update", expect_seq=2, stage_progress=5)
+    assert events[0]["seq"] == 3
+    assert here.record("j", "progress_update", only_if=JobStatus.RUNNING, message="hi")
+    # And a job that ended elsewhere is refused, not resurrected from memory.
+    elsewhere.record("j", "job_cancelled", reason="stop")
+    with pytest.raises(Conflict):
+        here.record("j", "progress_update", stage_progress=60)
+    assert store.get("j").status is JobStatus.CANCELLED
