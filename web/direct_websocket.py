@@ -37,6 +37,7 @@ import socket as _socket
 import struct
 import sys
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -383,16 +384,17 @@ class Pinger:
     """Sends every connection's pings from one green thread.
 
     All sockets share one ``ping_interval``, so the order they ask in is the
-    order they fall due: a deque is the whole schedule.
+    order they fall due: a deque is the whole schedule. It holds weak
+    references, so a client that left is freed at once, not at its next ping.
     """
 
     def __init__(self, server: engineio.Server) -> None:
         self.server = server
-        self.due: deque[tuple[float, DirectSocket]] = deque()
+        self.due: deque[tuple[float, weakref.ref[DirectSocket]]] = deque()
         self.running = False
 
     def add(self, sock: DirectSocket) -> None:
-        self.due.append((time.monotonic() + self.server.ping_interval, sock))
+        self.due.append((time.monotonic() + self.server.ping_interval, weakref.ref(sock)))
         if not self.running:
             self.running = True
             self.server.start_background_task(self._run)
@@ -401,7 +403,10 @@ class Pinger:
         while True:
             now = time.monotonic()
             while self.due and self.due[0][0] <= now:
-                _, sock = self.due.popleft()
+                _, ref = self.due.popleft()
+                sock = ref()
+                if sock is None:
+                    continue
                 try:
                     sock.ping_now()
                 except Exception:  # one broken socket must not stop the pings
