@@ -32,8 +32,8 @@ class Config:
     # permessage-deflate: off, since deflating each small event once per client
     # is the dominant cost of a delivery (web/compression.py, docs/benchmarks.md).
     WEBSOCKET_COMPRESSION = False
-    # Websocket frames written straight to the socket, one green thread per
-    # connection (web/direct_websocket.py); eventlet only, off = python-engineio's path.
+    # Websocket frames written straight to the socket, idle readers parked in
+    # eventlet's hub (web/direct_websocket.py); eventlet only, off = python-engineio's path.
     DIRECT_WEBSOCKET = True
     # Bytes a slow reader may have waiting before it is disconnected (it resumes).
     WEBSOCKET_MAX_BACKLOG = 4 * 1024 * 1024

@@ -117,7 +117,8 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     if app.config["DIRECT_WEBSOCKET"]:
         install_direct_websockets(socketio.server.eio, app.config["WEBSOCKET_MAX_BACKLOG"])
     # Outermost, so the Engine.IO middleware sees what these leave.
-    app.wsgi_app = EventletInput(app.wsgi_app)
+    if socketio.async_mode == "eventlet":
+        app.wsgi_app = EventletInput(app.wsgi_app)
     if not app.config["WEBSOCKET_COMPRESSION"]:
         app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
     start_background_tasks(app, socketio, tracker, namespace)

@@ -174,12 +174,10 @@ class DirectSocket(engineio.socket.Socket):
             return
         self._sock_closed = True
         self._unlisten()
-        try:
-            with contextlib.suppress(OSError):
-                self._raw.send(CLOSE_FRAME)  # if the socket takes it now
-        finally:
-            with contextlib.suppress(OSError):
-                self._sock.close()
+        with contextlib.suppress(OSError):
+            self._raw.send(CLOSE_FRAME)  # if the socket takes it now
+        with contextlib.suppress(OSError):
+            self._sock.close()
 
     # -- life cycle ----------------------------------------------------------
 
@@ -359,7 +357,6 @@ class DirectSocket(engineio.socket.Socket):
                 data = self._inbox.popleft()
                 if data is None or not self._receive_one(data):
                     self._inbox.clear()
-                    self._unlisten()
                     self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
                     return
         finally:

@@ -37,15 +37,16 @@ class RawWebsocketClient:
         self.sock.settimeout(10)
         self.sock.connect((host, int(port)))
         self.ws = WSConnection(ConnectionType.CLIENT)
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # passed over while waiting for an ack
+        self.accepted = False
         self.closed = False
+        self._inbox: list[str] = []  # whole messages not read yet
+        self._partial = ""  # a message whose end has not arrived (dropped if it never does)
         self._send(Request(host=f"{host}:{port}", target="/socket.io/?EIO=4&transport=websocket"))
         self._until(lambda: self.accepted)
         assert self.next_message().startswith("0{")  # Engine.IO OPEN
         self.send_text(f"40{NAMESPACE},{json.dumps({'token': token_for(user)})}")
         assert self.next_message().startswith(f"40{NAMESPACE},")  # Socket.IO CONNECT
-
-    accepted = False
 
     def _send(self, event) -> None:
         self.sock.sendall(self.ws.send(event))
@@ -82,21 +83,18 @@ class RawWebsocketClient:
             elif isinstance(event, CloseConnection):
                 self.closed = True
 
-    _inbox: list[str]
-    _partial = ""  # a message whose end has not arrived (dropped if it never does)
-
     def _until(self, predicate) -> None:
-        self._inbox = getattr(self, "_inbox", [])
         while not predicate():
             if self.closed:
                 raise ConnectionError("closed by the server")
             self._pump()
 
-    def next_message(self) -> str:
-        self._inbox = getattr(self, "_inbox", [])
+    def next_message(self, answer_pings: bool = True) -> str:
+        """The next whole message; Engine.IO pings are answered and skipped
+        unless ``answer_pings`` is false (then they are returned, unanswered)."""
         self._until(lambda: self._inbox)
         message = self._inbox.pop(0)
-        if message == "2":  # Engine.IO PING: answer, as any client must
+        if message == "2" and answer_pings:  # as any client must
             self.send_text("3")
             return self.next_message()
         return message
@@ -186,17 +184,16 @@ def test_pings_keep_an_idle_connection_alive(tmp_path, clients):
         pings = 0
         deadline = time.monotonic() + 3.5
         while time.monotonic() < deadline:
-            raw._until(lambda: raw._inbox)
-            if raw._inbox.pop(0) == "2":
+            if raw.next_message(answer_pings=False) == "2":
                 pings += 1
                 raw.send_text("3")
         assert pings >= 2  # about one a second, each after the last was answered
         # A client that stops answering is dropped after ping_interval + ping_timeout.
         silent = RawWebsocketClient(server.url, "bob")
-        silent.sock.settimeout(10)
         started = time.monotonic()
-        while not silent.closed:
-            silent._pump()  # reads, never answers
+        with pytest.raises(ConnectionError):
+            while True:
+                silent.next_message(answer_pings=False)  # reads, never answers
         assert time.monotonic() - started < 6
         watcher = clients(server.url)
         assert watcher.call("ping")["ok"]
