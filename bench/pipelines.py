@@ -56,6 +56,23 @@ def burst_message(burst: int, t0: float) -> str:
     return f"b{burst}:{t0!r} {PAD}"
 
 
+def emit_return_ms(issued: list[list[float]], returned: list[list[float]], since, until) -> dict:
+    """p50/p99 of "update issued -> the server's emit call returned" (ms) for
+    the updates issued in [since, until): the server's own share of the
+    latency, the rest being the kernel and the client. A server that writes
+    each frame to the socket within the call (progresscast, Node) has handed
+    every frame to the kernel by then; one that queues them (python-engineio)
+    has not."""
+    values = sorted(
+        r for log, rets in zip(issued, returned, strict=True)
+        for ts, r in zip(log, rets, strict=True) if since <= ts < until
+    )  # fmt: skip
+    if not values:
+        return {}
+    pick = lambda p: round(1000 * values[min(len(values) - 1, int(p * len(values)))], 3)  # noqa: E731
+    return {"p50": pick(0.5), "p99": pick(0.99)}
+
+
 class GcTimer:
     """Time spent in Python's cyclic garbage collector, per generation (``gc.callbacks``).
 
@@ -116,6 +133,7 @@ class Pipelines:
         ]
         self.done = [0] * jobs
         self.issued: list[list[float]] = [[] for _ in range(jobs)]
+        self.returned: list[list[float]] = [[] for _ in range(jobs)]  # seconds in update()
         self.running_until = 0.0
         self.errors = 0
 
@@ -153,13 +171,18 @@ class Pipelines:
 
     def issued_between(self, since: float, until: float) -> dict:
         per_job = [sum(1 for ts in log if since <= ts < until) for log in self.issued]
-        return {"per_job": per_job, "total": sum(per_job), "errors": self.errors}
+        return {
+            "per_job": per_job,
+            "total": sum(per_job),
+            "errors": self.errors,
+            "emit_return_ms": emit_return_ms(self.issued, self.returned, since, until),
+        }
 
     # --------------------------------------------------------------- loops
 
     def _loop(self, j: int, period: float, first: float, deadline: float) -> None:
         emitter = self.emitters[j]
-        log = self.issued[j]
+        log, returned = self.issued[j], self.returned[j]
         due = first
         while due < deadline:
             now = time.time()
@@ -178,6 +201,7 @@ class Pipelines:
                 emitter.update(self.done[j], TOTAL, message=update_message(ts, self.done[j]))
             except Exception:
                 self.errors += 1
+            returned.append(time.time() - ts)
             log.append(ts)
             due += period
 

@@ -329,13 +329,22 @@ def header(*cells: str, align: str = "") -> list[str]:
     return [row(*cells), row(*("---" if a == "l" else "---:" for a in align))]
 
 
+def emit_returned(run: dict) -> str:
+    """The sender's share of the latency: update issued -> its emit call returned."""
+    e = run.get("emit_return_ms") or {}
+    if not e:
+        return "–"
+    return f"{fmt(e.get('p50'), 2)} / {fmt(e.get('p99'), 2)}"
+
+
 def latency_table(results: dict) -> list[str]:
     cfg = results["config"]
     lines = []
     for n, pairs in sorted(runs_by_clients(results).items()):
         lines += [f"#### {n:,} clients ({n // cfg['jobs']:,} per job)", ""]
         lines += header(
-            "server", "p50 ms", "p90 ms", "p99 ms", "max ms", "delivered (of issued)",
+            "server", "p50 ms", "p90 ms", "p99 ms", "max ms", "emit returned p50 / p99 ms",
+            "delivered (of issued)",
             "issued on time", "delivered (of target)", "deliveries/s", "server CPU %",
             "µs CPU / delivery", "server RSS MB", "load gen CPU %", "machine CPU % (other)",
             "payload B",
@@ -352,6 +361,7 @@ def latency_table(results: dict) -> list[str]:
                     fmt(lat.get("p90_ms"), 2),
                     fmt(lat.get("p99_ms"), 2),
                     fmt(lat.get("max_ms"), 1),
+                    emit_returned(run),
                     f"{100 * (run['delivered'] or 0):.2f}%",
                     f"{100 * run['issue_rate_ratio']:.1f}%",
                     f"**{100 * (of_target(run, cfg) or 0):.1f}%**",

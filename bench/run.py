@@ -397,6 +397,7 @@ def latency_window(server: Server, gens: list[Loadgen], n: int, cfg: dict, profi
         "issued_target": target,
         "issue_rate_ratio": round(issued["total"] / target, 4),
         "pipeline_errors": issued.get("errors", 0),
+        "emit_return_ms": issued.get("emit_return_ms"),
         "expected": expected,
         "received": received,
         "delivered": round(received / expected, 5) if expected else None,
@@ -563,6 +564,7 @@ def latency_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) ->
             lat = run["latency"]
             log(f"  {n}: p50 {lat.get('p50_ms')} ms p99 {lat.get('p99_ms')} ms"
                 f" max {lat.get('max_ms')} ms,"
+                f" emit returned {run.get('emit_return_ms')},"
                 f" delivered {run['delivered']}, issued {run['issue_rate_ratio']:.3f},"
                 f" cpu {run['cpu_pct']}")  # fmt: skip
             if profile:

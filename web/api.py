@@ -129,8 +129,8 @@ class JobEvents(MethodView):
         tracker = get_tracker()
         writable_job(tracker, http_principal(request), job_id)
         kind = body.pop("type")
-        events = tracker.record(job_id, kind, **body)
-        return {"events": events, "job": tracker.snapshot(job_id)}
+        events, state = tracker.apply(job_id, kind, **body)
+        return {"events": events, "job": state.snapshot(tracker.clock())}
 
 
 @blp.route("/<job_id>/cancel")

@@ -52,10 +52,14 @@ class _Fanout(socketio.Manager):
         if namespace not in self.rooms:
             return None
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        encoded = self.server.packet_class(
-            packet.EVENT, namespace=namespace, data=[event, *args]
-        ).encode()
-        if isinstance(encoded, list):  # binary attachments: python-socketio's path
+        try:
+            # binary=False: no walk over the data looking for bytes (python-
+            # socketio's default); JSON cannot encode bytes, so data holding
+            # any raises here and takes python-socketio's binary path.
+            encoded = self.server.packet_class(
+                packet.EVENT, namespace=namespace, data=[event, *args], binary=False
+            ).encode()
+        except TypeError:
             return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         message = eio_packet.Packet(eio_packet.MESSAGE, encoded)

@@ -17,6 +17,8 @@ from socketio.packet import BINARY_EVENT, EVENT, Packet
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from progresscast import jsoncodec
+
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
@@ -55,9 +57,9 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
-    kwargs.setdefault("allow_nan", False)
-    kwargs.setdefault("separators", (",", ":"))
-    return json.dumps(obj, **kwargs)
+    """Compact JSON (orjson), whatever formatting the caller asks for:
+    python-socketio only ever asks for compact separators."""
+    return jsoncodec.dumps(obj)
 
 
 class StrictParser(FlaskParser):

@@ -29,6 +29,7 @@ const burstMessage = (k, t0) => `b${k}:${t0} ${PAD}`;
 const seq = new Array(JOBS).fill(0);
 const done = new Array(JOBS).fill(0);
 const issued = Array.from({ length: JOBS }, () => []);
+const returned = Array.from({ length: JOBS }, () => []); // seconds in the emit call
 let runningUntil = 0;
 
 function payload(j, message) {
@@ -50,6 +51,16 @@ function payload(j, message) {
   };
 }
 
+// As bench/pipelines.py emit_return_ms: p50/p99 of "tick -> emit returned" (ms).
+function emitReturnMs(since, until) {
+  const values = [];
+  issued.forEach((log, j) => log.forEach((ts, k) => ts >= since && ts < until && values.push(returned[j][k])));
+  if (!values.length) return {};
+  values.sort((a, b) => a - b);
+  const pick = (p) => Math.round(1e6 * values[Math.min(values.length - 1, Math.floor(p * values.length))]) / 1e3;
+  return { p50: pick(0.5), p99: pick(0.99) };
+}
+
 function startRun(duration, rate, seed) {
   const now = wallNow();
   if (now < runningUntil) return { ok: false, error: "already running" };
@@ -64,6 +75,7 @@ function startRun(duration, rate, seed) {
         const ts = wallNow();
         if (ts >= runningUntil) return clearInterval(timer);
         nsp.to(room).emit("progress_update", payload(j, updateMessage(ts, done[j] + 1)));
+        returned[j].push(wallNow() - ts);
         issued[j].push(ts);
       };
       const timer = setInterval(tick, period);
@@ -92,7 +104,12 @@ const http = createServer((req, res) => {
   else if (url.pathname === "/bench/issued") {
     const since = Number(q.since), until = Number(q.until);
     const perJob = issued.map((log) => log.filter((ts) => ts >= since && ts < until).length);
-    body = { per_job: perJob, total: perJob.reduce((a, b) => a + b, 0), errors: 0 };
+    body = {
+      per_job: perJob,
+      total: perJob.reduce((a, b) => a + b, 0),
+      errors: 0,
+      emit_return_ms: emitReturnMs(since, until),
+    };
   } else if (url.pathname.startsWith("/socket.io/")) return; // engine.io handles it
   else {
     res.writeHead(404).end();

@@ -32,7 +32,14 @@ from flask import Flask, jsonify, request  # noqa: E402
 from flask_socketio import SocketIO, join_room  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pipelines import TOTAL, GcTimer, burst_message, job_id, update_message  # noqa: E402
+from pipelines import (  # noqa: E402
+    TOTAL,
+    GcTimer,
+    burst_message,
+    emit_return_ms,
+    job_id,
+    update_message,
+)
 
 NS = "/progress"
 app = Flask(__name__)
@@ -41,6 +48,7 @@ JOBS = 100
 seq = [0] * JOBS
 done = [0] * JOBS
 issued: list[list[float]] = [[] for _ in range(JOBS)]
+returned: list[list[float]] = [[] for _ in range(JOBS)]  # seconds in the emit call
 state = {"running_until": 0.0}
 started = time.time()
 gc_timer = GcTimer()
@@ -89,6 +97,7 @@ def room_loop(j: int, period: float, first: float, deadline: float) -> None:
             break
         data = payload(j, update_message(ts, done[j] + 1))
         socketio.emit("progress_update", data, to=f"job:{job_id(j)}", namespace=NS)
+        returned[j].append(time.time() - ts)
         issued[j].append(ts)
         due += period
 
@@ -139,7 +148,14 @@ def gc_stats():
 def issued_between():
     since, until = float(request.args["since"]), float(request.args["until"])
     per_job = [sum(1 for ts in log if since <= ts < until) for log in issued]
-    return jsonify({"per_job": per_job, "total": sum(per_job), "errors": 0})
+    return jsonify(
+        {
+            "per_job": per_job,
+            "total": sum(per_job),
+            "errors": 0,
+            "emit_return_ms": emit_return_ms(issued, returned, since, until),
+        }
+    )
 
 
 if __name__ == "__main__":
@@ -153,6 +169,7 @@ if __name__ == "__main__":
     seq[:] = [0] * JOBS
     done[:] = [0] * JOBS
     issued[:] = [[] for _ in range(JOBS)]
+    returned[:] = [[] for _ in range(JOBS)]
     extra = {} if args.max_size is None else {"max_size": args.max_size}
     if args.no_compression:
         inner = app.wsgi_app

@@ -314,12 +314,16 @@ class ProgressEmitter:
         if not self._send_lock.acquire(blocking=False):
             return
         try:
-            self._raise_if_cancelled()
-            fields = self._pending()
-            if fields and not self._finished:
-                # Naming the stage lets the state machine catch up if a
-                # transition was lost while the store was unreachable.
-                self._send(EventType.PROGRESS_UPDATE, stage=self.current_stage, **fields)
+            fields = self._pending() if not self._finished else {}
+            if not fields:
+                self._raise_if_cancelled()  # nothing to write: ask the store
+                return
+            # Naming the stage lets the state machine catch up if a
+            # transition was lost while the store was unreachable. The write
+            # brings back a pending cancellation: no read of its own.
+            reason = self._send(EventType.PROGRESS_UPDATE, stage=self.current_stage, **fields)
+            if reason is not None:
+                self._cancel(reason)
         finally:
             self._send_lock.release()
 
@@ -340,22 +344,27 @@ class ProgressEmitter:
             reason = self._tracker.store.cancel_reason(self.job_id)
         except StoreUnavailable:
             return  # asked again at the next interval
-        if reason is None:
-            return
+        if reason is not None:
+            self._cancel(reason)
+
+    def _cancel(self, reason: str) -> None:
+        """Record ``job_cancelled`` and stop the pipeline. Caller holds ``_send_lock``."""
         self._finished = True
         self._cancelled = True
         self._send_terminal(EventType.JOB_CANCELLED, reason=reason, **self._pending())
         raise JobCancelled(self.job_id, reason)
 
-    def _send(self, kind: EventType, **fields: Any) -> None:
-        """Report to the tracker. A store that cannot be reached must not crash
+    def _send(self, kind: EventType, **fields: Any) -> str | None:
+        """Report to the tracker; return the job's pending cancellation reason,
+        if the write found one. A store that cannot be reached must not crash
         the pipeline: a progress update or a transition is dropped (the next
         report names the stage and brings the job up to date); terminal events
         are retried (:meth:`_send_terminal`)."""
         try:
-            self._tracker.record(self.job_id, kind, **fields)
+            return self._tracker.apply(self.job_id, kind, **fields)[1].cancel_requested
         except StoreUnavailable as exc:
             self._store_down(kind, exc)
+            return None
 
     def _store_down(self, kind: EventType, exc: Exception) -> None:
         now = time.monotonic()

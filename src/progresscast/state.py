@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -111,6 +111,18 @@ class JobState:
             self.stage_status = [StageStatus.PENDING] * len(self.stages)
             self.stage_pct = [0.0] * len(self.stages)
 
+    def copy(self) -> JobState:
+        """A copy to change: the per-stage lists are new, the rest is shared
+        (immutable, or never changed in place)."""
+        # Slot by slot: dataclasses.replace() re-runs __init__ and cost a
+        # tenth of a transition.
+        new = object.__new__(JobState)
+        for name in _SLOTS:
+            setattr(new, name, getattr(self, name))
+        new.stage_status = list(self.stage_status)
+        new.stage_pct = list(self.stage_pct)
+        return new
+
     @property
     def stage(self) -> str | None:
         """Name of the running stage, or of the stage the job ended in."""
@@ -193,6 +205,8 @@ class JobState:
         data.pop("cancel_requested", None)  # the store's to set, not the record's
         return cls(**data)
 
+
+_SLOTS = JobState.__slots__
 
 # --------------------------------------------------------------------------- #
 # transitions
@@ -408,7 +422,7 @@ def transition(
             + ", ".join(e.value for e in EventType),
             details={"type": ["unknown event type"]},
         ) from None
-    st = replace(state, stage_status=list(state.stage_status), stage_pct=list(state.stage_pct))
+    st = state.copy()
     b = _Builder(st, now)
     status = None if state.seq == 0 else st.status
     if status is not None and status.is_terminal:

@@ -145,6 +145,21 @@ class ProgressTracker:
         **fields: Any,
     ) -> list[dict[str, Any]]:
         """Apply one request (``kind`` and its fields) to a job; return its events.
+        See :meth:`apply`."""
+        return self.apply(job_id, kind, only_if=only_if, expect_seq=expect_seq, **fields)[0]
+
+    def apply(
+        self,
+        job_id: str,
+        kind: str | EventType,
+        *,
+        only_if: JobStatus | None = None,
+        expect_seq: int | None = None,
+        **fields: Any,
+    ) -> tuple[list[dict[str, Any]], JobState]:
+        """Apply one request (``kind`` and its fields) to a job; return its
+        events and the job's new state, whose ``cancel_requested`` is what the
+        store found as it wrote.
 
         Used by :class:`ProgressEmitter` and by HTTP ingestion. With
         ``only_if`` (a status) or ``expect_seq``, the request applies only
@@ -174,14 +189,14 @@ class ProgressTracker:
                         continue  # judged on our cached copy: judge again on the store's
                     raise
                 try:
-                    self.store.append(events, new_state)
+                    new_state.cancel_requested = self.store.append(events, new_state)
                 except SeqConflict:
                     self._forget(job_id)
                     lost_races += 1
                     continue  # another writer got there first: re-read and re-apply
                 self._remember(new_state)
                 self._publish(new_state, events)
-                return events
+                return events, new_state
         raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
 
     def _cached(self, job_id: str) -> JobState | None:

@@ -315,6 +315,14 @@ class StoreContract:
         assert store.cancel_reason("c1") == "stop"
         assert [j.cancel_requested for j in store.list_jobs(owner="alice")] == ["stop"]
 
+    def test_append_returns_the_pending_cancel_reason(self, store):
+        events, state = create("c1", start=True)
+        assert store.append(events, state) is None  # a new job has no request
+        state = self.put(store, step(state, "progress_update", stage_progress=10))[1]
+        store.request_cancel("c1", "stop")
+        events, state = step(state, "progress_update", stage_progress=20)
+        assert store.append(events, state) == "stop"  # learnt with the write itself
+
     def test_the_first_reason_wins(self, store):
         self.put(store, create("c1", start=True))
         store.request_cancel("c1", "first")

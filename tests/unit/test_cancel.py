@@ -60,6 +60,33 @@ def test_the_emitter_notices_within_min_interval_and_the_with_block_ends(tracker
     assert state.stage_pct[0] == pytest.approx(100 * (stopped + 1) / 1000)
 
 
+def test_progress_reports_learn_of_a_request_from_their_own_write(tracker, mono):
+    # A store read per report would add a query to every update; the request
+    # comes back with the report's own write instead.
+    reads = []
+    read = tracker.store.cancel_reason
+    tracker.store.cancel_reason = lambda job_id: reads.append(job_id) or read(job_id)
+    job = start(tracker, mono)
+    job.stage("parsing", total=1000)
+    reads.clear()
+    for i in range(1, 501):
+        mono.advance(0.1)  # a report is due at every clock check
+        job.update(i)
+    reports = len(tracker.store.events_since(job.job_id)) - 1
+    assert reports > 100 and reads == []
+
+    tracker.request_cancel(job.job_id, "stop")
+    with pytest.raises(JobCancelled):
+        for i in range(501, 1000):
+            mono.advance(0.1)
+            job.update(i)
+    events = tracker.store.events_since(job.job_id)
+    # the first report after the request found it, and the job ended right there
+    assert [e["type"] for e in events[-2:]] == ["progress_update", "job_cancelled"]
+    assert len(events) - 1 - reports == 2 and reads == []
+    assert tracker.get(job.job_id).status is JobStatus.CANCELLED
+
+
 def test_a_stage_change_checks_for_cancellation(tracker, mono):
     job = start(tracker, mono)
     tracker.request_cancel(job.job_id, "stop")

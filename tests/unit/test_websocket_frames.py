@@ -21,3 +21,18 @@ def test_binary_packets_get_binary_frames(size):
     eventlet_ws = RFC6455WebSocket(None, {}, 13)
     assert packet_frame(data) == eventlet_ws._pack_message(data)
     assert packet_frame("4hello") == eventlet_ws._pack_message("4hello")
+
+
+def test_an_event_holding_bytes_cannot_take_the_json_only_path():
+    # web/batching.py encodes broadcasts with binary=False (no search for
+    # bytes) and relies on this TypeError to hand bytes to python-socketio.
+    from socketio import packet
+
+    from web.jsonutil import TolerantPacket
+
+    plain = TolerantPacket(packet.EVENT, namespace="/progress", data=["e", {"n": 1}], binary=False)
+    assert plain.encode() == '2/progress,["e",{"n":1}]'
+    with pytest.raises(TypeError):
+        TolerantPacket(
+            packet.EVENT, namespace="/progress", data=["e", {"b": b"\x00"}], binary=False
+        ).encode()

@@ -21,12 +21,16 @@ from ..state import JobState, JobStatus
 class JobStore:
     """Base class; back-ends override every method."""
 
-    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> str | None:
         """Store ``events`` (consecutive ``seq``) and ``state`` atomically.
 
         The first event's ``seq`` must be one more than the stored job's
         ``seq`` (``1`` creates the job). Otherwise raises
         :class:`~progresscast.errors.SeqConflict` and stores nothing.
+
+        Returns the job's pending cancellation reason as the write found it
+        (``None`` if there is none): a running pipeline learns of a request
+        with no read of its own (:meth:`cancel_reason`).
         """
         raise NotImplementedError
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
+from ..jsoncodec import dumps
 from ..state import JobState, JobStatus
 from .base import JobStore
 
@@ -36,10 +37,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the Redis store needs redis-py: pip install 'progresscast[redis]' (or redis)"
     ) from exc
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 # KEYS: job, events, jobs, owner, owner_status_old?, ...  (built below)
 # ARGV: expected_seq, n_events, event_1_seq, event_1_json, ..., then the state fields
+# Returns {0, stored seq} on a seq conflict, else {1, new seq, pending cancel reason or nil}.
 _APPEND = """
 local job, events = KEYS[1], KEYS[2]
 local prefix = ARGV[1]
@@ -90,7 +91,7 @@ end
 if tonumber(seq) > max_events then
   redis.call('XTRIM', events, 'MINID', (tonumber(seq) - max_events + 1) .. '-0')
 end
-return {1, tonumber(seq)}
+return {1, tonumber(seq), redis.call('HGET', job, 'cancel_reason')}
 """
 
 _CANCEL = """
@@ -179,13 +180,13 @@ class RedisStore(JobStore):
         return f"{self.prefix}:events:{job_id}"
 
     @_unavailable
-    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> str | None:
         if not events:
-            return
+            return None
         first = events[0]["seq"]
         argv: list[Any] = [self.prefix, first - 1, len(events)]
         for event in events:
-            argv += [event["seq"], _dumps(event)]
+            argv += [event["seq"], dumps(event)]
         argv += [
             state.owner,
             state.status.value,
@@ -193,15 +194,16 @@ class RedisStore(JobStore):
             repr(state.created_at),
             "" if state.finished_at is None else repr(state.finished_at),
             repr(state.updated_at),
-            _dumps(state.to_record()),
+            dumps(state.to_record()),
             self.max_events_per_job,
             self.retention_seconds,
         ]
-        ok, stored = self._append(
+        ok, stored, *cancel_reason = self._append(
             keys=[self._job(state.job_id), self._events(state.job_id)], args=argv
         )
         if not ok:
             raise SeqConflict(state.job_id, first - 1, stored or None)
+        return cancel_reason[0] if cancel_reason else None
 
     def _state(self, fields: dict[str, str]) -> JobState:
         state = JobState.from_record(json.loads(fields["state"]))

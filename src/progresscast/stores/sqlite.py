@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
+from ..jsoncodec import dumps
 from ..state import TERMINAL, JobState, JobStatus
 from .base import JobStore
 
@@ -66,9 +67,6 @@ def _locked(method):
     return wrapper
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
 class SQLiteStore(JobStore):
     """Job store in one SQLite file.
 
@@ -106,9 +104,10 @@ class SQLiteStore(JobStore):
         return self._db
 
     @_locked
-    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> None:
+    def append(self, events: Sequence[dict[str, Any]], state: JobState) -> str | None:
         if not events:
-            return
+            return None
+        cancel_reason = None
         first = events[0]["seq"]
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -128,31 +127,34 @@ class SQLiteStore(JobStore):
                             state.finished_at,
                             state.updated_at,
                             state.seq,
-                            _dumps(state.to_record()),
+                            dumps(state.to_record()),
                             state.job_id,
                         ),
                     )
                 except sqlite3.IntegrityError:
                     raise self._conflict(conn, state.job_id, first) from None
             else:
+                # RETURNING: the pending cancellation comes back with the write.
                 updated = conn.execute(
                     "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ?, seq = ?,"
-                    " state = ? WHERE job_id = ? AND seq = ?",
+                    " state = ? WHERE job_id = ? AND seq = ? RETURNING cancel_reason",
                     (
                         state.status.value,
                         state.finished_at,
                         state.updated_at,
                         state.seq,
-                        _dumps(state.to_record()),
+                        dumps(state.to_record()),
                         state.job_id,
                         first - 1,
                     ),
                 )
-                if updated.rowcount != 1:
+                rows = updated.fetchall()
+                if len(rows) != 1:
                     raise self._conflict(conn, state.job_id, first)
+                cancel_reason = rows[0][0]
             conn.executemany(
                 "INSERT INTO events (job_id, seq, event) VALUES (?, ?, ?)",
-                [(state.job_id, e["seq"], _dumps(e)) for e in events],
+                [(state.job_id, e["seq"], dumps(e)) for e in events],
             )
             if state.seq > self.max_events_per_job:
                 conn.execute(
@@ -163,6 +165,7 @@ class SQLiteStore(JobStore):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return cancel_reason
 
     @staticmethod
     def _conflict(conn: sqlite3.Connection, job_id: str, first: int) -> SeqConflict:

@@ -1,0 +1,49 @@
+"""progresscast.jsoncodec: orjson's speed, the standard library's reach."""
+
+import json
+
+import pytest
+
+from progresscast.jsoncodec import dumps
+
+EVENT = {
+    "job_id": "j1",
+    "seq": 7,
+    "type": "progress_update",
+    "stage_progress": 12.3456,
+    "progress": 0.1,
+    "message": "página 3 ✓ \u2028",
+    "eta_seconds": None,
+    "nested": {"list": [1, 2.5, True, False, None], "big": 2**63 - 1},
+}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [EVENT, [], {}, "", 0, -1.5e-7, 1e300, '\x00\x1f"\\'],
+)
+def test_compact_json_that_reads_back_equal(value):
+    text = dumps(value)
+    assert isinstance(text, str)
+    assert json.loads(text) == value
+    assert ", " not in text and ": " not in text  # compact, as before
+
+
+def test_non_ascii_stays_utf8_text():
+    assert dumps({"m": "ü✓"}) == '{"m":"ü✓"}'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"n": 2**64}, '{"n":18446744073709551616}'),  # beyond orjson's 64 bits
+        ({1: "a"}, '{"1":"a"}'),  # non-string keys, as json writes them
+    ],
+)
+def test_what_orjson_refuses_goes_through_json(value, expected):
+    assert dumps(value) == expected
+
+
+def test_unencodable_values_still_raise():
+    with pytest.raises(TypeError):
+        dumps({"x": object()})
