@@ -56,6 +56,27 @@ def burst_message(burst: int, t0: float) -> str:
     return f"b{burst}:{t0!r} {PAD}"
 
 
+def paced(period: float, first: float, deadline: float, sleep: Callable[[float], Any]):
+    """Yield the send time of every slot ``first + k * period`` before ``deadline``,
+    sleeping with ``sleep`` until each is due. Every server's update loop paces
+    itself with this, so all of them are asked for the same work."""
+    due = first
+    while due < deadline:
+        now = time.time()
+        if due > now:
+            sleep(due - now)
+        elif now - due > period:
+            # Fell behind by more than a period (an overloaded server starves
+            # this loop): skip the missed slots rather than fire a catch-up
+            # burst; the issue rate then shows the shortfall.
+            due = now
+        ts = time.time()
+        if ts >= deadline:
+            return
+        yield ts
+        due += period
+
+
 def emit_return_ms(issued: list[list[float]], returned: list[list[float]], since, until) -> dict:
     """p50/p99 of "update issued -> the server's emit call returned" (ms) for
     the updates issued in [since, until): the server's own share of the
@@ -69,7 +90,10 @@ def emit_return_ms(issued: list[list[float]], returned: list[list[float]], since
     )  # fmt: skip
     if not values:
         return {}
-    pick = lambda p: round(1000 * values[min(len(values) - 1, int(p * len(values)))], 3)  # noqa: E731
+
+    def pick(p: float) -> float:
+        return round(1000 * values[min(len(values) - 1, int(p * len(values)))], 3)
+
     return {"p50": pick(0.5), "p99": pick(0.99)}
 
 
@@ -183,19 +207,7 @@ class Pipelines:
     def _loop(self, j: int, period: float, first: float, deadline: float) -> None:
         emitter = self.emitters[j]
         log, returned = self.issued[j], self.returned[j]
-        due = first
-        while due < deadline:
-            now = time.time()
-            if due > now:
-                self.sleep(due - now)
-            elif now - due > period:
-                # Fell behind by more than a period (an overloaded server
-                # starves this loop): skip the missed slots rather than fire a
-                # catch-up burst; the issue rate then shows the shortfall.
-                due = now
-            ts = time.time()
-            if ts >= deadline:
-                break
+        for ts in paced(period, first, deadline, self.sleep):
             self.done[j] += 1
             try:
                 emitter.update(self.done[j], TOTAL, message=update_message(ts, self.done[j]))
@@ -203,7 +215,6 @@ class Pipelines:
                 self.errors += 1
             returned.append(time.time() - ts)
             log.append(ts)
-            due += period
 
 
 # ------------------------------------------------------------------ worker

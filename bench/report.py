@@ -88,8 +88,12 @@ def plot_latency(results: dict, docs: Path) -> Path | None:
         )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
+    return save(fig, docs / "bench-latency.png")
+
+
+def save(fig, path: Path) -> Path:
+    """Lay out, write and release a figure."""
     fig.tight_layout()
-    path = docs / "bench-latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -117,11 +121,7 @@ def plot_connections(results: dict, docs: Path) -> Path | None:
     ax.set_title("Connections held (pings answered) vs memory")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = docs / "bench-connections.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, docs / "bench-connections.png")
 
 
 def plot_burst(results: dict, docs: Path) -> Path | None:
@@ -142,11 +142,7 @@ def plot_burst(results: dict, docs: Path) -> Path | None:
     ax.set_title(f"Burst: {results['config']['jobs']} jobs update at once, {n:,} clients "
                  "(bar: median, dots: each burst)")  # fmt: skip
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = docs / "bench-burst.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, docs / "bench-burst.png")
 
 
 # --------------------------------------------------------------- narrative

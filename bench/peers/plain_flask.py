@@ -38,6 +38,7 @@ from pipelines import (  # noqa: E402
     burst_message,
     emit_return_ms,
     job_id,
+    paced,
     update_message,
 )
 
@@ -85,21 +86,11 @@ def on_ping(data=None):
 
 
 def room_loop(j: int, period: float, first: float, deadline: float) -> None:
-    due = first
-    while due < deadline:
-        now = time.time()
-        if due > now:
-            socketio.sleep(due - now)
-        elif now - due > period:
-            due = now  # behind: skip missed slots, as bench/pipelines.py does
-        ts = time.time()
-        if ts >= deadline:
-            break
+    for ts in paced(period, first, deadline, socketio.sleep):
         data = payload(j, update_message(ts, done[j] + 1))
         socketio.emit("progress_update", data, to=f"job:{job_id(j)}", namespace=NS)
         returned[j].append(time.time() - ts)
         issued[j].append(ts)
-        due += period
 
 
 @app.route("/bench/info")

@@ -47,7 +47,9 @@ class JobStore:
         raise NotImplementedError
 
     def cancel_reason(self, job_id: str) -> str | None:
-        """The pending cancellation's reason, or ``None``; cheap, polled by emitters."""
+        """The pending cancellation's reason, or ``None``; cheap. Emitters read it
+        at stage changes and in ``check_cancelled()``; their progress reports get
+        it from :meth:`append` instead."""
         raise NotImplementedError
 
     def events_since(self, job_id: str, since: int = 0, limit: int | None = None) -> list[dict]:
