@@ -33,6 +33,8 @@ pipelines = Pipelines(
     int(os.environ.get("PROGRESSCAST_BENCH_JOBS", "100")),
     spawn=socketio.start_background_task,
     sleep=socketio.sleep,
+    # the *fan-out only* diagnostic run (bench/pipelines.py FanoutOnly)
+    fanout_only=os.environ.get("PROGRESSCAST_BENCH_FANOUT_ONLY") == "1",
 )
 
 

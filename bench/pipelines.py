@@ -130,6 +130,45 @@ class GcTimer:
         return out
 
 
+class FanoutOnly:
+    """A diagnostic stand-in for a job's emitter: ``update()`` skips the state
+    machine and the store and makes the tracker's last call directly, the emit
+    of a ``progress_update`` shaped like the real one to the job's rooms.
+
+    Not a product configuration (nothing is stored, so nothing could be
+    resumed): the benchmark's *progresscast, fan-out only* run uses it to
+    split the in-process figure into what the delivery path costs and what the
+    state machine and the durable write before it add.
+    """
+
+    def __init__(self, emitter: Any, job_id: str, owner: str) -> None:
+        from progresscast import ALL_JOBS_ROOM, NAMESPACE, job_room, user_room
+        from progresscast.state import iso
+
+        self.job_id = job_id
+        self._emit = emitter.emit
+        self._iso = iso
+        self._rooms = [job_room(job_id), user_room(owner), ALL_JOBS_ROOM]
+        self._namespace = NAMESPACE
+        self._started = time.time()
+
+    def update(self, done: int, total: int, message: str = "") -> None:
+        now = time.time()
+        event = {
+            "job_id": self.job_id,
+            "seq": done + 1,  # job_started was 1
+            "type": "progress_update",
+            "ts": self._iso(now),
+            "stage": "parsing",
+            "stage_progress": round(done / total, 4),
+            "progress": round(100 * STAGES["parsing"] * done / total, 2),
+            "message": message,
+            "eta_seconds": None,
+            "elapsed_seconds": round(now - self._started, 3),
+        }
+        self._emit("progress_update", event, to=self._rooms, namespace=self._namespace)
+
+
 class Pipelines:
     """J progresscast jobs and the loops that update them.
 
@@ -147,6 +186,7 @@ class Pipelines:
         spawn: Callable[..., Any],
         sleep: Callable[[float], Any],
         owner: str = "bench",
+        fanout_only: bool = False,
     ) -> None:
         self.spawn = spawn
         self.sleep = sleep
@@ -155,6 +195,8 @@ class Pipelines:
             tracker.job(f"bench job {j}", STAGES, owner=owner, job_id=job_id(j), min_interval=0.0)
             for j in range(jobs)
         ]
+        if fanout_only:
+            self.emitters = [FanoutOnly(tracker.emitter, e.job_id, owner) for e in self.emitters]
         self.done = [0] * jobs
         self.issued: list[list[float]] = [[] for _ in range(jobs)]
         self.returned: list[list[float]] = [[] for _ in range(jobs)]  # seconds in update()

@@ -22,6 +22,7 @@ COLORS = {
     "progresscast": "#1f77b4",
     "progresscast-redis": "#17becf",
     "progresscast-deflate": "#9467bd",
+    "progresscast-fanout": "#aec7e8",
     "flask-nodeflate": "#bcbd22",
     "flask": "#ff7f0e",
     "flask-default": "#d62728",

@@ -89,7 +89,14 @@ FULL: dict[str, Any] = {
     "conn_timeout_ms": 10000,
     "conn_budget": 90.0,  # seconds per server for the ramp
     # also available with --servers: progresscast-deflate (websocket compression on)
-    "latency_servers": ["progresscast", "progresscast-redis", "flask", "flask-nodeflate", "node"],
+    "latency_servers": [
+        "progresscast",
+        "progresscast-fanout",
+        "progresscast-redis",
+        "flask",
+        "flask-nodeflate",
+        "node",
+    ],
     # "flask" (max_size raised) can be added with --servers; it holds what progresscast holds
     "conn_servers": ["progresscast", "flask-default", "node"],
     "profile_seconds": 8.0,
@@ -112,12 +119,15 @@ QUICK: dict[str, Any] = {
 LABELS = {
     "progresscast": "progresscast (in-process pipelines)",
     "progresscast-deflate": "progresscast, websocket compression on",
+    "progresscast-fanout": "progresscast, fan-out only (diagnostic: no state machine, no store)",
     "progresscast-redis": "progresscast (worker + Redis)",
     "flask": "plain Flask-SocketIO",
     "flask-nodeflate": "plain Flask-SocketIO, websocket compression off",
     "flask-default": "plain Flask-SocketIO, eventlet default max_size",
     "node": "Node.js socket.io 4",
 }
+#: progresscast servers running bench/bench_wsgi.py (pipelines in the server process)
+IN_PROCESS = ("progresscast", "progresscast-deflate", "progresscast-fanout")
 
 
 def log(*args: Any) -> None:
@@ -182,10 +192,12 @@ class Server:
 
     def start(self) -> Server:
         logf = self.tmp / "server.log"
-        if self.kind in ("progresscast", "progresscast-deflate"):
+        if self.kind in IN_PROCESS:
             env = self._progresscast_env(f"sqlite:///{self.tmp / 'progresscast.db'}")
             if self.kind == "progresscast-deflate":
                 env["PROGRESSCAST_WEBSOCKET_COMPRESSION"] = "true"
+            if self.kind == "progresscast-fanout":
+                env["PROGRESSCAST_BENCH_FANOUT_ONLY"] = "1"
             self.proc = self._gunicorn("bench.bench_wsgi:app", env)
         elif self.kind == "progresscast-redis":
             self.redis = Redis(self.tmp).start()
@@ -238,9 +250,7 @@ class Server:
 
     def gc_stats(self, objects: bool = False) -> dict | None:
         """Garbage-collector time in the in-process progresscast server (bench_wsgi.py)."""
-        if self.kind not in ("progresscast", "progresscast-deflate") and not self.kind.startswith(
-            "flask"
-        ):
+        if self.kind not in IN_PROCESS and not self.kind.startswith("flask"):
             return None
         params = {"objects": 1} if objects else {}
         with contextlib.suppress(requests.RequestException, ValueError):

@@ -337,6 +337,25 @@ class StoreContract:
         assert store.request_cancel("done", "stop") is False
         assert store.cancel_reason("done") is None
 
+    def test_status_follows_every_kind_of_commit(self, store):
+        # A store may skip rewriting the status on commits that cannot change
+        # it (SQLite does); the listings must still see every change.
+        _, state = self.put(store, create("s", now=T0))
+        assert [j.job_id for j in store.list_jobs(status=[JobStatus.QUEUED])] == ["s"]
+        _, state = self.put(store, step(state, "job_started"))
+        _, state = self.put(store, step(state, "progress_update", stage_progress=10))
+        _, state = self.put(store, step(state, "stage_completed", stage="a"))
+        assert [j.job_id for j in store.list_jobs(status=[JobStatus.RUNNING])] == ["s"]
+        assert store.list_jobs(status=[JobStatus.QUEUED]) == []
+        # the stage still running completes and the job ends, in one commit
+        events, state = step(state, "job_completed", stage_progress=90)
+        assert [e["type"] for e in events] == ["stage_completed", "job_completed"]
+        self.put(store, (events, state))
+        done = store.list_jobs(status=[JobStatus.COMPLETED])
+        assert [(j.job_id, j.finished_at) for j in done] == [("s", state.finished_at)]
+        assert store.list_jobs(status=[JobStatus.RUNNING]) == []
+        assert store.stalled(state.updated_at + 1000) == []
+
     # --- stall detection reads running jobs by the time of their last event
 
     def test_stalled_lists_running_jobs_idle_since_before_the_cutoff(self, store):

@@ -1,3 +1,4 @@
+import os
 import threading
 
 import pytest
@@ -131,5 +132,75 @@ def test_manual_checkpoints_leave_the_wal_to_a_checkpoint_run_from_another_threa
         # The store goes on as before.
         tracker.record("j", "progress_update", stage_progress=1)
         assert store.get("j").seq == seq + 1
+    finally:
+        store.close()
+
+
+def _wal_pages(wal_path: str, since: int) -> list[int]:
+    """Page numbers of the frames written to the WAL after byte ``since``."""
+    import struct
+
+    with open(wal_path, "rb") as f:
+        data = f.read()
+    page_size = struct.unpack(">I", data[8:12])[0]
+    offset, pages = max(since, 32), []
+    while offset + 24 + page_size <= len(data):
+        pages.append(struct.unpack(">I", data[offset : offset + 4])[0])
+        offset += 24 + page_size
+    return pages
+
+
+def test_a_progress_report_commits_its_row_and_its_event_only(tmp_path):
+    path = str(tmp_path / "progress.db")
+    store = SQLiteStore(path)
+    try:
+        store.manual_checkpoints()  # the WAL only grows: every commit's pages stay in it
+        tracker = ProgressTracker(store, clock=FakeClock())
+        for j in range(20):
+            tracker.create_job("r", ["a", "b"], owner="alice", job_id=f"j{j}", start=True)
+        db = store._conn()
+        indexes = dict(db.execute("SELECT name, rootpage FROM sqlite_master WHERE type='index'"))
+        assert "jobs_status" in indexes and "jobs_status_updated" not in indexes
+        before = os.path.getsize(path + "-wal")
+        tracker.record("j7", "progress_update", stage_progress=50, message="halfway")
+        pages = _wal_pages(path + "-wal", before)
+        # The job's row and its new event: no index page, the status index
+        # least of all (it used to be rewritten by every report).
+        assert len(pages) == 2
+        assert not set(pages) & set(indexes.values())
+        # A status change does write the status index, and listings see it.
+        before = os.path.getsize(path + "-wal")
+        tracker.record("j7", "job_completed")
+        assert indexes["jobs_status"] in _wal_pages(path + "-wal", before)
+        assert [j.job_id for j in store.list_jobs(status=["completed"])] == ["j7"]
+    finally:
+        store.close()
+
+
+def test_a_file_from_an_older_version_loses_the_index_every_report_rewrote(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE jobs (job_id TEXT PRIMARY KEY, owner TEXT NOT NULL, status TEXT NOT NULL,
+            created_at REAL NOT NULL, finished_at REAL, updated_at REAL NOT NULL DEFAULT 0,
+            seq INTEGER NOT NULL, state TEXT NOT NULL, cancel_reason TEXT);
+        CREATE INDEX jobs_status_updated ON jobs (status, updated_at);
+        CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+            PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
+        """
+    )
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        names = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master")}
+        assert "jobs_status" in names and "jobs_status_updated" not in names
+        clock = FakeClock()
+        tracker = ProgressTracker(store, clock=clock)
+        tracker.create_job("r", ["a"], owner="alice", job_id="x", start=True)
+        clock.advance(100)
+        assert store.stalled(clock() - 50) == ["x"]
     finally:
         store.close()
