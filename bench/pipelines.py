@@ -141,15 +141,15 @@ class FanoutOnly:
     state machine and the durable write before it add.
     """
 
-    def __init__(self, emitter: Any, job_id: str, owner: str) -> None:
-        from progresscast import ALL_JOBS_ROOM, NAMESPACE, job_room, user_room
+    def __init__(self, tracker: Any, job_id: str, owner: str) -> None:
         from progresscast.state import iso
+        from progresscast.tracker import event_rooms
 
         self.job_id = job_id
-        self._emit = emitter.emit
+        self._emit = tracker.emitter.emit
         self._iso = iso
-        self._rooms = [job_room(job_id), user_room(owner), ALL_JOBS_ROOM]
-        self._namespace = NAMESPACE
+        self._rooms = event_rooms(job_id, owner)
+        self._namespace = tracker.namespace
         self._started = time.time()
 
     def update(self, done: int, total: int, message: str = "") -> None:
@@ -196,7 +196,7 @@ class Pipelines:
             for j in range(jobs)
         ]
         if fanout_only:
-            self.emitters = [FanoutOnly(tracker.emitter, e.job_id, owner) for e in self.emitters]
+            self.emitters = [FanoutOnly(tracker, e.job_id, owner) for e in self.emitters]
         self.done = [0] * jobs
         self.issued: list[list[float]] = [[] for _ in range(jobs)]
         self.returned: list[list[float]] = [[] for _ in range(jobs)]  # seconds in update()

@@ -54,6 +54,12 @@ def user_room(owner: str) -> str:
     return f"user:{owner}"
 
 
+def event_rooms(job_id: str, owner: str) -> list[str]:
+    """Every room a job's events go to: its watchers', its owner's dashboards'
+    and the admins' all-jobs room."""
+    return [job_room(job_id), user_room(owner), ALL_JOBS_ROOM]
+
+
 def validate_job_id(job_id: Any) -> str:
     """Return ``job_id`` if it is a valid id, else raise :class:`InvalidPayload`."""
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
@@ -404,7 +410,7 @@ class ProgressTracker:
     def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
         if self.emitter is None:
             return
-        rooms = [job_room(state.job_id), user_room(state.owner), ALL_JOBS_ROOM]
+        rooms = event_rooms(state.job_id, state.owner)
         for event in events:
             try:
                 self.emitter.emit(event["type"], event, to=rooms, namespace=self.namespace)
