@@ -24,8 +24,19 @@ class Config:
     STORE_URL = f"sqlite:///{os.path.join(HERE, 'instance', 'progresscast.db')}"
     MESSAGE_QUEUE_URL: str | None = None
     SOCKETIO_CHANNEL = "flask-socketio"  # must match workers' write-only emitters
+    # join_job and watch_jobs wait this long for the subscription to the
+    # message queue (after a start or a Redis restart), then ack `unavailable`.
+    QUEUE_READY_TIMEOUT = 5.0
     # Named in ping acks and /healthz, to tell instances apart behind a proxy.
     INSTANCE_NAME = f"{socket.gethostname()}:{os.getpid()}"
+    # This server's name across restarts. Jobs whose pipeline runs in its
+    # process are marked with it; when it starts, the ones its last run left
+    # queued or running fail as "interrupted" (their pipeline died with it).
+    # Default: the host, plus PROGRESSCAST_BIND when set, so instances on one
+    # host that bind apart are told apart; otherwise give each its own.
+    SERVER_ID = socket.gethostname() + (
+        f"@{os.environ['PROGRESSCAST_BIND']}" if os.environ.get("PROGRESSCAST_BIND") else ""
+    )
     # Allowed browser origins for Socket.IO and the REST API; empty means same
     # origin only. Never "*" by default.
     CORS_ALLOWED_ORIGINS: list[str] = []
@@ -70,6 +81,11 @@ class Config:
     # worker presumably died); checked every STALL_CHECK_SECONDS. 0 disables.
     STALL_SECONDS = 600
     STALL_CHECK_SECONDS = 10
+    # A cancellation request that the job's pipeline has not acknowledged
+    # within this many seconds ends the job as cancelled anyway (its pipeline
+    # is gone, or deaf); checked every CANCEL_CHECK_SECONDS. 0 disables.
+    CANCEL_GRACE_SECONDS = 10
+    CANCEL_CHECK_SECONDS = 1
     PRUNE_EVERY_SECONDS = 600
     # SQLite: the WAL is checkpointed this often from an OS thread, not inside
     # a commit on the event loop (src/progresscast/stores/sqlite.py). 0: SQLite's own.
@@ -113,6 +129,7 @@ class TestConfig(Config):
     STORE_URL = "sqlite:///:memory:"
     PRUNE_EVERY_SECONDS = 0  # no background pruner
     STALL_SECONDS = 0  # no stall detection
+    CANCEL_GRACE_SECONDS = 0  # no forced cancellation
     EXPIRY_SWEEP_SECONDS = 0  # no background sweeper (integration tests cover it)
     STORE_CHECKPOINT_SECONDS = 0  # SQLite's own checkpoints (integration tests cover ours)
 

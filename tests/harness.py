@@ -121,7 +121,14 @@ class ServerProcess:
     def start(self, port: int | None = None, timeout: float = 30) -> ServerProcess:
         require_component(_has_module("gunicorn"), "gunicorn")
         self.port = port or free_port()
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # One name per address, as for instances on separate hosts: a restart
+        # on the same port is "the same server" (its interrupted jobs fail).
+        env = {
+            **os.environ,
+            "PROGRESSCAST_SERVER_ID": f"127.0.0.1:{self.port}",
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+        }
         cmd = [
             sys.executable,
             "-m",

@@ -81,6 +81,7 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         emitter=socketio,
         namespace=NAMESPACE,
         min_interval=app.config["MIN_INTERVAL"],
+        runner=app.config["SERVER_ID"],
     )
     app.extensions["progresscast"] = tracker
 
@@ -114,6 +115,12 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         json=SocketJSON,
         serializer=TolerantPacket,
     )
+    if app.config["MESSAGE_QUEUE_URL"]:
+        # Subscribe now, not at the first connection (python-socketio's
+        # default): until then, events from workers and other instances are
+        # not delivered here, and joins wait (web/batching.py).
+        socketio.server.manager_initialized = True
+        socketio.server.manager.initialize()
     if app.config["DIRECT_WEBSOCKET"]:
         install_direct_websockets(socketio.server.eio, app.config["WEBSOCKET_MAX_BACKLOG"])
     # Outermost, so the Engine.IO middleware sees what these leave.

@@ -13,7 +13,7 @@ import time
 from flask import Flask
 from flask_socketio import SocketIO
 
-from progresscast import ProgressTracker
+from progresscast import ProgressTracker, StoreUnavailable
 from progresscast.demo import run_demo
 
 from .sockets import ProgressNamespace
@@ -25,6 +25,7 @@ def start_background_tasks(
     app: Flask, socketio: SocketIO, tracker: ProgressTracker, namespace: ProgressNamespace
 ) -> None:
     config = app.config
+    _fail_interrupted(socketio, tracker, started=tracker.clock())
     if config["EXPIRY_SWEEP_SECONDS"]:
         socketio.start_background_task(
             _expire_forever, socketio, namespace, config["EXPIRY_SWEEP_SECONDS"]
@@ -44,6 +45,14 @@ def start_background_tasks(
             tracker,
             config["STALL_SECONDS"],
             config["STALL_CHECK_SECONDS"],
+        )
+    if config["CANCEL_GRACE_SECONDS"]:
+        socketio.start_background_task(
+            _cancel_overdue_forever,
+            socketio,
+            tracker,
+            config["CANCEL_GRACE_SECONDS"],
+            config["CANCEL_CHECK_SECONDS"],
         )
     if config["STORE_CHECKPOINT_SECONDS"] and hasattr(tracker.store, "manual_checkpoints"):
         tracker.store.manual_checkpoints()
@@ -69,6 +78,33 @@ def start_background_tasks(
             sleep=_paced(socketio.sleep, config["DEMO_PACE"]),
             rng=random.Random(),
         )
+
+
+def _fail_interrupted(socketio: SocketIO, tracker: ProgressTracker, started: float) -> None:
+    """End what the last run of this server left running in its process (its
+    pipelines died with it). Done before start-up goes on; if the store cannot
+    be reached yet, retried in the background until it can."""
+
+    def fail() -> None:
+        for job_id in tracker.fail_interrupted(started):
+            log.warning("job %s failed: interrupted by a restart of this server", job_id)
+
+    try:
+        fail()
+    except StoreUnavailable:
+        log.warning("store unreachable at start-up; will end interrupted jobs when it is back")
+        socketio.start_background_task(_until_done, socketio, 1.0, "ending interrupted jobs", fail)
+
+
+def _until_done(socketio: SocketIO, seconds: float, what: str, task) -> None:
+    """Call ``task()`` every ``seconds`` until it returns without an error."""
+    while True:
+        try:
+            task()
+            return
+        except Exception:
+            log.exception("%s failed; will retry", what)
+        socketio.sleep(seconds)
 
 
 def in_native_thread(async_mode: str):
@@ -117,6 +153,16 @@ def _fail_stalled_forever(
             log.warning("job %s failed: no event for %ss (stalled)", job_id, stall_seconds)
 
     _every(socketio, every, "stall check", check)
+
+
+def _cancel_overdue_forever(
+    socketio: SocketIO, tracker: ProgressTracker, grace: float, every: float
+) -> None:
+    def check() -> None:
+        for job_id in tracker.cancel_overdue(grace):
+            log.warning("job %s cancelled: its pipeline did not stop within %ss", job_id, grace)
+
+    _every(socketio, every, "cancel check", check)
 
 
 def _prune_forever(

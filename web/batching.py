@@ -13,9 +13,11 @@ per server.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
+import redis
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet
@@ -73,14 +75,22 @@ class _Fanout(socketio.Manager):
 
 
 class _Batching(_Fanout):
-    """Delivers as usual, and queues job events for the batched rooms."""
+    """Delivers as usual, and queues job events for the batched rooms.
+
+    Each event reaches a connection once, whatever mix of rooms it is in: a
+    batched watcher that also joined the job (``job:<id>``) or watches
+    unbatched too got the event directly, so its batch leaves it out; one in
+    two batched rooms (``user:<id>#batch`` and ``jobs:all#batch``) gets one
+    frame holding each event once.
+    """
 
     batch_interval = 0.1
 
     def initialize(self) -> None:
         super().initialize()
-        # pending[(namespace, batched room)] = events since the last flush
-        self._pending: dict[tuple[str, str], list[Any]] = {}
+        # Events since the last flush, in emission order:
+        # (namespace, event, the batched rooms it goes to, sids that got it directly)
+        self._pending: list[tuple[str, Any, tuple[str, ...], frozenset[str]]] = []
         self._lock = threading.Lock()
         self._flusher_started = False
 
@@ -94,12 +104,18 @@ class _Batching(_Fanout):
         if not isinstance(room, list) or not isinstance(data, dict) or "seq" not in data:
             return  # not a job event
         rooms_here = self.rooms.get(namespace, {})
-        targets = [batched(r) for r in room if _batchable(r) and batched(r) in rooms_here]
+        targets = tuple(batched(r) for r in room if _batchable(r) and batched(r) in rooms_here)
         if not targets:
             return
+        plain = [rooms_here[r] for r in room if r in rooms_here]
+        direct = frozenset(
+            sid
+            for target in targets
+            for sid in rooms_here.get(target, ())
+            if any(sid in members for members in plain)
+        )
         with self._lock:
-            for target in targets:
-                self._pending.setdefault((namespace, target), []).append(data)
+            self._pending.append((namespace, data, targets, direct))
             if not self._flusher_started:
                 self._flusher_started = True
                 self.server.start_background_task(self._flush_forever)
@@ -107,30 +123,146 @@ class _Batching(_Fanout):
     def _flush_forever(self) -> None:
         while True:
             self.server.sleep(self.batch_interval)
-            with self._lock:
-                pending, self._pending = self._pending, {}
-            for (namespace, room), events in pending.items():
-                try:
-                    # Manager.emit: deliver here only (no re-batching, no publishing)
-                    socketio.Manager.emit(
-                        self, BATCH_EVENT, {"events": events}, namespace, room=room
-                    )
-                except Exception:  # a flush must never kill the flusher
-                    self._get_logger().exception("could not deliver a job_events batch")
+            try:
+                self.flush()
+            except Exception:  # a flush must never kill the flusher
+                self._get_logger().exception("could not deliver a job_events batch")
+
+    def flush(self) -> None:
+        """Send every batched room its ``job_events`` frame for the events
+        queued since the last flush."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        by_room: dict[tuple[str, str], list[Any]] = {}
+        for namespace, event, targets, _ in pending:
+            for target in targets:
+                by_room.setdefault((namespace, target), []).append(event)
+        # Connections in more than one of these rooms, or that got some of
+        # these events directly, get a frame of their own; the rest share
+        # one frame per room, encoded once.
+        rooms_of: dict[tuple[str, str], list[str]] = {}
+        for namespace, room in by_room:
+            for sid in self.rooms.get(namespace, {}).get(room, ()):
+                rooms_of.setdefault((namespace, sid), []).append(room)
+        own_frame = {key for key, rooms in rooms_of.items() if len(rooms) > 1}
+        own_frame.update((ns, sid) for ns, _, _, direct in pending for sid in direct)
+        # socketio.Manager.emit: deliver here only (no re-batching, no publishing)
+        for (namespace, room), events in by_room.items():
+            members = self.rooms.get(namespace, {}).get(room, ())
+            skip = [sid for sid in members if (namespace, sid) in own_frame]
+            socketio.Manager.emit(
+                self, BATCH_EVENT, {"events": events}, namespace, room=room, skip_sid=skip
+            )
+        for namespace, sid in own_frame:
+            rooms = rooms_of.get((namespace, sid))
+            if not rooms:
+                continue  # left meanwhile
+            events = [
+                event
+                for ns, event, targets, direct in pending
+                if ns == namespace and sid not in direct and any(t in rooms for t in targets)
+            ]
+            if events:
+                socketio.Manager.emit(self, BATCH_EVENT, {"events": events}, namespace, room=sid)
 
 
 class BatchingManager(_Batching):
     """One server, no message queue."""
 
+    subscribed = True
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Always true: without a message queue every event is emitted here."""
+        return True
+
 
 class BatchingRedisManager(socketio.RedisManager, _Batching):
-    """Several servers or workers on Redis pub/sub (Flask-SocketIO's message_queue)."""
+    """Several servers or workers on Redis pub/sub (Flask-SocketIO's message_queue).
+
+    It knows whether it is subscribed to the channel. Events that other
+    processes publish while it is not are lost *to this server*; they are in
+    the store, so:
+
+    * requests that read the store for a client (``join_job``,
+      ``watch_jobs``) wait for the subscription (:meth:`wait_subscribed`),
+      so an event stored after their read is always delivered live;
+    * after the subscription was lost and is back (Redis restarted), every
+      connection is closed, as a dropped transport: clients reconnect and
+      resume with ``since``, which gives them what was missed.
+    """
+
+    def initialize(self) -> None:
+        self._subscribed = self.server.eio.create_event()
+        self._was_subscribed = False
+        super().initialize()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until subscribed to the channel; False after ``timeout`` seconds."""
+        return self._subscribed.wait(timeout)
+
+    def _listen(self):
+        # PubSubManager's hook for subclasses: yield each message published
+        # on the channel. python-socketio's own loop reconnects silently; this
+        # one does the same on its own connection, and notes when the
+        # subscription is confirmed and when it is lost.
+        channel = self.channel.encode()
+        backoff = 0.2
+        while True:
+            pubsub = None
+            try:
+                conn = redis.Redis.from_url(self.redis_url, **self.redis_options)
+                pubsub = conn.pubsub()
+                pubsub.subscribe(self.channel)
+                for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        self._on_subscribed()
+                        backoff = 0.2
+                    elif message["type"] == "message" and message["channel"] == channel:
+                        yield message["data"]
+            except Exception as exc:
+                self._subscribed.clear()
+                self._get_logger().error(
+                    "message queue subscription lost (%s); retrying in %.1f s", exc, backoff
+                )
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+            self.server.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _on_subscribed(self) -> None:
+        if self._was_subscribed:
+            # Events published while we were not subscribed never reached
+            # this server's clients: make every one of them resume.
+            sockets = list(self.server.eio.sockets.values())
+            self._get_logger().warning(
+                "message queue subscription restored; closing %d connections so they resume",
+                len(sockets),
+            )
+            for sock in sockets:
+                with contextlib.suppress(Exception):
+                    # abort: no Engine.IO CLOSE packet, so every client takes
+                    # it for a dropped transport and reconnects by itself
+                    sock.close(wait=False, abort=True)
+                self.server.eio.sockets.pop(sock.sid, None)
+        self._was_subscribed = True
+        self._subscribed.set()
 
 
 def client_manager(message_queue_url: str | None, channel: str, interval: float):
     """The Socket.IO client manager for the app's settings."""
     if message_queue_url:
-        manager = BatchingRedisManager(message_queue_url, channel=channel)
+        manager = BatchingRedisManager(
+            message_queue_url,
+            channel=channel,
+            # bounded waits: a dead Redis is noticed, not waited on forever
+            redis_options={"socket_connect_timeout": 2, "health_check_interval": 10},
+        )
     else:
         manager = BatchingManager()
     manager.batch_interval = interval

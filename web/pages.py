@@ -15,6 +15,7 @@ from flask import (
     send_from_directory,
 )
 
+from progresscast import Unavailable
 from progresscast.tracker import JOB_ID_RE
 
 from .auth import demo_token
@@ -82,7 +83,7 @@ def readyz():
     checks = {}
     probes = {"store": get_tracker().store.ping}
     if current_app.config["MESSAGE_QUEUE_URL"]:
-        probes["message_queue"] = _queue_ping
+        probes["message_queue"] = _queue_ready
     for name, probe in probes.items():
         try:
             probe()
@@ -94,6 +95,14 @@ def readyz():
     return jsonify({"status": "ok" if ready else "unavailable", "checks": checks}), (
         200 if ready else 503
     )
+
+
+def _queue_ready() -> None:
+    """Redis answers, and this server is subscribed to its channel (joins
+    wait for that, web/batching.py)."""
+    if not current_app.extensions["socketio"].server.manager.subscribed:
+        raise Unavailable("not subscribed to the message queue")
+    _queue_ping()
 
 
 def _queue_ping() -> None:

@@ -29,6 +29,7 @@ from progresscast import (
     RateLimited,
     TooManyConnections,
     Unauthorized,
+    Unavailable,
     job_room,
     user_room,
 )
@@ -186,6 +187,7 @@ class ProgressNamespace(Namespace):
         tracker = get_tracker()
         job_id, since = payload["job_id"], payload.get("since")
         readable_job(tracker, principal, job_id)
+        self._wait_subscribed()
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
         join_room(job_room(job_id))
@@ -205,6 +207,14 @@ class ProgressNamespace(Namespace):
                 ack["truncated"] = True
         return ack
 
+    def _wait_subscribed(self) -> None:
+        """Events from other processes reach this server only through its
+        subscription to the message queue: a request that reads the store
+        for a client waits for it, or its client could miss an event stored
+        just after the read."""
+        if not self.socketio.server.manager.wait_subscribed(self.config["QUEUE_READY_TIMEOUT"]):
+            raise Unavailable("not subscribed to the message queue yet; retry shortly")
+
     @socket_request(_ref)
     def on_leave_job(self, principal: Principal, payload: dict) -> dict:
         leave_room(job_room(payload["job_id"]))
@@ -217,6 +227,7 @@ class ProgressNamespace(Namespace):
         if everyone and not principal.admin:
             raise Forbidden("only admins may watch all jobs")
         room = ALL_JOBS_ROOM if everyone else user_room(principal.user_id)
+        self._wait_subscribed()
         join_room(batched(room) if payload.get("batch") else room)
         now = tracker.clock()
         jobs = tracker.list_jobs(

@@ -24,6 +24,7 @@ from .errors import (
     StoreUnavailable,
     TooManyConnections,
     Unauthorized,
+    Unavailable,
 )
 from .stages import Stage, normalize_stages, overall_progress
 from .state import EventType, JobState, JobStatus
@@ -52,6 +53,7 @@ __all__ = [
     "StoreUnavailable",
     "TooManyConnections",
     "Unauthorized",
+    "Unavailable",
     "WatchError",
     "WatchTimeout",
     "apply_event",

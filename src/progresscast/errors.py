@@ -82,11 +82,16 @@ class RateLimited(ProgressCastError):
     http_status = 429
 
 
-class StoreUnavailable(ProgressCastError):
-    """The job store cannot be reached (e.g. Redis is down); try again later."""
+class Unavailable(ProgressCastError):
+    """Something the server needs is not ready (the job store, or its
+    subscription to the message queue); try again shortly."""
 
     code = "unavailable"
     http_status = 503
+
+
+class StoreUnavailable(Unavailable):
+    """The job store cannot be reached (e.g. Redis is down); try again later."""
 
 
 class TooManyConnections(ProgressCastError):

@@ -105,6 +105,10 @@ class JobState:
     #: reason of a pending cancellation request; kept by the store beside the
     #: state (a request is not an event and does not take a seq)
     cancel_requested: str | None = None
+    #: the server whose process runs this job's pipeline in-process (its
+    #: ``ProgressTracker.runner``), so its next start knows the pipeline is
+    #: gone; ``None`` for workers and HTTP pipelines. Not on the wire.
+    runner: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stage_status:
@@ -194,6 +198,7 @@ class JobState:
             "metadata": self.metadata,
             "seq": self.seq,
             "eta": self.eta,
+            "runner": self.runner,
         }
 
     @classmethod

@@ -78,6 +78,11 @@ class ProgressTracker:
     :param emitter: a Socket.IO server or write-only emitter; ``None`` stores only.
     :param clock: wall-clock seconds (``time.time``); tests pass a fake one.
     :param min_interval: default throttle of the emitters this tracker hands out.
+    :param runner: a name for the process that runs in-process pipelines,
+        stable across its restarts (a server's ``SERVER_ID``). Jobs it runs
+        (:meth:`job`, :meth:`start`) are marked with it, so that its next run
+        can end what the last one left behind (:meth:`fail_interrupted`).
+        ``None`` (workers): jobs are left to stall detection.
     """
 
     #: how often a write that lost a race with another writer is retried
@@ -93,8 +98,10 @@ class ProgressTracker:
         namespace: str = NAMESPACE,
         clock: Callable[[], float] = time.time,
         min_interval: float = 0.1,
+        runner: str | None = None,
     ) -> None:
         self.store = store
+        self.runner = runner
         self.emitter = emitter
         self.namespace = namespace
         self.clock = clock
@@ -120,16 +127,20 @@ class ProgressTracker:
         job_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         start: bool = False,
+        run_here: bool = False,
     ) -> JobState:
         """Create a job; emits ``job_queued`` (or ``job_started`` with ``start=True``).
 
-        Raises :class:`Conflict` if ``job_id`` is taken.
+        ``run_here``: this process runs the pipeline (marks it with
+        :attr:`runner`). Raises :class:`Conflict` if ``job_id`` is taken.
         """
         job_id = validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex
         # One instant for both: the first event's ts is the job's created_at
         # (and started_at), so clients that fold events agree with snapshots.
         now = self.clock()
         state = new_job(job_id, name, stages, owner, metadata, now)
+        if run_here:
+            state.runner = self.runner
         kind = EventType.JOB_STARTED if start else EventType.JOB_QUEUED
         with self._lock_for(job_id):
             events, state = transition(state, kind, {}, now)
@@ -161,16 +172,17 @@ class ProgressTracker:
         *,
         only_if: JobStatus | None = None,
         expect_seq: int | None = None,
+        run_here: bool = False,
         **fields: Any,
     ) -> tuple[list[dict[str, Any]], JobState]:
         """Apply one request (``kind`` and its fields) to a job; return its
         events and the job's new state, whose ``cancel_requested`` is what the
         store found as it wrote.
 
-        Used by :class:`ProgressEmitter` and by HTTP ingestion. With
-        ``only_if`` (a status) or ``expect_seq``, the request applies only
+        with ``only_if`` (a status) or ``expect_seq``, the request applies only
         while the job is in that status or at that seq (checked atomically
-        with the write), else :class:`Conflict`. Raises
+        with the write), else :class:`Conflict`. ``run_here`` marks the job
+        as run by this process (:attr:`runner`). Raises
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
@@ -190,6 +202,8 @@ class ProgressTracker:
                     if expect_seq is not None and state.seq != expect_seq:
                         raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
                     events, new_state = transition(state, kind, fields, self.clock())
+                    if run_here:
+                        new_state.runner = self.runner
                 except (Conflict, InvalidPayload):
                     if self._forget(job_id, state):
                         continue  # judged on our cached copy: judge again on the store's
@@ -248,7 +262,7 @@ class ProgressTracker:
                         job.advance()
         """
         state = self.create_job(
-            name, stages, owner=owner, job_id=job_id, metadata=metadata, start=True
+            name, stages, owner=owner, job_id=job_id, metadata=metadata, start=True, run_here=True
         )
         return self._emitter(state, min_interval, clock)
 
@@ -260,9 +274,7 @@ class ProgressTracker:
         clock: Callable[[], float] | None = None,
     ) -> ProgressEmitter:
         """Start a queued job (from :meth:`create_job` or ``POST /api/jobs``)."""
-        self.record(job_id, EventType.JOB_STARTED)
-        state = self.store.get(job_id)
-        assert state is not None
+        state = self.apply(job_id, EventType.JOB_STARTED, run_here=True)[1]
         return self._emitter(state, min_interval, clock)
 
     def request_cancel(self, job_id: str, reason: str | None = None) -> JobState:
@@ -285,7 +297,7 @@ class ProgressTracker:
                 return self.get(job_id)
             except Conflict:
                 pass  # it started meanwhile: ask the pipeline instead
-        if not self.store.request_cancel(job_id, reason):
+        if not self.store.request_cancel(job_id, reason, self.clock()):
             state = self.get(job_id)
             raise Conflict(f"job {job_id!r} is already {state.status.value}", job_id=job_id)
         return self.get(job_id)
@@ -320,6 +332,78 @@ class ProgressTracker:
             failed.append(job_id)
         return failed
 
+    def fail_interrupted(self, started_before: float) -> list[str]:
+        """End the jobs that an earlier run of this process left unfinished.
+
+        A pipeline that ran in-process (marked with :attr:`runner`) died with
+        the process. Call this when the process starts again, with the time it
+        started: each job it marked that is still queued or running and was
+        started before then ends as ``job_failed`` with error type
+        ``interrupted``. Returns their ids.
+        """
+        if self.runner is None:
+            return []
+        unfinished = (JobStatus.QUEUED, JobStatus.RUNNING)
+        mine = [
+            state
+            for state in self._every_job(unfinished)
+            if state.runner == self.runner
+            and (state.started_at or state.created_at) < started_before
+        ]
+        failed = []
+        for state in mine:
+            try:
+                self.record(
+                    state.job_id,
+                    EventType.JOB_FAILED,
+                    expect_seq=state.seq,
+                    error={
+                        "message": "the server restarted while this job ran in it;"
+                        " its pipeline is gone",
+                        "type": "interrupted",
+                    },
+                )
+            except Conflict:
+                continue  # it moved on meanwhile: someone is alive to finish it
+            failed.append(state.job_id)
+        return failed
+
+    def cancel_overdue(self, grace_seconds: float) -> list[str]:
+        """End as ``job_cancelled`` the jobs whose cancellation request has
+        waited more than ``grace_seconds`` for its pipeline.
+
+        A pipeline that is alive acknowledges a request at its next report;
+        one that does not within the grace is presumed gone (or deaf), and
+        the job ends anyway, with a ``reason`` that says so. If the pipeline
+        reports later, it gets ``conflict``, as for any ended job. Safe to
+        run from several instances at once. Returns the ids ended by this call.
+        """
+        cutoff = self.clock() - grace_seconds
+        ended = []
+        for job_id in self.store.cancel_overdue(cutoff):
+            state = self.store.get(job_id)
+            if state is None or state.status.is_terminal or state.cancel_requested is None:
+                continue
+            try:
+                self.record(
+                    job_id,
+                    EventType.JOB_CANCELLED,
+                    reason=f"{state.cancel_requested[:400]} (the pipeline did not stop"
+                    f" within {grace_seconds:g} s; ended without it)",
+                )
+            except Conflict:
+                continue  # its pipeline acknowledged meanwhile
+            ended.append(job_id)
+        return ended
+
+    def _every_job(self, status: Sequence[JobStatus], page: int = 500) -> list[JobState]:
+        jobs: list[JobState] = []
+        while True:
+            batch = self.store.list_jobs(owner=None, status=status, limit=page, offset=len(jobs))
+            jobs += batch
+            if len(batch) < page:
+                return jobs
+
     @classmethod
     def from_urls(
         cls,
@@ -351,6 +435,14 @@ class ProgressTracker:
         from .stores import open_store
 
         return cls(open_store(store_url), emitter, **kwargs)
+
+    def close(self) -> None:
+        """Release the store's connections, and those of a write-only
+        emitter made by :meth:`from_urls` (a worker's, when it exits)."""
+        self.store.close()
+        client = getattr(self.emitter, "redis", None)  # python-socketio's RedisManager
+        if client is not None and getattr(self.emitter, "write_only", False):
+            client.close()
 
     def _emitter(self, state: JobState, min_interval, clock) -> ProgressEmitter:
         from .emitter import ProgressEmitter

@@ -337,6 +337,25 @@ class StoreContract:
         assert store.request_cancel("done", "stop") is False
         assert store.cancel_reason("done") is None
 
+    def test_overdue_cancel_requests_are_listed_by_their_time(self, store):
+        self.put(store, create("early", start=True))
+        self.put(store, create("late", start=True))
+        self.put(store, create("queued"))
+        self.put(store, create("none", start=True))
+        store.request_cancel("early", "stop", requested_at=100.0)
+        store.request_cancel("late", "stop", requested_at=200.0)
+        store.request_cancel("queued", "stop", requested_at=150.0)
+        store.request_cancel("early", "again", requested_at=300.0)  # keeps the first time
+        assert store.cancel_overdue(100.0) == []  # strictly before
+        assert store.cancel_overdue(100.5) == ["early"]
+        assert sorted(store.cancel_overdue(250.0)) == ["early", "late", "queued"]
+
+    def test_an_ended_job_leaves_the_overdue_list(self, store):
+        _, state = self.put(store, create("c1", start=True))
+        store.request_cancel("c1", "stop", requested_at=100.0)
+        self.put(store, step(state, "job_cancelled", reason="stop"))
+        assert store.cancel_overdue(1e12) == []
+
     def test_status_follows_every_kind_of_commit(self, store):
         # A store may skip rewriting the status on commits that cannot change
         # it (SQLite does); the listings must still see every change.

@@ -202,5 +202,9 @@ def test_a_file_from_an_older_version_loses_the_index_every_report_rewrote(tmp_p
         tracker.create_job("r", ["a"], owner="alice", job_id="x", start=True)
         clock.advance(100)
         assert store.stalled(clock() - 50) == ["x"]
+        # the cancellation request's time is a column added on open
+        tracker.request_cancel("x", "stop")
+        clock.advance(10)
+        assert store.cancel_overdue(clock() - 5) == ["x"]
     finally:
         store.close()

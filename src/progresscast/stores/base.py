@@ -38,12 +38,18 @@ class JobStore:
         """The job's current state (with ``cancel_requested``), or ``None``."""
         raise NotImplementedError
 
-    def request_cancel(self, job_id: str, reason: str) -> bool:
-        """Record a cancellation request for a queued or running job.
+    def request_cancel(self, job_id: str, reason: str, requested_at: float | None = None) -> bool:
+        """Record a cancellation request for a queued or running job, made at
+        ``requested_at`` (epoch seconds; now when ``None``).
 
         Does not touch ``seq``. Returns ``False`` when there is no such job or
-        it has already ended; a second request keeps the first reason.
+        it has already ended; a second request keeps the first reason and time.
         """
+        raise NotImplementedError
+
+    def cancel_overdue(self, requested_before: float) -> list[str]:
+        """Ids of queued or running jobs whose cancellation request was made
+        before this epoch time (:meth:`ProgressTracker.cancel_overdue`)."""
         raise NotImplementedError
 
     def cancel_reason(self, job_id: str) -> str | None:

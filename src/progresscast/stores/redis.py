@@ -12,6 +12,8 @@ Keys (``p`` is the prefix, ``progresscast`` by default)::
     p:owner:<owner>:<status> zset an owner's jobs by status
     p:running               zset  running jobs, score updated_at (stall detection)
     p:finished              zset  ended jobs, score finished_at (pruning)
+    p:cancelling            zset  unfinished jobs with a cancellation request,
+                                  score the request's time
 
 Every write is one Lua script, so appending events, updating the state and
 moving the indexes happen together or not at all, and the compare-and-set on
@@ -22,6 +24,7 @@ moving the indexes happen together or not at all, and the compare-and-set on
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +86,7 @@ end
 if finished ~= '' then
   redis.call('ZADD', prefix .. ':finished', finished, id)
   redis.call('HDEL', job, 'cancel_reason')
+  redis.call('ZREM', prefix .. ':cancelling', id)
   if ttl > 0 then
     redis.call('EXPIRE', job, ttl)
     redis.call('EXPIRE', events, ttl)
@@ -94,10 +98,13 @@ end
 return {1, tonumber(seq), redis.call('HGET', job, 'cancel_reason')}
 """
 
+# KEYS: job, cancelling; ARGV: reason, requested_at, job id
 _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSETNX', KEYS[1], 'cancel_reason', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'cancel_reason', ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+end
 return 1
 """
 
@@ -110,6 +117,7 @@ redis.call('DEL', job, prefix .. ':events:' .. id)
 redis.call('ZREM', prefix .. ':jobs', id)
 redis.call('ZREM', prefix .. ':finished', id)
 redis.call('ZREM', prefix .. ':running', id)
+redis.call('ZREM', prefix .. ':cancelling', id)
 if status then redis.call('ZREM', prefix .. ':status:' .. status, id) end
 if owner then
   redis.call('ZREM', prefix .. ':owner:' .. owner, id)
@@ -216,8 +224,18 @@ class RedisStore(JobStore):
         return self._state(fields) if fields.get("state") else None
 
     @_unavailable
-    def request_cancel(self, job_id: str, reason: str) -> bool:
-        return bool(self._cancel(keys=[self._job(job_id)], args=[reason]))
+    def request_cancel(self, job_id: str, reason: str, requested_at: float | None = None) -> bool:
+        when = time.time() if requested_at is None else requested_at
+        return bool(
+            self._cancel(
+                keys=[self._job(job_id), f"{self.prefix}:cancelling"],
+                args=[reason, repr(when), job_id],
+            )
+        )
+
+    @_unavailable
+    def cancel_overdue(self, requested_before: float) -> list[str]:
+        return self.redis.zrangebyscore(f"{self.prefix}:cancelling", "-inf", f"({requested_before}")
 
     @_unavailable
     def cancel_reason(self, job_id: str) -> str | None:

@@ -3,7 +3,8 @@
 Schema::
 
     jobs(job_id PK, owner, status, created_at, finished_at, seq, state JSON,
-         cancel_reason)    -- a pending cancellation request, outside the seq CAS
+         cancel_reason, cancel_requested_at)  -- a pending cancellation request,
+                                               -- outside the seq CAS
     events(job_id, seq, event JSON, PRIMARY KEY (job_id, seq))
 
 One connection, behind a lock. SQLite serialises writers anyway, every call
@@ -20,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at  REAL NOT NULL DEFAULT 0,
     seq         INTEGER NOT NULL,
     state       TEXT NOT NULL,
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    cancel_requested_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
@@ -112,6 +115,8 @@ class SQLiteStore(JobStore):
             self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_reason TEXT")
         if "updated_at" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN updated_at REAL NOT NULL DEFAULT 0")
+        if "cancel_requested_at" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested_at REAL")
         self._db.execute("DROP INDEX IF EXISTS jobs_status_updated")  # see jobs_status
 
     def _conn(self) -> sqlite3.Connection:
@@ -210,13 +215,24 @@ class SQLiteStore(JobStore):
         return self._state(row) if row else None
 
     @_locked
-    def request_cancel(self, job_id: str, reason: str) -> bool:
+    def request_cancel(self, job_id: str, reason: str, requested_at: float | None = None) -> bool:
         cur = self._conn().execute(
-            "UPDATE jobs SET cancel_reason = COALESCE(cancel_reason, ?)"
+            "UPDATE jobs SET cancel_reason = COALESCE(cancel_reason, ?),"
+            " cancel_requested_at = COALESCE(cancel_requested_at, ?)"
             " WHERE job_id = ? AND status IN ('queued', 'running')",
-            (reason, job_id),
+            (reason, time.time() if requested_at is None else requested_at, job_id),
         )
         return cur.rowcount > 0
+
+    @_locked
+    def cancel_overdue(self, requested_before: float) -> list[str]:
+        # status first: the status index narrows it to the unfinished jobs
+        rows = self._conn().execute(
+            "SELECT job_id FROM jobs WHERE status IN ('queued', 'running')"
+            " AND cancel_reason IS NOT NULL AND cancel_requested_at < ?",
+            (requested_before,),
+        )
+        return [r[0] for r in rows]
 
     @_locked
     def cancel_reason(self, job_id: str) -> str | None:

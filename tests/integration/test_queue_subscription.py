@@ -1,0 +1,213 @@
+"""A server on a message queue delivers what workers publish, or makes its
+clients resume: no event is lost to a client that follows docs/protocol.md.
+
+The job store and the message queue are two redis-servers here, so that the
+queue alone can be down or restarted while jobs go on being stored.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+import requests
+import socketio
+
+from progresscast import NAMESPACE, ProgressTracker
+from tests.harness import (
+    DOC_STAGES,
+    EVENT_TYPES,
+    RedisServer,
+    ServerProcess,
+    free_port,
+    token_for,
+    wait_until,
+)
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def store_redis(tmp_path):
+    (tmp_path / "store").mkdir()
+    srv = RedisServer(tmp_path / "store").start()
+    yield srv
+    srv.stop()
+
+
+def make_server(tmp_path, store: RedisServer, queue_port: int) -> ServerProcess:
+    (tmp_path / "server").mkdir()
+    return ServerProcess(
+        tmp_path / "server",
+        env={
+            "PROGRESSCAST_STORE_URL": f"{store.url}?prefix=subs",
+            "PROGRESSCAST_MESSAGE_QUEUE_URL": f"redis://127.0.0.1:{queue_port}/0",
+            "PROGRESSCAST_QUEUE_READY_TIMEOUT": "1",
+        },
+    )
+
+
+def worker_tracker(store: RedisServer, queue_port: int) -> ProgressTracker:
+    """What a worker process uses: the store and a write-only emitter."""
+    return ProgressTracker.from_urls(
+        f"{store.url}?prefix=subs", f"redis://127.0.0.1:{queue_port}/0"
+    )
+
+
+def ready(server: ServerProcess) -> bool:
+    return requests.get(server.url + "/readyz", timeout=5).status_code == 200
+
+
+class ProtocolClient:
+    """A python-socketio client that follows docs/protocol.md's resume rules
+    and nothing more: it keeps the highest seq per job, drops what is not
+    above it, and rejoins with ``since`` after a reconnect. It records every
+    event it applies, and every gap it sees live (it does not repair them)."""
+
+    def __init__(self, url: str, user: str) -> None:
+        self.applied: dict[str, list[dict]] = {}
+        self.gaps: list[tuple[str, int, int]] = []
+        self.disconnects = 0
+        self.live: queue.Queue[dict] = queue.Queue()
+        self._lock = threading.Lock()
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        for kind in EVENT_TYPES:
+            self.sio.on(kind, self._on_event, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        self.sio.connect(
+            url,
+            namespaces=[NAMESPACE],
+            auth={"token": token_for(user)},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+
+    def _on_disconnect(self, *args) -> None:
+        self.disconnects += 1
+        # python-engineio's client leaves the socket of a websocket that the
+        # server dropped open (a ResourceWarning, an error in this suite).
+        ws = getattr(self.sio.eio, "ws", None)
+        if ws is not None:
+            ws.shutdown()
+
+    def last(self, job_id: str) -> int:
+        events = self.applied.get(job_id, [])
+        return events[-1]["seq"] if events else 0
+
+    def _apply(self, event: dict) -> None:
+        job_id, last = event["job_id"], self.last(event["job_id"])
+        if event["seq"] <= last:
+            return
+        self.applied.setdefault(job_id, []).append(event)
+
+    def _on_event(self, event: dict) -> None:
+        with self._lock:
+            last = self.last(event["job_id"])
+            if event["job_id"] in self.applied and event["seq"] > last + 1:
+                self.gaps.append((event["job_id"], last, event["seq"]))
+            self._apply(event)
+        self.live.put(event)
+
+    def join(self, job_id: str) -> dict:
+        """join_job with since (the rule after any (re)connect); applies the
+        ack's events. Returns the ack."""
+        since = self.last(job_id)
+        ack = self.sio.call(
+            "join_job", {"job_id": job_id, "since": since}, namespace=NAMESPACE, timeout=15
+        )
+        if ack.get("ok"):
+            assert not ack.get("truncated"), ack
+            with self._lock:
+                for event in ack["events"]:
+                    self._apply(event)
+                self.applied.setdefault(job_id, [])
+        return ack
+
+    def close(self) -> None:
+        self.sio.shutdown()
+
+
+def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis):
+    """Before the fix, a server acked joins from the store while it was not
+    subscribed, and events stored after that read were never delivered."""
+    queue_port = free_port()
+    queue_redis = RedisServer(tmp_path / "queue")
+    (tmp_path / "queue").mkdir()
+    server = make_server(tmp_path, store_redis, queue_port).start()
+    worker = worker_tracker(store_redis, queue_port)
+    client = None
+    try:
+        job = worker.create_job("import", DOC_STAGES, owner="alice")
+        # The queue is down: the server is alive but not ready, and a join
+        # says so instead of promising live events it cannot deliver.
+        body = requests.get(server.url + "/readyz", timeout=5).json()
+        assert body["status"] == "unavailable" and body["checks"]["store"] == "ok", body
+        assert body["checks"]["message_queue"].startswith("unavailable"), body
+        client = ProtocolClient(server.url, "alice")
+        ack = client.join(job.job_id)
+        assert ack == {"ok": False, "error": ack["error"]} and ack["error"]["code"] == (
+            "unavailable"
+        ), ack
+
+        queue_redis.start(queue_port)
+        wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
+        ack = client.join(job.job_id)
+        assert ack["ok"] and ack["job"]["seq"] == 1, ack
+        # Everything the worker stores from now on arrives live, in order.
+        with worker.start(job.job_id) as emitter:
+            for stage in ("parsing", "analyzing"):
+                emitter.stage(stage)
+            emitter.complete({"pages": 3})
+        stored = worker.store.events_since(job.job_id)
+        wait_until(
+            lambda: client.last(job.job_id) == stored[-1]["seq"], 15, what="every event live"
+        )
+        assert client.applied[job.job_id] == stored
+        assert client.gaps == []
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
+        queue_redis.stop()
+        worker.close()
+
+
+def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis):
+    """Events published while the server's subscription was down never reach
+    it: once it is subscribed again, it makes its clients resume. Before the
+    fix, the client saw a gap it could not know to repair."""
+    queue_port = free_port()
+    (tmp_path / "queue").mkdir()
+    queue_redis = RedisServer(tmp_path / "queue").start(queue_port)
+    server = make_server(tmp_path, store_redis, queue_port).start()
+    worker = worker_tracker(store_redis, queue_port)
+    client = None
+    try:
+        wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
+        job = worker.create_job("import", DOC_STAGES, owner="alice")
+        client = ProtocolClient(server.url, "alice")
+        assert client.join(job.job_id)["ok"]
+        emitter = worker.start(job.job_id)
+        wait_until(lambda: client.last(job.job_id) == 2, 15, what="job_started live")
+
+        queue_redis.stop()
+        emitter.stage("parsing")  # stored; its publish fails (no queue)
+        emitter.stage("analyzing")
+        queue_redis.start(queue_port)
+        # The server notices, resubscribes and closes its connections; the
+        # client reconnects by itself and rejoins with since (the rules).
+        wait_until(lambda: client.disconnects >= 1, 30, what="the server to drop the client")
+        wait_until(lambda: client.sio.connected and ready(server), 30, what="reconnect")
+        wait_until(lambda: client.join(job.job_id)["ok"], 30, what="rejoin")
+        emitter.complete({"pages": 3})
+        stored = worker.store.events_since(job.job_id)
+        wait_until(lambda: client.last(job.job_id) == stored[-1]["seq"], 15, what="every event")
+        assert client.applied[job.job_id] == stored
+        assert client.gaps == []
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
+        queue_redis.stop()
+        worker.close()
