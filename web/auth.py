@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Request, current_app, g
 
 from progresscast import Unauthorized
-from progresscast.tokens import check_secret, issue_token, verify_token
+from progresscast.tokens import check_secret, demo_secret_path, issue_token, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def resolve_secret(app: Flask) -> None:
     # secret into a number.
     secret = os.environ.get("PROGRESSCAST_SECRET_KEY") or app.config.get("SECRET_KEY")
     if not secret and app.config["DEMO"]:
-        path = os.path.join(app.instance_path, "demo-secret-key")
+        path = demo_secret_path(app.instance_path)
         if not os.path.exists(path):
             os.makedirs(app.instance_path, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

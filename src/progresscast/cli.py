@@ -2,7 +2,9 @@
 
 ``token USER [--admin] [--service] [--jobs ID,...] [--ttl SECONDS]`` mints an
 access token with the secret in ``PROGRESSCAST_SECRET_KEY`` and prints it
-alone on its last line.
+alone on its last line. Without that variable it uses the secret a demo server
+(``make run``) keeps in its instance folder, if there is one, and says so on
+stderr; it never makes one up.
 
 ``watch URL JOB_ID [--token TOKEN]`` follows a job with a progress bar and
 exits with its outcome (0 completed, 1 failed, 2 cancelled, 3 refused, 4 no
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 SECRET_ENV = "PROGRESSCAST_SECRET_KEY"
+INSTANCE_ENV = "PROGRESSCAST_INSTANCE_PATH"
 TOKEN_ENV = "PROGRESSCAST_TOKEN"
 
 #: exit codes of `watch` (and `jobs`, for the last two)
@@ -33,13 +36,55 @@ EXIT_INTERRUPTED = 130
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
+def _instance_path() -> str | None:
+    """The instance folder a server started from here uses: ``$PROGRESSCAST_INSTANCE_PATH``,
+    else, when this library runs from a progresscast checkout (``pip install -e .``, as
+    ``make run`` does), the checkout's ``instance/`` (create_app's default), else None."""
+    if os.environ.get(INSTANCE_ENV):
+        return os.environ[INSTANCE_ENV]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isfile(os.path.join(root, "web", "__init__.py")) and os.path.isfile(
+        os.path.join(root, "wsgi.py")
+    ):
+        return os.path.join(root, "instance")
+    return None
+
+
+def _demo_secret(path: str) -> str | None:
+    """The secret a demo server keeps in ``path``, None if there is none. Read, never
+    created (the server writes it, web/auth.py); ``ValueError`` if it is too weak."""
+    from .tokens import check_secret
+
+    try:
+        with open(path) as f:
+            return check_secret(f.read().strip())
+    except FileNotFoundError:
+        return None
+
+
 def _token(args: argparse.Namespace) -> int:
-    from .tokens import issue_token
+    from .tokens import demo_secret_path, issue_token
 
     secret = os.environ.get(SECRET_ENV)
     if not secret:
-        print(f"error: set {SECRET_ENV} to the server's secret", file=sys.stderr)
-        return 2
+        # No secret given: a demo server's own, if one ran here (make run). Said on
+        # stderr; only a server using that same file accepts the token.
+        instance = _instance_path()
+        path = demo_secret_path(instance) if instance else None
+        try:
+            secret = _demo_secret(path) if path else None
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot use the demo secret in {path}: {exc}", file=sys.stderr)
+            return 2
+        if secret is None:
+            where = f" (there is no demo server secret in {path} either)" if path else ""
+            print(f"error: set {SECRET_ENV} to the server's secret{where}", file=sys.stderr)
+            return 2
+        print(
+            f"# {SECRET_ENV} is not set: signed with the demo server's secret from {path}"
+            " (only a server using that secret accepts this token)",
+            file=sys.stderr,
+        )
     jobs = [j for j in args.jobs.split(",") if j] if args.jobs else None
     try:
         token = issue_token(
@@ -351,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     token = commands.add_parser(
-        "token", help="mint an access token", description=f"Mint a JWT signed with ${SECRET_ENV}."
+        "token",
+        help="mint an access token",
+        description=f"Mint a JWT signed with ${SECRET_ENV}; when it is not set, with the secret"
+        " a demo server (make run) keeps in its instance folder"
+        f" (${INSTANCE_ENV}, else the checkout's instance/), if there is one.",
     )
     token.add_argument("user", help="user id (the token's sub)")
     token.add_argument("--admin", action="store_true", help="may read and cancel every job")

@@ -9,6 +9,7 @@ create jobs for any owner). A host app mints tokens for its users with
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -27,6 +28,9 @@ ALGORITHM = "HS256"
 #: HS256 with a shorter secret can be brute-forced (RFC 7518 §3.2)
 MIN_SECRET_LENGTH = 32
 MAX_SHARED_JOBS = 100
+#: the file in a server's instance folder where demo mode (PROGRESSCAST_DEMO=1
+#: without PROGRESSCAST_SECRET_KEY) keeps the secret it made up
+DEMO_SECRET_FILE = "demo-secret-key"
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}\Z")
 
 
@@ -49,6 +53,12 @@ def check_secret(secret: Any) -> str:
             " with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
     return secret
+
+
+def demo_secret_path(instance_path: str | os.PathLike[str]) -> str:
+    """The demo secret's file in a server's instance folder (``app.instance_path``):
+    the server writes it (web/auth.py), ``python -m progresscast token`` reads it."""
+    return os.path.join(instance_path, DEMO_SECRET_FILE)
 
 
 def issue_token(

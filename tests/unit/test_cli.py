@@ -1,14 +1,24 @@
 """`python -m progresscast token` in a real subprocess."""
 
 import os
+import secrets
 import subprocess
 import sys
 
 import pytest
 
-from progresscast.tokens import verify_token
+from progresscast.tokens import demo_secret_path, verify_token
 
 SECRET = "c" * 48
+
+
+@pytest.fixture(autouse=True)
+def instance(tmp_path, monkeypatch):
+    """Every run looks for a demo secret in an empty instance folder of its own,
+    never in the checkout's (where `make run` may have left one)."""
+    folder = tmp_path / "instance"
+    monkeypatch.setenv("PROGRESSCAST_INSTANCE_PATH", str(folder))
+    return folder
 
 
 def run(*args, secret=SECRET):
@@ -49,3 +59,48 @@ def test_service_token():
 def test_errors_exit_non_zero_with_a_message(args, secret, message):
     out = run(*args, secret=secret)
     assert out.returncode == 2 and message in out.stderr and out.stdout == ""
+
+
+def demo_secret(instance, secret=None):
+    """A demo server's secret file, as web/auth.py writes it."""
+    instance.mkdir()
+    path = demo_secret_path(instance)
+    with open(path, "w") as f:
+        f.write(secret or secrets.token_urlsafe(48))
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_without_a_secret_it_signs_with_the_demo_servers_and_says_so(instance):
+    path = demo_secret(instance)
+    out = run("token", "alice", secret=None)
+    assert out.returncode == 0, out.stderr
+    with open(path) as f:
+        claims = verify_token(f.read().strip(), out.stdout.splitlines()[-1])
+    assert claims.sub == "alice"
+    assert (
+        f"PROGRESSCAST_SECRET_KEY is not set: signed with the demo server's secret from {path}"
+        in (out.stderr)
+    )
+
+
+def test_the_secret_in_the_environment_wins_over_the_demo_secret(instance):
+    demo_secret(instance)
+    out = run("token", "alice")
+    assert verify_token(SECRET, out.stdout.splitlines()[-1]).sub == "alice"
+    assert "demo" not in out.stderr
+
+
+def test_without_any_secret_it_refuses_and_makes_none_up(instance):
+    out = run("token", "alice", secret=None)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "set PROGRESSCAST_SECRET_KEY" in out.stderr
+    assert f"no demo server secret in {demo_secret_path(instance)}" in out.stderr
+    assert not instance.exists()  # nothing written: only a demo server makes a secret up
+
+
+def test_a_weak_demo_secret_is_refused(instance):
+    path = demo_secret(instance, "short")
+    out = run("token", "alice", secret=None)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"cannot use the demo secret in {path}" in out.stderr and "at least" in out.stderr
