@@ -21,19 +21,38 @@ from .conftest import create_job, post
 pytestmark = pytest.mark.server
 
 
+@contextlib.contextmanager
+def sigint_at_its_default():
+    """Let a child started in this block get SIGINT at its default disposition.
+
+    A child inherits an *ignored* SIGINT: a shell without job control starts
+    background commands (``make test &`` in a script) that way, and Python
+    then never installs its KeyboardInterrupt handler, so the CLI would not
+    see Ctrl-C at all. A handled signal is reset to its default by exec, so
+    handling it here for the moment of the fork gives the child the default.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Cli:
-    """``python -m progresscast ARGS`` with its output read as it comes."""
+    """``python -m progresscast ARGS`` with its output read as it comes, started
+    with SIGINT at its default, as from a terminal (whatever pytest inherited)."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         environ = {k: v for k, v in os.environ.items() if k != "PROGRESSCAST_TOKEN"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "progresscast", *args],
-            cwd=ROOT,
-            env={**environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        with sigint_at_its_default():
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "progresscast", *args],
+                cwd=ROOT,
+                env={**environ, **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         self.lines: queue.Queue[str] = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
@@ -186,9 +205,19 @@ def test_watch_unreachable_exits_4(cli):
     assert "gave up after 1s" in err
 
 
-def test_watch_ctrl_c_exits_130(shared_server, cli):
-    job_id = create_job(shared_server, "cli-int")
-    run = cli("watch", shared_server.url, job_id, "--token", token_for("cli-int"))
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_watch_ctrl_c_exits_130(shared_server, cli, inherited):
+    """Also when pytest itself runs with SIGINT ignored (started in the
+    background by a shell without job control): the CLI gets Ctrl-C as from
+    a terminal, not the disposition pytest inherited."""
+    job_id = create_job(shared_server, f"cli-int-{inherited}")
+    previous = signal.signal(
+        signal.SIGINT, signal.SIG_IGN if inherited == "ignored" else signal.default_int_handler
+    )
+    try:
+        run = cli("watch", shared_server.url, job_id, "--token", token_for(f"cli-int-{inherited}"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     run.first_line()
     run.proc.send_signal(signal.SIGINT)
     code, out, err = run.finish()
