@@ -36,7 +36,11 @@ def store_redis(tmp_path):
     srv.stop()
 
 
-def make_server(tmp_path, store: RedisServer, queue_port: int) -> ServerProcess:
+#: both async modes a server runs under in production (eventlet is retiring)
+MODES = pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+
+
+def make_server(tmp_path, store: RedisServer, queue_port: int, mode: str) -> ServerProcess:
     (tmp_path / "server").mkdir()
     return ServerProcess(
         tmp_path / "server",
@@ -44,7 +48,9 @@ def make_server(tmp_path, store: RedisServer, queue_port: int) -> ServerProcess:
             "PROGRESSCAST_STORE_URL": f"{store.url}?prefix=subs",
             "PROGRESSCAST_MESSAGE_QUEUE_URL": f"redis://127.0.0.1:{queue_port}/0",
             "PROGRESSCAST_QUEUE_READY_TIMEOUT": "1",
+            "PROGRESSCAST_ASYNC_MODE": mode,
         },
+        worker=mode,
     )
 
 
@@ -83,7 +89,9 @@ class ProtocolClient:
             wait_timeout=10,
         )
 
-    def _on_disconnect(self, *args) -> None:
+    def _on_disconnect(self, reason=None) -> None:
+        if reason == self.sio.reason.CLIENT_DISCONNECT:
+            return  # our own close(): python-socketio closes its websocket itself
         self.disconnects += 1
         # python-engineio's client leaves the socket of a websocket that the
         # server dropped open (a ResourceWarning, an error in this suite).
@@ -128,13 +136,14 @@ class ProtocolClient:
         self.sio.shutdown()
 
 
-def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis):
+@MODES
+def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis, mode):
     """Before the fix, a server acked joins from the store while it was not
     subscribed, and events stored after that read were never delivered."""
     queue_port = free_port()
     queue_redis = RedisServer(tmp_path / "queue")
     (tmp_path / "queue").mkdir()
-    server = make_server(tmp_path, store_redis, queue_port).start()
+    server = make_server(tmp_path, store_redis, queue_port, mode).start()
     worker = worker_tracker(store_redis, queue_port)
     client = None
     try:
@@ -173,14 +182,15 @@ def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis):
         worker.close()
 
 
-def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis):
+@MODES
+def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis, mode):
     """Events published while the server's subscription was down never reach
     it: once it is subscribed again, it makes its clients resume. Before the
     fix, the client saw a gap it could not know to repair."""
     queue_port = free_port()
     (tmp_path / "queue").mkdir()
     queue_redis = RedisServer(tmp_path / "queue").start(queue_port)
-    server = make_server(tmp_path, store_redis, queue_port).start()
+    server = make_server(tmp_path, store_redis, queue_port, mode).start()
     worker = worker_tracker(store_redis, queue_port)
     client = None
     try:
