@@ -107,6 +107,37 @@ def test_late_joiner_mid_job_gets_snapshot_then_the_rest_live(server, clients):
     assert failed["stage"] == "analyzing"
 
 
+def test_a_batching_dashboard_that_joins_a_job_gets_each_event_once(server, clients):
+    """One connection in job:<id> and in user:<id>#batch (a dashboard with a
+    job page open): each event once, directly or in a job_events frame."""
+    client = clients(server.url)
+    assert client.call("watch_jobs", {"batch": True})["ok"]
+    create = {"name": "import", "stages": STAGES}
+    joined = server.http("POST", "/api/jobs", json=create).json()["job_id"]
+    other = server.http("POST", "/api/jobs", json=create).json()["job_id"]
+    assert client.call("join_job", {"job_id": joined})["ok"]
+    stored = {job: run_pipeline_over_http(server, job) for job in (joined, other)}
+
+    received: list[dict] = []  # every job event, from either path
+
+    def complete() -> bool:
+        while not client.events.empty():
+            received.append(client.events.get())
+        while not client.other.empty():
+            name, data = client.other.get()
+            if name == "job_events":
+                received.extend(data["events"])
+        got = {(e["job_id"], e["seq"]) for e in received}
+        return all((job, events[-1]["seq"]) in got for job, events in stored.items())
+
+    wait_until(complete, 15, what="both jobs' last events")
+    keys = [(e["job_id"], e["seq"]) for e in received]
+    assert len(keys) == len(set(keys)), "an event arrived twice"
+    for job, events in stored.items():  # everything after the join and the create
+        mine = sorted((e for e in received if e["job_id"] == job), key=lambda e: e["seq"])
+        assert [e for e in mine if e["seq"] > 1] == events
+
+
 def test_in_process_demo_pipeline_reaches_the_dashboard(tmp_path, clients):
     """The demo pipeline runs inside the server (emitter → tracker → SocketIO)."""
     server = demo_server(tmp_path, pace=0.05, concurrency=2)
