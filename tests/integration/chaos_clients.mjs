@@ -38,16 +38,9 @@ import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
 const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const EVENT_TYPES = [
-  "job_queued",
-  "job_started",
-  "progress_update",
-  "stage_completed",
-  "job_completed",
-  "job_failed",
-  "job_cancelled",
-];
-const TERMINAL = new Set(["job_completed", "job_failed", "job_cancelled"]);
+// The protocol's event names, from the suite's spec (tests/protocol_spec.py).
+const EVENT_TYPES = cfg.eventTypes;
+const TERMINAL = new Set(cfg.terminal);
 const t0 = Date.now();
 const now = () => Date.now() - t0;
 const jitter = (ms) => ms * (0.5 + Math.random());

@@ -43,6 +43,7 @@ import requests
 
 from progresscast import open_store
 from tests.harness import (
+    EVENT_TYPES,
     ROOT,
     TERMINAL,
     RedisServer,
@@ -232,6 +233,8 @@ def test_resume_loses_nothing_across_drops_server_kills_and_a_redis_restart(tmp_
                     "joinRetryMaxMs": 4000,  # ... up to this
                     "joinTimeoutMs": 10000,
                     "resultsPath": str(results_path),
+                    "eventTypes": list(EVENT_TYPES),
+                    "terminal": sorted(TERMINAL),
                 }
             )
         )

@@ -7,6 +7,7 @@ queue alone can be down or restarted while jobs go on being stored.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 
@@ -136,17 +137,50 @@ class ProtocolClient:
         self.sio.shutdown()
 
 
+@contextlib.contextmanager
+def queue_setup(tmp_path, store: RedisServer, mode: str, queue_up: bool):
+    """A server on ``store`` and a queue redis-server (started if
+    ``queue_up``), and a worker's tracker; everything stopped afterwards.
+    Yields ``(server, queue_redis, queue_port, worker, clients)``, where
+    ``clients`` is a list the test appends its ProtocolClients to."""
+    queue_port = free_port()
+    (tmp_path / "queue").mkdir()
+    queue_redis = RedisServer(tmp_path / "queue")
+    if queue_up:
+        queue_redis.start(queue_port)
+    server = make_server(tmp_path, store, queue_port, mode).start()
+    worker = worker_tracker(store, queue_port)
+    clients: list[ProtocolClient] = []
+    try:
+        yield server, queue_redis, queue_port, worker, clients
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+        queue_redis.stop()
+        worker.close()
+
+
+def assert_holds_the_stored_history(client: ProtocolClient, worker, job_id: str) -> None:
+    """Once the job's last stored event is applied: exactly the stored
+    history, and no gap ever seen live."""
+    stored = worker.store.events_since(job_id)
+    wait_until(lambda: client.last(job_id) == stored[-1]["seq"], 15, what="every event")
+    assert client.applied[job_id] == stored
+    assert client.gaps == []
+
+
 @MODES
 def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis, mode):
     """Before the fix, a server acked joins from the store while it was not
     subscribed, and events stored after that read were never delivered."""
-    queue_port = free_port()
-    queue_redis = RedisServer(tmp_path / "queue")
-    (tmp_path / "queue").mkdir()
-    server = make_server(tmp_path, store_redis, queue_port, mode).start()
-    worker = worker_tracker(store_redis, queue_port)
-    client = None
-    try:
+    with queue_setup(tmp_path, store_redis, mode, queue_up=False) as (
+        server,
+        queue_redis,
+        queue_port,
+        worker,
+        clients,
+    ):
         job = worker.create_job("import", DOC_STAGES, owner="alice")
         # The queue is down: the server is alive but not ready, and a join
         # says so instead of promising live events it cannot deliver.
@@ -154,10 +188,10 @@ def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis, mode):
         assert body["status"] == "unavailable" and body["checks"]["store"] == "ok", body
         assert body["checks"]["message_queue"].startswith("unavailable"), body
         client = ProtocolClient(server.url, "alice")
+        clients.append(client)
         ack = client.join(job.job_id)
-        assert ack == {"ok": False, "error": ack["error"]} and ack["error"]["code"] == (
-            "unavailable"
-        ), ack
+        assert ack == {"ok": False, "error": ack["error"]}, ack
+        assert ack["error"]["code"] == "unavailable", ack
 
         queue_redis.start(queue_port)
         wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
@@ -168,18 +202,7 @@ def test_joins_wait_for_the_queue_subscription(tmp_path, store_redis, mode):
             for stage in ("parsing", "analyzing"):
                 emitter.stage(stage)
             emitter.complete({"pages": 3})
-        stored = worker.store.events_since(job.job_id)
-        wait_until(
-            lambda: client.last(job.job_id) == stored[-1]["seq"], 15, what="every event live"
-        )
-        assert client.applied[job.job_id] == stored
-        assert client.gaps == []
-    finally:
-        if client is not None:
-            client.close()
-        server.stop()
-        queue_redis.stop()
-        worker.close()
+        assert_holds_the_stored_history(client, worker, job.job_id)
 
 
 @MODES
@@ -187,16 +210,17 @@ def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis, mode):
     """Events published while the server's subscription was down never reach
     it: once it is subscribed again, it makes its clients resume. Before the
     fix, the client saw a gap it could not know to repair."""
-    queue_port = free_port()
-    (tmp_path / "queue").mkdir()
-    queue_redis = RedisServer(tmp_path / "queue").start(queue_port)
-    server = make_server(tmp_path, store_redis, queue_port, mode).start()
-    worker = worker_tracker(store_redis, queue_port)
-    client = None
-    try:
+    with queue_setup(tmp_path, store_redis, mode, queue_up=True) as (
+        server,
+        queue_redis,
+        queue_port,
+        worker,
+        clients,
+    ):
         wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
         job = worker.create_job("import", DOC_STAGES, owner="alice")
         client = ProtocolClient(server.url, "alice")
+        clients.append(client)
         assert client.join(job.job_id)["ok"]
         emitter = worker.start(job.job_id)
         wait_until(lambda: client.last(job.job_id) == 2, 15, what="job_started live")
@@ -211,13 +235,4 @@ def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis, mode):
         wait_until(lambda: client.sio.connected and ready(server), 30, what="reconnect")
         wait_until(lambda: client.join(job.job_id)["ok"], 30, what="rejoin")
         emitter.complete({"pages": 3})
-        stored = worker.store.events_since(job.job_id)
-        wait_until(lambda: client.last(job.job_id) == stored[-1]["seq"], 15, what="every event")
-        assert client.applied[job.job_id] == stored
-        assert client.gaps == []
-    finally:
-        if client is not None:
-            client.close()
-        server.stop()
-        queue_redis.stop()
-        worker.close()
+        assert_holds_the_stored_history(client, worker, job.job_id)
