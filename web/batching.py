@@ -212,7 +212,7 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
         channel = self.channel.encode()
         backoff = 0.2
         while True:
-            pubsub = None
+            conn = pubsub = None
             try:
                 conn = redis.Redis.from_url(self.redis_url, **self.redis_options)
                 pubsub = conn.pubsub()
@@ -229,9 +229,10 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
                     "message queue subscription lost (%s); retrying in %.1f s", exc, backoff
                 )
             finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        pubsub.close()
+                for closable in (pubsub, conn):
+                    if closable is not None:
+                        with contextlib.suppress(Exception):
+                            closable.close()
             self.server.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

@@ -21,6 +21,7 @@ from tests.harness import (
     EVENT_TYPES,
     RedisServer,
     ServerProcess,
+    close_dropped_websocket,
     free_port,
     token_for,
     wait_until,
@@ -91,14 +92,9 @@ class ProtocolClient:
         )
 
     def _on_disconnect(self, reason=None) -> None:
-        if reason == self.sio.reason.CLIENT_DISCONNECT:
-            return  # our own close(): python-socketio closes its websocket itself
-        self.disconnects += 1
-        # python-engineio's client leaves the socket of a websocket that the
-        # server dropped open (a ResourceWarning, an error in this suite).
-        ws = getattr(self.sio.eio, "ws", None)
-        if ws is not None:
-            ws.shutdown()
+        if reason != self.sio.reason.CLIENT_DISCONNECT:
+            self.disconnects += 1
+        close_dropped_websocket(self.sio, reason)
 
     def last(self, job_id: str) -> int:
         events = self.applied.get(job_id, [])
