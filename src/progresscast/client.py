@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
-from .stages import Stage, overall_progress
 from .state import EventType
 from .tracker import NAMESPACE
 
@@ -103,23 +100,6 @@ class WatchTimeout(WatchError):
 # the state machine, client side
 
 
-def _epoch(ts: str | None) -> float | None:
-    if ts is None:
-        return None
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-def _elapsed(snap: Snapshot, ts: str) -> float | None:
-    started = _epoch(snap.get("started_at"))
-    if started is None:
-        return None
-    return round(max(0.0, _epoch(ts) - started), 3)
-
-
-def _stages(snap: Snapshot) -> list[Stage]:
-    return [Stage(s["name"], s["weight"]) for s in snap["stages"]]
-
-
 def _index(snap: Snapshot, name: str | None) -> int | None:
     if name is None:
         return None
@@ -133,12 +113,12 @@ def _fresh(event: Event) -> Snapshot:
     """The snapshot of a job right after ``job_queued`` (its first event)."""
     return {
         "job_id": event["job_id"],
-        "name": event.get("name"),
-        "owner": event.get("owner"),
+        "name": event["name"],
+        "owner": event["owner"],
         "status": "queued",
         "stages": [
             {"name": s["name"], "weight": s["weight"], "status": "pending", "progress": 0.0}
-            for s in event.get("stages", [])
+            for s in event["stages"]
         ],
         "stage": None,
         "progress": 0.0,
@@ -151,7 +131,7 @@ def _fresh(event: Event) -> Snapshot:
         "finished_at": None,
         "result": None,
         "error": None,
-        "metadata": copy.deepcopy(event.get("metadata", {})),
+        "metadata": copy.deepcopy(event["metadata"]),
         "seq": 0,
         "cancel_requested": None,
     }
@@ -173,58 +153,23 @@ def _enter(snap: Snapshot, current: int, target: int | None) -> None:
         stages[target]["progress"] = 0.0
 
 
-def _pending_progress(snap: Snapshot, event: Event) -> None:
-    """Recover the running stage's last numbers a terminal event implies.
-
-    ``job_failed`` and ``job_cancelled`` may carry progress the pipeline had
-    not reported yet: the event's ``progress`` includes it, but the stage
-    percent and ``message`` are not on the wire. The stage percent is worked
-    back from ``progress`` (which is rounded to 1e-4 percent, so to within
-    about 1e-4 / the stage's weight); ``message`` cannot be, and keeps its
-    last known value. ``stage_progress``/``message`` fields on the event (a
-    server that sends them) win.
-    """
-    index = _index(snap, snap.get("stage"))
-    if "message" in event:
-        snap["message"] = event["message"]
-    if index is None:
-        return
-    if "stage_progress" in event and event["stage_progress"] is not None:
-        pct = float(event["stage_progress"])
-    else:
-        progress = event.get("progress")
-        stages = _stages(snap)
-        pct = snap["stage_progress"]
-        if progress is None or progress == overall_progress(stages, index, pct / 100.0):
-            return
-        done = math.fsum(s.weight for s in stages[:index])
-        fraction = (progress / 100.0 - done) / stages[index].weight
-        pct = round(min(100.0, max(0.0, 100.0 * fraction)), 4)
-    snap["stage_progress"] = pct
-    snap["stages"][index]["progress"] = pct
-
-
 def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
     """The snapshot after ``event``, by the server's rules (:mod:`progresscast.state`).
 
     Pure: ``snapshot`` is not modified. ``snapshot`` may be ``None`` only for
     a job's first event (``job_queued``, or ``job_started`` of a job created
     running). It does not check ``seq``: apply events in order, once each
-    (:class:`JobView` does that).
+    (:class:`JobView` does that). The server publishes every change as its
+    own event (a progress update for a later stage, or the end of a job with
+    a stage running, comes after the ``stage_completed`` that leaves the
+    stage), and the events carry the numbers they change, so applied in
+    order they give the server's snapshot after each one
+    (``tests/fixtures/state_machine/`` holds the server's own examples).
 
-    What the events do not carry, and how it is filled in:
-
-    - ``elapsed_seconds`` after ``stage_completed``, ``job_failed`` and
-      ``job_cancelled``: from ``ts - started_at`` (both to the millisecond).
-      A running job's elapsed time in a server snapshot is counted up to the
-      moment it was read, so it is newer than any event's.
-    - ``stage_progress`` and ``message`` a pipeline flushed with
-      ``job_failed``/``job_cancelled``: see :func:`_pending_progress`; the
-      ``message`` flushed with ``job_completed`` after the last stage had
-      completed: not known (the last one is kept).
-    - the state after a job's last event: :func:`watch` ends on the server's
-      own snapshot, which has all of the above.
-    - ``cancel_requested`` (a request, not an event): kept as it was.
+    Two things no event carries: ``cancel_requested`` (a request, not an
+    event; kept as it was), and the elapsed time of a running job in a
+    snapshot read after its last event, which the server counts up to the
+    moment it is read.
     """
     kind = event.get("type")
     if kind not in EVENT_TYPES:
@@ -243,67 +188,51 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
     if kind == "job_queued":
         pass
     elif kind == "job_started":
-        for key in ("name", "owner"):
-            snap[key] = event.get(key, snap[key])
-        if "metadata" in event:
-            snap["metadata"] = copy.deepcopy(event["metadata"])
+        snap["name"], snap["owner"] = event["name"], event["owner"]
+        snap["metadata"] = copy.deepcopy(event["metadata"])
         snap["status"] = "running"
         snap["started_at"] = ts
         if snap["stages"]:
             snap["stages"][0]["status"] = "running"
             snap["stage"] = snap["stages"][0]["name"]
-        snap["progress"] = overall_progress(_stages(snap), 0, snap["stage_progress"] / 100.0)
+        snap["progress"] = 0.0
         snap["elapsed_seconds"] = 0.0
     elif kind == "progress_update":
-        current, target = _index(snap, snap["stage"]), _index(snap, event.get("stage"))
-        if target is not None and current is not None and target > current:
-            _enter(snap, current, target)  # the server sends stage_completed first
-        index = _index(snap, snap["stage"])
-        pct = event.get("stage_progress", snap["stage_progress"])
-        snap["stage_progress"] = pct
-        if index is not None:
-            snap["stages"][index]["progress"] = pct
+        index = _index(snap, event["stage"])
+        snap["stage"] = event["stage"]
+        snap["stage_progress"] = event["stage_progress"]
+        snap["stages"][index]["progress"] = event["stage_progress"]
         for key in ("progress", "message", "eta_seconds", "elapsed_seconds"):
-            if key in event:
-                snap[key] = event[key]
+            snap[key] = event[key]
     elif kind == "stage_completed":
-        current = _index(snap, event.get("stage"))
-        if current is None:
-            current = _index(snap, snap["stage"])
-        if current is not None:
-            _enter(snap, current, _index(snap, event.get("next_stage")))
-        snap["progress"] = event.get("progress", snap["progress"])
-        snap["elapsed_seconds"] = _elapsed(snap, ts)
+        _enter(snap, _index(snap, event["stage"]), _index(snap, event["next_stage"]))
+        snap["progress"] = event["progress"]
+        snap["elapsed_seconds"] = event["elapsed_seconds"]
     elif kind == "job_completed":
-        if "message" in event:
-            snap["message"] = event["message"]
-        current = _index(snap, snap["stage"])
-        if current is not None:
-            _enter(snap, current, None)  # the server sends stage_completed first
         snap["status"] = "completed"
         snap["finished_at"] = ts
         snap["progress"] = 100.0
         snap["eta_seconds"] = 0.0
-        snap["elapsed_seconds"] = event.get("elapsed_seconds", _elapsed(snap, ts))
-        snap["result"] = copy.deepcopy(event.get("result"))
-    else:  # job_failed, job_cancelled
+        snap["elapsed_seconds"] = event["elapsed_seconds"]
+        snap["message"] = event["message"]
+        snap["result"] = copy.deepcopy(event["result"])
+    else:  # job_failed, job_cancelled: with the running stage's last numbers
         failed = kind == "job_failed"
-        _pending_progress(snap, event)
-        if "progress" in event:
-            snap["progress"] = event["progress"]
         snap["status"] = "failed" if failed else "cancelled"
         snap["finished_at"] = ts
         snap["eta_seconds"] = None
-        snap["elapsed_seconds"] = _elapsed(snap, ts)
-        index = _index(snap, snap["stage"])
+        for key in ("progress", "stage_progress", "message", "elapsed_seconds"):
+            snap[key] = event[key]
+        index = _index(snap, event["stage"])
         if index is not None:
             snap["stages"][index]["status"] = "failed" if failed else "cancelled"
+            snap["stages"][index]["progress"] = event["stage_progress"]
         if failed:
-            error = event.get("error") or {}
+            error = event["error"]
             snap["error"] = {
-                "message": error.get("message", "job failed"),
-                "stage": event.get("stage", snap["stage"]),
-                "type": error.get("type", "Error"),
+                "message": error["message"],
+                "stage": event["stage"],
+                "type": error["type"],
             }
     return snap
 

@@ -30,7 +30,15 @@ function history(jobId = "j1") {
       eta_seconds: 3,
       elapsed_seconds: 1,
     },
-    { ...base, seq: 3, type: "stage_completed", stage: "a", next_stage: "b", progress: 50 },
+    {
+      ...base,
+      seq: 3,
+      type: "stage_completed",
+      stage: "a",
+      next_stage: "b",
+      progress: 50,
+      elapsed_seconds: 1.5,
+    },
     {
       ...base,
       seq: 4,
@@ -42,7 +50,15 @@ function history(jobId = "j1") {
       eta_seconds: 2,
       elapsed_seconds: 2,
     },
-    { ...base, seq: 5, type: "stage_completed", stage: "b", next_stage: null, progress: 100 },
+    {
+      ...base,
+      seq: 5,
+      type: "stage_completed",
+      stage: "b",
+      next_stage: null,
+      progress: 100,
+      elapsed_seconds: 3,
+    },
     {
       ...base,
       seq: 6,
@@ -50,6 +66,7 @@ function history(jobId = "j1") {
       progress: 100,
       result: { ok: 1 },
       elapsed_seconds: 3,
+      message: null,
     },
   ];
 }
@@ -199,6 +216,7 @@ test("a jump forward marks the stages in between skipped", () => {
       stage: "a",
       next_stage: "c",
       progress: 75,
+      elapsed_seconds: 1,
     },
   ]);
   assert.deepEqual(

@@ -40,19 +40,12 @@ export function isTerminal(status) {
 
 // --------------------------------------------------------------------------
 // Applying events to snapshots: the server's state machine (src/progresscast/
-// state.py), replayed on the client from what the events carry.
-
-const round3 = (x) => Math.round(x * 1000) / 1000;
-
-function secondsBetween(startIso, endIso) {
-  if (!startIso || !endIso) return null;
-  return round3(Math.max(0, (Date.parse(endIso) - Date.parse(startIso)) / 1000));
-}
-
-// What an event says, else what its time says (servers before the extension).
-function elapsedOf(job, ev) {
-  return "elapsed_seconds" in ev ? ev.elapsed_seconds : secondsBetween(job.started_at, ev.ts);
-}
+// state.py), replayed on the client from what the events carry. The server
+// publishes every change as its own event (a progress update for a later
+// stage, or the end of a job with a stage running, comes after the
+// stage_completed that leaves the stage) with the numbers it changes, so
+// applied in order they give the server's snapshot after each one; the golden
+// fixtures in tests/fixtures/state_machine/ hold the server's own examples.
 
 function stageAt(job, name) {
   return name == null ? -1 : job.stages.findIndex((s) => s.name === name);
@@ -64,7 +57,7 @@ function newSnapshot(ev) {
     name: ev.name,
     owner: ev.owner,
     status: "queued",
-    stages: (ev.stages || []).map((s) => ({
+    stages: ev.stages.map((s) => ({
       name: s.name,
       weight: s.weight,
       status: "pending",
@@ -81,7 +74,7 @@ function newSnapshot(ev) {
     finished_at: null,
     result: null,
     error: null,
-    metadata: ev.metadata ?? {},
+    metadata: ev.metadata,
     seq: 0,
     cancel_requested: null,
   };
@@ -117,7 +110,6 @@ export function applyEvent(snapshot, ev) {
   } else {
     return null;
   }
-  const current = stageAt(job, job.stage);
   switch (ev.type) {
     case "job_queued":
       break;
@@ -132,11 +124,10 @@ export function applyEvent(snapshot, ev) {
       job.elapsed_seconds = 0;
       break;
     case "progress_update": {
-      const target = stageAt(job, ev.stage);
-      if (target > current && current >= 0) enterStage(job, current, target);
-      const index = stageAt(job, job.stage);
+      const index = stageAt(job, ev.stage);
+      job.stage = ev.stage;
       job.stage_progress = ev.stage_progress;
-      if (index >= 0) job.stages[index] = { ...job.stages[index], progress: ev.stage_progress };
+      job.stages[index] = { ...job.stages[index], progress: ev.stage_progress };
       job.progress = ev.progress;
       job.message = ev.message;
       job.eta_seconds = ev.eta_seconds;
@@ -146,39 +137,37 @@ export function applyEvent(snapshot, ev) {
     case "stage_completed": {
       const done = stageAt(job, ev.stage);
       const next = ev.next_stage == null ? null : stageAt(job, ev.next_stage);
-      if (done >= 0) enterStage(job, done, next);
+      enterStage(job, done, next);
       job.progress = ev.progress;
-      job.elapsed_seconds = elapsedOf(job, ev);
+      job.elapsed_seconds = ev.elapsed_seconds;
       break;
     }
     case "job_completed":
-      if (current >= 0) enterStage(job, current, null);
       job.status = "completed";
       job.finished_at = ev.ts;
       job.progress = 100;
       job.eta_seconds = 0;
       job.elapsed_seconds = ev.elapsed_seconds;
-      job.result = ev.result ?? null;
-      if ("message" in ev) job.message = ev.message;
+      job.result = ev.result;
+      job.message = ev.message;
       break;
     case "job_failed":
     case "job_cancelled": {
+      // The running stage's last numbers ride on the ending event (extension).
       const failed = ev.type === "job_failed";
       job.status = failed ? "failed" : "cancelled";
       job.finished_at = ev.ts;
       job.progress = ev.progress;
+      job.stage_progress = ev.stage_progress;
+      job.message = ev.message;
       job.eta_seconds = null;
-      job.elapsed_seconds = elapsedOf(job, ev);
-      // The pipeline's last numbers ride on the ending event (extension).
-      if ("message" in ev) job.message = ev.message;
+      job.elapsed_seconds = ev.elapsed_seconds;
       const index = stageAt(job, ev.stage);
-      if ("stage_progress" in ev) job.stage_progress = ev.stage_progress;
       if (index >= 0) {
-        const progress = "stage_progress" in ev ? ev.stage_progress : job.stages[index].progress;
         const status = failed ? "failed" : "cancelled";
-        job.stages[index] = { ...job.stages[index], status, progress };
+        job.stages[index] = { ...job.stages[index], status, progress: ev.stage_progress };
       }
-      if (failed) job.error = { message: ev.error?.message, stage: ev.stage, type: ev.error?.type };
+      if (failed) job.error = { message: ev.error.message, stage: ev.stage, type: ev.error.type };
       break;
     }
     default:
@@ -735,8 +724,7 @@ export class ProgressClient {
 
   // After a batch: notify, and make a job that just ended exact. Ending
   // events carry the last numbers, but not everything: `cancel_requested` is
-  // no event, and older servers left out the last message and stage progress.
-  // One join with since = seq reads the server's final snapshot.
+  // no event. One join with since = seq reads the server's final snapshot.
   _settle(entry) {
     if (
       entry.snap &&
