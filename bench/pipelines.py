@@ -142,8 +142,8 @@ class FanoutOnly:
     """
 
     def __init__(self, tracker: Any, job_id: str, owner: str) -> None:
+        from progresscast.protocol import event_rooms
         from progresscast.state import iso
-        from progresscast.tracker import event_rooms
 
         self.job_id = job_id
         self._emit = tracker.emitter.emit

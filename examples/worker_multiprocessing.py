@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
+import sys
 import threading
 import time
 
@@ -39,7 +40,11 @@ def run_one(args: argparse.Namespace, index: int, job_id: str | None) -> None:
         )
     else:
         job = tracker.start(job_id)
-    print(job.job_id, flush=True)
+    # One write per line: the processes share stdout, and print() writes the
+    # id and its newline separately (two writes when Python runs unbuffered,
+    # PYTHONUNBUFFERED=1), so two ids could run together on one line.
+    sys.stdout.write(f"{job.job_id}\n")
+    sys.stdout.flush()
     sleep = (lambda s: time.sleep(s * args.pace)) if args.pace else (lambda s: None)
     try:
         with job:

@@ -15,7 +15,8 @@ from flask_cors import CORS
 from flask_socketio import SocketIO
 
 from config import Config, config_from_env
-from progresscast import NAMESPACE, ProgressTracker, open_store
+from progresscast import ProgressTracker, open_store
+from progresscast.protocol import NAMESPACE
 
 from .api import register_api
 from .auth import resolve_secret

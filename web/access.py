@@ -27,8 +27,8 @@ def can_write(principal: Principal, state: JobState) -> bool:
 
 def readable_job(tracker: ProgressTracker, principal: Principal, job_id: str) -> JobState:
     """The job if ``principal`` may read it, else :class:`JobNotFound`."""
-    state = tracker.store.get(job_id)
-    if state is None or not (can_read(principal, state) or principal.service):
+    state = tracker.get(job_id)  # JobNotFound if there is none
+    if not (can_read(principal, state) or principal.service):
         raise JobNotFound(job_id)
     return state
 

@@ -52,7 +52,7 @@ class Jobs(MethodView):
         principal = http_principal(request)
         tracker = get_tracker()
         status = [JobStatus(s) for s in query.get("status", [])] or None
-        total = tracker.store.count_jobs(principal.user_id, status)
+        total = tracker.count_jobs(principal.user_id, status)
         pagination_parameters.item_count = total
         if pagination_parameters.first_item >= total:
             return []  # past the end (also keeps absurd page numbers away from the store)
@@ -103,17 +103,14 @@ class JobEvents(MethodView):
     def get(self, query, job_id):
         """Stored events with ``seq > since``, ascending, at most ``limit``."""
         tracker = get_tracker()
-        state = readable_job(tracker, http_principal(request), job_id)
-        since, limit = query["since"], query["limit"]
-        if since >= state.seq:
-            # Nothing newer; past the job's seq means the client is ahead of a
-            # reset store and must start over, as in join_job.
-            events, truncated = [], since > state.seq
-        else:
-            events = tracker.store.events_since(job_id, since, limit=limit)
-            first = tracker.store.first_seq(job_id)
-            truncated = first is None or first > since + 1
-        return {"job_id": job_id, "seq": state.seq, "events": events, "truncated": truncated}
+        readable_job(tracker, http_principal(request), job_id)
+        page = tracker.events_page(job_id, query["since"], query["limit"])
+        return {
+            "job_id": job_id,
+            "seq": page.seq,
+            "events": page.events,
+            "truncated": page.truncated,
+        }
 
     @blp.arguments(IngestEventSchema)
     @blp.response(201, IngestResultSchema)
@@ -155,7 +152,7 @@ class JobCancel(MethodView):
 @blp.before_request
 def _rate_limit() -> None:
     """Per user (per address for calls without a token); 429 beyond it."""
-    try:
+    try:  # bucket keys (not Socket.IO rooms)
         key = "user:" + http_principal(request).user_id
     except ProgressCastError:
         key = "addr:" + (request.remote_addr or "?")  # the view answers the 401

@@ -54,15 +54,14 @@ def start_background_tasks(
             config["CANCEL_GRACE_SECONDS"],
             config["CANCEL_CHECK_SECONDS"],
         )
-    if config["STORE_CHECKPOINT_SECONDS"] and hasattr(tracker.store, "manual_checkpoints"):
-        tracker.store.manual_checkpoints()
+    if config["STORE_CHECKPOINT_SECONDS"] and tracker.manual_checkpoints():
         run = in_native_thread(socketio.async_mode)
         socketio.start_background_task(
             _every,
             socketio,
             config["STORE_CHECKPOINT_SECONDS"],
             "store checkpoint",
-            lambda: run(tracker.store.checkpoint),
+            lambda: run(tracker.checkpoint),
         )
     if config["DEMO"]:
         log.warning(
@@ -169,7 +168,7 @@ def _prune_forever(
     socketio: SocketIO, tracker: ProgressTracker, retention: float, every: float
 ) -> None:
     def prune() -> None:
-        removed = tracker.store.prune(tracker.clock() - retention)
+        removed = tracker.prune(retention)
         if removed:
             log.info("pruned %d finished jobs older than %ss", removed, retention)
 

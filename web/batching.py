@@ -22,20 +22,9 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
-from progresscast import ALL_JOBS_ROOM
+from progresscast.protocol import BATCH_EVENT, batched, is_batchable
 
 from .direct_websocket import DirectSockets, broadcast
-
-BATCH_EVENT = "job_events"
-BATCH_SUFFIX = "#batch"
-
-
-def batched(room: str) -> str:
-    return room + BATCH_SUFFIX
-
-
-def _batchable(room: str) -> bool:
-    return room.startswith("user:") or room == ALL_JOBS_ROOM
 
 
 class _Fanout(socketio.Manager):
@@ -104,7 +93,7 @@ class _Batching(_Fanout):
         if not isinstance(room, list) or not isinstance(data, dict) or "seq" not in data:
             return  # not a job event
         rooms_here = self.rooms.get(namespace, {})
-        targets = tuple(batched(r) for r in room if _batchable(r) and batched(r) in rooms_here)
+        targets = tuple(batched(r) for r in room if is_batchable(r) and batched(r) in rooms_here)
         if not targets:
             return
         plain = [rooms_here[r] for r in room if r in rooms_here]

@@ -16,7 +16,7 @@ from flask import (
 )
 
 from progresscast import Unavailable
-from progresscast.tracker import JOB_ID_RE
+from progresscast.protocol import JOB_ID_RE
 
 from .auth import demo_token
 from .context import get_tracker
@@ -81,7 +81,7 @@ def healthz():
 def readyz():
     """Readiness: the store answers."""
     checks = {}
-    probes = {"store": get_tracker().store.ping}
+    probes = {"store": get_tracker().ping}
     if current_app.config["MESSAGE_QUEUE_URL"]:
         probes["message_queue"] = _queue_ready
     for name, probe in probes.items():

@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from progresscast.protocol import JOB_ID_RE
 from progresscast.state import EventType, JobStatus
 from progresscast.tokens import USER_ID_RE
-from progresscast.tracker import JOB_ID_RE
 
 MAX_NAME = 200
 MAX_MESSAGE = 2000

@@ -22,7 +22,6 @@ from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
 from progresscast import (
-    ALL_JOBS_ROOM,
     Forbidden,
     InvalidPayload,
     ProgressCastError,
@@ -30,6 +29,12 @@ from progresscast import (
     TooManyConnections,
     Unauthorized,
     Unavailable,
+)
+from progresscast.protocol import (
+    ALL_JOBS_ROOM,
+    REQUESTS,
+    SESSION_EXPIRED,
+    batched,
     job_room,
     user_room,
 )
@@ -38,15 +43,12 @@ from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
-from .batching import batched
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
-
-REQUESTS = frozenset({"join_job", "leave_job", "watch_jobs", "unwatch_jobs", "cancel_job", "ping"})
 
 _join = JoinJobSchema()
 _ref = JobRefSchema()
@@ -137,7 +139,7 @@ class ProgressNamespace(Namespace):
     def expire(self, sid: str) -> None:
         """Tell a connection its token expired, then close it."""
         self.socketio.emit(
-            "session_expired",
+            SESSION_EXPIRED,
             {"code": "unauthorized", "message": "token expired; reconnect with a fresh token"},
             to=sid,
             namespace=self.namespace,
@@ -191,19 +193,11 @@ class ProgressNamespace(Namespace):
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
         join_room(job_room(job_id))
-        state = tracker.get(job_id)
-        ack: dict[str, Any] = {"ok": True, "job": state.snapshot(tracker.clock())}
-        if since is not None:
-            if since > state.seq:
-                # The client is ahead of the store (e.g. a wiped store):
-                # it must start over from the snapshot.
-                events, truncated = [], True
-            else:
-                events, truncated = tracker.history(
-                    job_id, since, state.seq, self.config["JOIN_MAX_EVENTS"]
-                )
-            ack["events"] = events
-            if truncated:
+        read = tracker.read_since(job_id, since, self.config["JOIN_MAX_EVENTS"])
+        ack: dict[str, Any] = {"ok": True, "job": read.snapshot}
+        if read.events is not None:
+            ack["events"] = read.events
+            if read.truncated:
                 ack["truncated"] = True
         return ack
 

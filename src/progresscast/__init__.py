@@ -9,6 +9,7 @@ Pipeline code needs three names::
         ...
 
 Consumers follow jobs with :func:`watch` and :func:`watch_all` (``progresscast.client``).
+The protocol's names (namespace, rooms, events, requests) are in ``progresscast.protocol``.
 """
 
 from .client import JobView, WatchError, WatchTimeout, apply_event, watch, watch_all
@@ -26,10 +27,11 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .protocol import ALL_JOBS_ROOM, NAMESPACE, job_room, user_room
 from .stages import Stage, normalize_stages, overall_progress
 from .state import EventType, JobState, JobStatus
 from .stores import JobStore, SQLiteStore, open_store
-from .tracker import ALL_JOBS_ROOM, NAMESPACE, ProgressTracker, job_room, user_room
+from .tracker import JobRead, ProgressTracker
 
 __all__ = [
     "ALL_JOBS_ROOM",
@@ -40,6 +42,7 @@ __all__ = [
     "InvalidPayload",
     "JobCancelled",
     "JobNotFound",
+    "JobRead",
     "JobState",
     "JobStatus",
     "JobStore",

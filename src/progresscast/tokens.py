@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidPayload, Unauthorized
-from .tracker import JOB_ID_RE
+from .protocol import JOB_ID_RE
 
 try:
     import jwt

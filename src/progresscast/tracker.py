@@ -5,6 +5,10 @@ pure), (2) appends the events and the new state to the :class:`JobStore` in
 one compare-and-set on ``seq``, (3) emits each event to the Socket.IO rooms
 ``job:<id>`` and ``user:<owner>``.
 
+It also serves every read the server makes for its clients: a resume
+(:meth:`ProgressTracker.read_since`, with the one rule for ``truncated``),
+history pages, listings, pruning; the web layer never touches the store.
+
 The tracker does not know Flask. It emits through anything with Socket.IO's
 ``emit(event, data, to=..., namespace=...)``: the web app's ``SocketIO`` in
 process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
@@ -14,14 +18,25 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Conflict, InvalidPayload, JobNotFound, SeqConflict
+
+# The protocol's names, importable from here as before (progresscast.protocol has them all).
+from .protocol import (
+    ALL_JOBS_ROOM,
+    JOB_ID_RE,
+    NAMESPACE,
+    event_rooms,
+    job_room,
+    user_room,
+    validate_job_id,
+)
 from .state import EventType, JobState, JobStatus, new_job, transition
 
 if TYPE_CHECKING:
@@ -30,10 +45,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "/progress"
-#: every job's events also go here, for admins watching all jobs
-ALL_JOBS_ROOM = "jobs:all"
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+__all__ = [
+    "ALL_JOBS_ROOM",
+    "JOB_ID_RE",
+    "NAMESPACE",
+    "JobRead",
+    "ProgressTracker",
+    "SocketEmitter",
+    "event_rooms",
+    "job_room",
+    "user_room",
+    "validate_job_id",
+]
 
 
 class SocketEmitter(Protocol):
@@ -44,31 +67,24 @@ class SocketEmitter(Protocol):
     ) -> Any: ...
 
 
-def job_room(job_id: str) -> str:
-    """The Socket.IO room of one job's watchers."""
-    return f"job:{job_id}"
+@dataclass(frozen=True, slots=True)
+class JobRead:
+    """One read of a job for a reader: its state, its snapshot at that moment,
+    and the stored events it asked for (:meth:`ProgressTracker.read_since`,
+    :meth:`ProgressTracker.events_page`)."""
 
+    #: the job's state as read
+    state: JobState
+    #: its wire snapshot (``job`` in acks and REST), elapsed time counted up to the read
+    snapshot: dict[str, Any]
+    #: events with ``seq > since``, ascending; ``None`` when no ``since`` was given
+    events: list[dict[str, Any]] | None
+    #: the reader must start over from ``snapshot`` (its ``since`` cannot be continued)
+    truncated: bool
 
-def user_room(owner: str) -> str:
-    """The Socket.IO room of a user's dashboards (``watch_jobs``)."""
-    return f"user:{owner}"
-
-
-def event_rooms(job_id: str, owner: str) -> list[str]:
-    """Every room a job's events go to: its watchers', its owner's dashboards'
-    and the admins' all-jobs room."""
-    return [job_room(job_id), user_room(owner), ALL_JOBS_ROOM]
-
-
-def validate_job_id(job_id: Any) -> str:
-    """Return ``job_id`` if it is a valid id, else raise :class:`InvalidPayload`."""
-    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
-        raise InvalidPayload(
-            "job_id must be 1-128 characters: letters, digits, '_', '.', '-',"
-            " starting with a letter or digit",
-            details={"job_id": ["invalid job id"]},
-        )
-    return job_id
+    @property
+    def seq(self) -> int:
+        return self.state.seq
 
 
 class ProgressTracker:
@@ -468,22 +484,58 @@ class ProgressTracker:
         """The job's wire snapshot, with elapsed time counted up to now."""
         return self.get(job_id).snapshot(self.clock())
 
-    def history(
-        self, job_id: str, since: int, upto: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Events with ``since < seq <= upto``, and whether history was truncated.
+    def read_since(self, job_id: str, since: int | None, limit: int) -> JobRead:
+        """What a (re)joining reader needs: the job's snapshot and, if ``since``
+        is given, every event with ``seq > since`` up to the snapshot's ``seq``.
 
-        ``truncated`` is true when the store no longer holds the events right
-        after ``since``, or when more than ``limit`` are missing: the caller
-        then starts over from the snapshot instead of replaying.
+        ``truncated`` (then no events): the reader cannot continue from
+        ``since`` and must start over from the snapshot, because the store no
+        longer holds the events right after ``since``, more than ``limit``
+        are missing, or ``since`` is past the job's ``seq`` (the store was
+        reset). Used by ``join_job``; raises :class:`JobNotFound`.
+
+        Read it *after* subscribing to the job's events: an event stored after
+        this read is then delivered live, and nothing falls in between.
         """
-        if since >= upto:
+        state = self.get(job_id)
+        snapshot = state.snapshot(self.clock())
+        if since is None:
+            return JobRead(state, snapshot, None, False)
+        if state.seq - since > limit:
+            return JobRead(state, snapshot, [], True)
+        events, truncated = self._events_after(job_id, since, state.seq, limit)
+        return JobRead(state, snapshot, [] if truncated else events, truncated)
+
+    def events_page(self, job_id: str, since: int, limit: int) -> JobRead:
+        """One page of a job's history: at most ``limit`` stored events with
+        ``seq > since``, ascending, up to the snapshot's ``seq``.
+
+        ``truncated`` follows :meth:`read_since`'s rule, except that a page
+        is not truncated by its ``limit`` (the reader asks for the next page)
+        and still holds what the store kept when the events right after
+        ``since`` are gone. Used by ``GET /api/jobs/<id>/events``; raises
+        :class:`JobNotFound`.
+        """
+        state = self.get(job_id)
+        events, truncated = self._events_after(job_id, since, state.seq, limit)
+        return JobRead(state, state.snapshot(self.clock()), events, truncated)
+
+    def _events_after(
+        self, job_id: str, since: int, seq: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` stored events with ``since < seq' <= seq``, and
+        whether history cannot be continued from ``since``: the one rule of
+        :meth:`read_since` and :meth:`events_page`."""
+        if since > seq:
+            return [], True  # the reader is ahead of the store: it was reset
+        if since == seq:
             return [], False
-        first = self.store.first_seq(job_id)
-        if first is None or first > since + 1 or upto - since > limit:
-            return [], True
-        events = self.store.events_since(job_id, since, limit=upto - since)
-        return events, False
+        events = self.store.events_since(job_id, since, limit=min(limit, seq - since))
+        # History is trimmed from its oldest end only, so it continues from
+        # `since` exactly when its first event after `since` is `since + 1`.
+        # Checked on the events read, not on a second read, so a trim in
+        # between cannot hide a gap.
+        return events, not events or events[0]["seq"] != since + 1
 
     def list_jobs(
         self,
@@ -492,7 +544,38 @@ class ProgressTracker:
         limit: int = 50,
         offset: int = 0,
     ) -> list[JobState]:
+        """Jobs newest first; ``owner=None`` means every owner's."""
         return self.store.list_jobs(owner=owner, status=status, limit=limit, offset=offset)
+
+    def count_jobs(self, owner: str | None, status: Sequence[JobStatus] | None = None) -> int:
+        """How many jobs :meth:`list_jobs` would page through."""
+        return self.store.count_jobs(owner, status)
+
+    # -------------------------------------------------------------- operations
+
+    def prune(self, older_than: float) -> int:
+        """Delete the jobs that ended more than ``older_than`` seconds ago,
+        with their history; return how many."""
+        return self.store.prune(self.clock() - older_than)
+
+    def ping(self) -> None:
+        """Raise if the store cannot serve requests (readiness probes)."""
+        self.store.ping()
+
+    def manual_checkpoints(self) -> bool:
+        """Leave the store's checkpoints (SQLite's WAL) to :meth:`checkpoint`,
+        best called from another OS thread. False, and nothing changes, when
+        the store has none to leave."""
+        manual = getattr(self.store, "manual_checkpoints", None)
+        if manual is None:
+            return False
+        manual()
+        return True
+
+    def checkpoint(self) -> None:
+        """Move the store's buffered writes to their final place; safe from
+        another OS thread (see :meth:`manual_checkpoints`)."""
+        self.store.checkpoint()
 
     # --------------------------------------------------------------- internals
 

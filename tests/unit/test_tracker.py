@@ -11,7 +11,6 @@ from progresscast import (
     JobStatus,
     ProgressEmitter,
     ProgressTracker,
-    SQLiteStore,
     job_room,
     user_room,
 )
@@ -203,66 +202,8 @@ def test_list_jobs(tracker, clock):
 
 
 # ------------------------------------------------------------------ history
-
-
-@pytest.fixture
-def short_store(tmp_path):
-    store = SQLiteStore(str(tmp_path / "short.db"), max_events_per_job=5)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def trimmed(short_store, clock):
-    """A job with 13 events of which the store keeps the last 5 (seq 9..13)."""
-    tracker = ProgressTracker(short_store, clock=clock)
-    tracker.create_job("r", ["a"], owner="u", job_id="t", start=True)
-    for pct in range(10, 110, 10):
-        tracker.record("t", "progress_update", stage_progress=pct)
-    tracker.record("t", "job_completed")
-    assert tracker.get("t").seq == 13  # ... + stage_completed + job_completed
-    return tracker
-
-
-def test_history_within_what_is_stored(trimmed):
-    events, truncated = trimmed.history("t", since=9, upto=13, limit=100)
-    assert truncated is False
-    assert [e["seq"] for e in events] == [10, 11, 12, 13]
-    events, truncated = trimmed.history("t", since=8, upto=11, limit=100)
-    assert ([e["seq"] for e in events], truncated) == ([9, 10, 11], False)
-
-
-def test_history_right_after_the_oldest_kept_event(trimmed):
-    assert trimmed.store.first_seq("t") == 9
-    events, truncated = trimmed.history("t", since=8, upto=13, limit=100)
-    assert ([e["seq"] for e in events], truncated) == ([9, 10, 11, 12, 13], False)
-
-
-@pytest.mark.parametrize("since", [0, 3, 7])
-def test_history_truncated_when_the_store_trimmed_it(trimmed, since):
-    assert trimmed.history("t", since=since, upto=13, limit=100) == ([], True)
-
-
-def test_history_truncated_beyond_limit(trimmed):
-    assert trimmed.history("t", since=9, upto=13, limit=3) == ([], True)
-    events, truncated = trimmed.history("t", since=9, upto=13, limit=4)
-    assert (len(events), truncated) == (4, False)
-
-
-def test_history_with_nothing_missing(trimmed):
-    assert trimmed.history("t", since=13, upto=13, limit=10) == ([], False)
-    assert trimmed.history("t", since=20, upto=13, limit=10) == ([], False)
-
-
-def test_history_of_a_job_without_events(tracker):
-    assert tracker.history("ghost", since=0, upto=3, limit=10) == ([], True)
-
-
-def test_history_of_an_untrimmed_job(tracker):
-    tracker.create_job("r", ["a", "b"], owner="u", job_id="full", start=True)
-    tracker.record("full", "stage_completed")
-    events, truncated = tracker.history("full", since=0, upto=2, limit=10)
-    assert ([e["type"] for e in events], truncated) == (["job_started", "stage_completed"], False)
+# Reads (resume, history pages, listings) are tested on SQLite and Redis in
+# test_tracker_reads.py.
 
 
 # --------------------------------------------------------------------- races
