@@ -26,6 +26,7 @@ import pytest
 import requests
 import socketio
 
+from progresscast.client import ordered_socketio_client
 from progresscast.tokens import issue_token
 from tests.protocol_spec import EVENT_EXTRA_KEYS
 
@@ -347,7 +348,7 @@ class SocketClient:
                 (host, int(port)), timeout=10, source_address=(source_ip, 0)
             )
             options["websocket_extra_options"] = {"socket": sock}
-        self.sio = socketio.Client(reconnection=False, **options)
+        self.sio = ordered_socketio_client(reconnection=False, **options)
         for kind in EVENT_TYPES:
             self.sio.on(kind, self.events.put, namespace=NAMESPACE)
         self.sio.on(

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -349,13 +351,63 @@ class _Busy(Exception):
     """A retryable error ack: wait, then try again."""
 
 
+def ordered_socketio_client(**options: Any) -> Any:
+    """A ``socketio.Client`` whose event handlers run in the order the
+    messages arrived.
+
+    python-engineio's client hands every incoming message to a thread of its
+    own, so on a busy machine two events can reach the handlers swapped (seen
+    as 455 before 454): a client that drops ``seq <= last`` then loses one.
+    Here one background thread at a time handles the messages, oldest first;
+    it ends when there are none left (handlers still run off the read loop,
+    as python-socketio expects: its disconnect handling joins that loop).
+    """
+    return _ordered_client_class()(**options)
+
+
+@functools.cache
+def _ordered_client_class() -> type:
+    import engineio
+    import socketio  # imported here so `import progresscast` stays light
+
+    class OrderedEngineIOClient(engineio.Client):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._messages: deque = deque()
+            self._messages_lock = threading.Lock()
+            self._handling = False
+
+        def _trigger_event(self, event, *args, **kwargs):  # python-engineio's hook
+            if event != "message" or not kwargs.get("run_async"):
+                return super()._trigger_event(event, *args, **kwargs)
+            with self._messages_lock:
+                self._messages.append(args)
+                if self._handling:
+                    return None  # the handling thread takes it in turn
+                self._handling = True
+            return self.start_background_task(self._handle_messages)
+
+        def _handle_messages(self) -> None:
+            while True:
+                with self._messages_lock:
+                    if not self._messages:
+                        self._handling = False
+                        return
+                    args = self._messages.popleft()
+                super()._trigger_event("message", *args, run_async=False)
+
+    class OrderedClient(socketio.Client):
+        def _engineio_client_class(self):  # python-socketio's hook
+            return OrderedEngineIOClient
+
+    return OrderedClient
+
+
 class _Link:
     """One python-socketio connection; events and disconnects go to ``inbox``."""
 
     def __init__(self, inbox: queue.Queue, generation: int) -> None:
-        import socketio  # imported here so `import progresscast` stays light
-
-        self.sio = socketio.Client(reconnection=False, handle_sigint=False)
+        self.sio = ordered_socketio_client(reconnection=False, handle_sigint=False)
         self.refusal: Any = None
         self.lost = False  # the server or the network ended the connection
         self._inbox = inbox

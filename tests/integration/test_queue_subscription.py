@@ -13,9 +13,9 @@ import threading
 
 import pytest
 import requests
-import socketio
 
 from progresscast import NAMESPACE, ProgressTracker
+from progresscast.client import ordered_socketio_client
 from tests.harness import (
     DOC_STAGES,
     EVENT_TYPES,
@@ -79,7 +79,7 @@ class ProtocolClient:
         self.disconnects = 0
         self.live: queue.Queue[dict] = queue.Queue()
         self._lock = threading.Lock()
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.sio = ordered_socketio_client(reconnection=True, reconnection_delay=0.2)
         for kind in EVENT_TYPES:
             self.sio.on(kind, self._on_event, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
