@@ -79,7 +79,8 @@ def healthz():
 
 @pages.get("/readyz")
 def readyz():
-    """Readiness: the store answers."""
+    """Readiness: the store answers and, with a message queue, this server
+    is subscribed to it."""
     checks = {}
     probes = {"store": get_tracker().ping}
     if current_app.config["MESSAGE_QUEUE_URL"]:

@@ -195,7 +195,8 @@ class ProgressTracker:
         events and the job's new state, whose ``cancel_requested`` is what the
         store found as it wrote.
 
-        with ``only_if`` (a status) or ``expect_seq``, the request applies only
+        Used by :class:`ProgressEmitter` and by HTTP ingestion. With
+        ``only_if`` (a status) or ``expect_seq``, the request applies only
         while the job is in that status or at that seq (checked atomically
         with the write), else :class:`Conflict`. ``run_here`` marks the job
         as run by this process (:attr:`runner`). Raises
