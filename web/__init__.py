@@ -1,57 +1,28 @@
-"""The progresscast server: Flask + Flask-SocketIO wired to the library.
+"""The standalone progresscast server: an app built on the Flask extension.
 
-``create_app(config)`` builds one app with its own ``SocketIO`` and tracker,
-so tests can build as many isolated apps as they like.
+``create_app(config)`` builds one app with its own ``SocketIO`` and
+:class:`~progresscast.flask.ProgressCast`, so tests can build as many
+isolated apps as they like. What it adds to the extension: its settings
+from ``config.py`` and the environment, signing in with bearer tokens only
+(JWT), demo mode, the API docs page and the vendored browser files, and
+JSON for every error of the app.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from flask import Flask
-from flask_cors import CORS
 from flask_socketio import SocketIO
 
 from config import Config, config_from_env
-from progresscast import ProgressTracker, open_store
-from progresscast.protocol import NAMESPACE
+from progresscast.flask import ProgressCast, client_manager, get_tracker, socket_origins
+from progresscast.flask.errors import register_http_errors
+from progresscast.flask.jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
 
-from .api import register_api
-from .auth import resolve_secret
-from .background import start_background_tasks
-from .batching import client_manager
-from .compression import NoWebsocketCompression
-from .context import get_tracker
-from .direct_websocket import EventletInput, install_direct_websockets
-from .jsonutil import SocketJSON, StrictJSONProvider, TolerantPacket
-from .pages import pages
-from .sockets import ProgressNamespace
-
-log = logging.getLogger(__name__)
-
-
-def socket_origins(origins: list[str]):
-    """Engine.IO's ``cors_allowed_origins``: the server's own origin, plus
-    ``origins`` when configured (a bare list would lock out our own pages)."""
-    if not origins:
-        return None
-    if "*" in origins:
-        return "*"
-    allowed = set(origins)
-
-    def allow(origin: str | None, environ: dict) -> bool:
-        if origin is None or origin in allowed:
-            return True
-        host = environ.get("HTTP_X_FORWARDED_HOST", environ.get("HTTP_HOST", ""))
-        scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http"))
-        return origin in (
-            f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}",
-            f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}",
-        )
-
-    return allow
+from .demo import add_demo, resolve_secret
+from .vendor import vendor
 
 
 class ProgressFlask(Flask):
@@ -67,7 +38,8 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         or os.environ.get("PROGRESSCAST_INSTANCE_PATH")
         or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "instance"))
     )
-    app = ProgressFlask(__name__, instance_path=instance)
+    # No app static folder: the extension's assets are served at /static.
+    app = ProgressFlask(__name__, instance_path=instance, static_folder=None)
     if isinstance(config, dict):
         app.config.from_object(config_from_env())
         app.config.update(config)
@@ -76,33 +48,11 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("PROGRESSCAST")
     resolve_secret(app)
 
-    socketio = SocketIO()
-    tracker = ProgressTracker(
-        open_store(app.config["STORE_URL"]),
-        emitter=socketio,
-        namespace=NAMESPACE,
-        min_interval=app.config["MIN_INTERVAL"],
-        runner=app.config["SERVER_ID"],
-    )
-    app.extensions["progresscast"] = tracker
-
-    register_api(app)
-    app.register_blueprint(pages)
-    namespace = ProgressNamespace(NAMESPACE, app.config)
-    socketio.on_namespace(namespace)
-    origins = app.config["CORS_ALLOWED_ORIGINS"]
-    if origins:  # only the configured origins; same-origin (no CORS headers) otherwise
-        CORS(
-            app,
-            resources={r"/api/*": {"origins": origins}},
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["X-Pagination"],
-        )
-    socketio.init_app(
+    socketio = SocketIO(
         app,
         async_mode=app.config["ASYNC_MODE"],
-        # Our manager (delivery plus dashboard batching), on Redis when
-        # MESSAGE_QUEUE_URL is set, instead of Flask-SocketIO's default.
+        # The extension's manager (delivery plus dashboard batching), on
+        # Redis when MESSAGE_QUEUE_URL is set.
         client_manager=client_manager(
             app.config["MESSAGE_QUEUE_URL"],
             app.config["SOCKETIO_CHANNEL"],
@@ -116,20 +66,11 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         json=SocketJSON,
         serializer=TolerantPacket,
     )
-    if app.config["MESSAGE_QUEUE_URL"]:
-        # Subscribe now, not at the first connection (python-socketio's
-        # default): until then, events from workers and other instances are
-        # not delivered here, and joins wait (web/batching.py).
-        socketio.server.manager_initialized = True
-        socketio.server.manager.initialize()
-    if app.config["DIRECT_WEBSOCKET"]:
-        install_direct_websockets(socketio.server.eio, app.config["WEBSOCKET_MAX_BACKLOG"])
-    # Outermost, so the Engine.IO middleware sees what these leave.
-    if socketio.async_mode == "eventlet":
-        app.wsgi_app = EventletInput(app.wsgi_app)
-    if not app.config["WEBSOCKET_COMPRESSION"]:
-        app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
-    start_background_tasks(app, socketio, tracker, namespace)
+    # Settings without a prefix, all URLs at the root, as before the extension.
+    progress = ProgressCast(app, socketio, config_prefix="")
+    app.register_blueprint(vendor)
+    register_http_errors(app)  # the whole app is ours: JSON for every error
+    add_demo(app, progress)
     return app
 
 

@@ -35,7 +35,7 @@ def make_app() -> Iterator[Callable[..., Any]]:
 
     yield make
     for app in apps:
-        app.extensions["progresscast"].store.close()
+        app.extensions["progresscast"].tracker.store.close()
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def socketio(app):
 
 @pytest.fixture
 def tracker(app) -> ProgressTracker:
-    return app.extensions["progresscast"]
+    return app.extensions["progresscast"].tracker
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def batches(peer, timeout=3.0, until=None):
 
 def test_a_batching_dashboard_gets_every_event_in_few_frames(make_app, connect):
     app = make_app(BATCH_INTERVAL=0.2)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     dash = connect("alice", app=app)
     assert dash.ok("watch_jobs", {"batch": True})["jobs"] == []
 
@@ -51,7 +51,7 @@ def test_a_batching_dashboard_gets_every_event_in_few_frames(make_app, connect):
 
 def test_a_plain_watcher_still_gets_each_event(make_app, connect):
     app = make_app(BATCH_INTERVAL=0.05)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     plain, batching = connect("alice", app=app), connect("alice", app=app)
     plain.ok("watch_jobs")
     batching.ok("watch_jobs", {"batch": True})
@@ -67,7 +67,7 @@ def test_a_plain_watcher_still_gets_each_event(make_app, connect):
 
 def test_unwatch_stops_batches_too(make_app, connect):
     app = make_app(BATCH_INTERVAL=0.05)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     dash = connect("alice", app=app)
     dash.ok("watch_jobs", {"batch": True})
     dash.ok("unwatch_jobs")
@@ -107,7 +107,7 @@ def run_job(tracker, owner="alice"):
 
 def test_a_batched_watcher_that_also_joined_the_job_gets_each_event_once(make_app, connect):
     app = make_app(BATCH_INTERVAL=0.05)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     peer = connect("alice", app=app)
     peer.ok("watch_jobs", {"batch": True})
     first = tracker.create_job("j0", STAGES, owner="alice")
@@ -137,7 +137,7 @@ def test_a_batched_watcher_that_also_joined_the_job_gets_each_event_once(make_ap
 
 def test_an_admin_in_two_batched_rooms_gets_each_event_once(make_app, connect):
     app = make_app(BATCH_INTERVAL=0.05)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     admin = connect("root", app=app, admin=True)
     admin.ok("watch_jobs", {"batch": True})
     admin.ok("watch_jobs", {"batch": True, "all": True})

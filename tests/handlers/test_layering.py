@@ -1,25 +1,28 @@
-"""How web/ sits on the library: it reads jobs through the tracker, never its
-store, and answers every request the protocol names."""
+"""How the Flask extension and web/ sit on the library: they read jobs
+through the tracker, never its store, and answer every request the
+protocol names."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from progresscast.flask.sockets import ProgressNamespace
 from progresscast.protocol import REQUESTS, Request
-from web.sockets import ProgressNamespace
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = [ROOT / "web", ROOT / "src" / "progresscast" / "flask"]
 
 
-def test_web_never_touches_the_store_behind_the_tracker():
+def test_web_and_extension_never_touch_the_store_behind_the_tracker():
     """Reads, resume, listings, pruning and probes are the tracker's
     (read_since, events_page, list_jobs, count_jobs, prune, ping, checkpoint):
     one rule for truncated history, one place to change it."""
     store = re.compile(r"\.store\b")
     found = [
         f"{path.name}:{number}: {line.strip()}"
-        for path in sorted(WEB.glob("*.py"))
+        for layer in LAYERS
+        for path in sorted(layer.glob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if store.search(line)
     ]

@@ -195,7 +195,7 @@ def test_events_rejects_bad_query_parameters(http, job7, query):
 
 def test_events_of_trimmed_history_say_truncated(make_app, tmp_path):
     app = make_app(STORE_URL=f"sqlite:///{tmp_path / 'pc.db'}?max_events_per_job=5")
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     tracker.create_job("r", STAGES, owner="alice", job_id="j1", start=True)
     for pct in range(10, 80, 10):
         tracker.record("j1", "progress_update", stage_progress=pct)  # seq 1..8, keeps 4..8

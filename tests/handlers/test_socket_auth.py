@@ -126,7 +126,7 @@ def demo_app(make_app):
 
 @pytest.mark.parametrize("auth", [None, {}], ids=["no-auth", "empty-auth"])
 def test_demo_mode_connects_without_auth_as_the_demo_user(connect, demo_app, auth):
-    tracker = demo_app.extensions["progresscast"]
+    tracker = demo_app.extensions["progresscast"].tracker
     tracker.create_job("d", STAGES, owner="demo", job_id="d1")
     tracker.create_job("a", STAGES, owner="alice", job_id="a1")
 
@@ -139,7 +139,7 @@ def test_demo_mode_connects_without_auth_as_the_demo_user(connect, demo_app, aut
 
 
 def test_demo_mode_still_honours_a_named_user(connect, demo_app):
-    tracker = demo_app.extensions["progresscast"]
+    tracker = demo_app.extensions["progresscast"].tracker
     tracker.create_job("a", STAGES, owner="alice", job_id="a1")
 
     peer = connect("alice", app=demo_app)

@@ -140,7 +140,7 @@ def test_resume_from_beyond_the_current_seq_is_truncated(alice, job7, since):
 )
 def test_resume_over_history_trimmed_by_the_store(make_app, connect, tmp_path, since, expected):
     app = make_app(STORE_URL=f"sqlite:///{tmp_path / 'pc.db'}?max_events_per_job=5")
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     tracker.create_job("r", STAGES, owner="alice", job_id="j1", start=True)
     progress(tracker, "j1", 7)  # seq 1..8; the store keeps the last 5
     assert tracker.store.first_seq("j1") == 4
@@ -157,7 +157,7 @@ def test_resume_over_history_trimmed_by_the_store(make_app, connect, tmp_path, s
 
 def test_resume_further_back_than_join_max_events_is_truncated(make_app, connect):
     app = make_app(JOIN_MAX_EVENTS=3)
-    tracker = app.extensions["progresscast"]
+    tracker = app.extensions["progresscast"].tracker
     tracker.create_job("r", STAGES, owner="alice", job_id="j1", start=True)
     progress(tracker, "j1", 6)  # seq 1..7
     peer = connect("alice", app=app)

@@ -11,7 +11,7 @@
 // clients before they ever finish rejoining.
 //
 // They apply ONLY the rules of docs/protocol.md ("Resume"), written out here,
-// not the project's JS client (web/static/progresscast.js), which repairs
+// not the project's JS client (src/progresscast/flask/static/progresscast.js), which repairs
 // gaps by itself and would hide a loss on the server side:
 //   - keep the highest applied seq per job; drop events with seq <= it;
 //   - on every (re)connect, rejoin each job with `since` = that seq;

@@ -215,4 +215,4 @@ def test_token_looks_where_a_server_from_this_checkout_keeps_its_demo_secret(mon
     try:
         assert Path(cli._instance_path()) == Path(app.instance_path)
     finally:
-        app.extensions["progresscast"].store.close()
+        app.extensions["progresscast"].tracker.store.close()

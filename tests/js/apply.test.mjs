@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { applyEvent, createClient } from "../../web/static/progresscast.js";
+import { applyEvent, createClient } from "../../src/progresscast/flask/static/progresscast.js";
 
 const STAGES = [
   { name: "a", weight: 0.5 },

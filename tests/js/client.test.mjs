@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { applyEvent } from "../../web/static/progresscast.js";
+import { applyEvent } from "../../src/progresscast/flask/static/progresscast.js";
 import {
   STAGES,
   client,

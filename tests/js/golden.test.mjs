@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { applyEvent } from "../../web/static/progresscast.js";
+import { applyEvent } from "../../src/progresscast/flask/static/progresscast.js";
 
 const DIR = new URL("../fixtures/state_machine/", import.meta.url);
 const FILES = readdirSync(DIR)

@@ -5,7 +5,7 @@
 import { createHmac } from "node:crypto";
 import { io } from "socket.io-client";
 
-import { createClient } from "../../web/static/progresscast.js";
+import { createClient } from "../../src/progresscast/flask/static/progresscast.js";
 
 export const URL = process.env.PROGRESSCAST_TEST_URL;
 const SECRET = process.env.PROGRESSCAST_TEST_SECRET;

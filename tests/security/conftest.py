@@ -18,7 +18,7 @@ def handler_app() -> Iterator[Any]:
     """One app for a whole fuzz module (hypothesis runs many examples per test)."""
     app = build_app()
     yield app
-    app.extensions["progresscast"].store.close()
+    app.extensions["progresscast"].tracker.store.close()
 
 
 @pytest.fixture(scope="module")

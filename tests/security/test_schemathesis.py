@@ -53,7 +53,7 @@ def served_spec() -> dict:
         assert response.status_code == 200
         return response.get_json()
     finally:
-        app.extensions["progresscast"].store.close()
+        app.extensions["progresscast"].tracker.store.close()
 
 
 SPEC = served_spec()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eventlet.websocket import RFC6455WebSocket
 
-from web.direct_websocket import packet_frame, text_frame
+from progresscast.flask.direct_websocket import packet_frame, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
@@ -28,7 +28,7 @@ def test_an_event_holding_bytes_cannot_take_the_json_only_path():
     # bytes) and relies on this TypeError to hand bytes to python-socketio.
     from socketio import packet
 
-    from web.jsonutil import TolerantPacket
+    from progresscast.flask.jsonutil import TolerantPacket
 
     plain = TolerantPacket(packet.EVENT, namespace="/progress", data=["e", {"n": 1}], binary=False)
     assert plain.encode() == '2/progress,["e",{"n":1}]'

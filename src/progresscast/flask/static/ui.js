@@ -123,7 +123,7 @@ export class JobCard {
     this.job = null;
     this.elapsed = { value: null, at: 0 };
     const id = `job-${job.job_id}`;
-    this.name = link ? h("a", { href: `/jobs/${encodeURIComponent(job.job_id)}` }) : h("span");
+    this.name = link ? h("a", { href: `${BASE}/jobs/${encodeURIComponent(job.job_id)}` }) : h("span");
     this.sub = h("span", { class: "job-sub" });
     this.badge = h("span", { class: "badge" });
     this.fill = h("div", { class: "bar-fill" });
@@ -332,21 +332,30 @@ function tokenUser(token) {
   }
 }
 
+/** Where the pages are mounted (the extension's URL prefix; "" at the root). */
+const BASE = globalThis.document?.body?.dataset.base ?? "";
+
 /**
- * The token this page uses: the demo token the page carries (demo mode), else
- * `#token=...` from the address (moved into sessionStorage and out of the
- * address bar), else sessionStorage. A fragment never reaches the server.
+ * How this page connects: with the token the page carries (from the app's
+ * token_loader, renewable at <base>/page-token); else as the user the app
+ * signed in (its session cookie; no token); else `#token=...` from the
+ * address (moved into sessionStorage and out of the address bar), else
+ * sessionStorage. A fragment never reaches the server.
  */
 function findToken() {
-  const demo = document.body.dataset.token;
-  if (demo) return { token: demo, demo: true };
+  const { token: given, sessionUser } = document.body.dataset;
+  if (given) return { token: given, renewable: true };
+  if (sessionUser) {
+    const admin = "sessionAdmin" in document.body.dataset;
+    return { token: null, session: true, who: { user: sessionUser, admin } };
+  }
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromHash) {
     sessionStorage.setItem(TOKEN_KEY, fromHash);
     history.replaceState(null, "", location.pathname + location.search);
   }
   const token = fromHash || sessionStorage.getItem(TOKEN_KEY);
-  return token ? { token, demo: false } : null;
+  return token ? { token } : null;
 }
 
 function showSignIn(reason) {
@@ -433,27 +442,27 @@ export function startPage({ io }) {
     showSignIn(null);
     return null;
   }
-  const who = tokenUser(found.token);
+  const who = found.who ?? tokenUser(found.token);
   if (who?.user) {
     const el = document.getElementById("who");
     el.replaceChildren("Signed in as ", h("strong", {}, who.user), who.admin ? " (admin)" : "");
     el.hidden = false;
   }
-  if (!found.demo) {
+  if (!found.renewable && !found.session) {
     const out = document.getElementById("signout");
     out.hidden = false;
     out.addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
-      location.assign("/");
+      location.assign(`${BASE}/`);
     });
   }
   const pc = createClient({
     io,
     token: found.token,
-    // The demo token can be renewed; a real one comes from the app that linked here.
-    getToken: found.demo
+    // A page token can be renewed; a pasted one comes from the app that linked here.
+    getToken: found.renewable
       ? () =>
-          fetch("/demo/token")
+          fetch(`${BASE}/page-token`)
             .then((r) => r.json())
             .then((j) => j.token)
       : null,
@@ -465,7 +474,7 @@ export function startPage({ io }) {
     if (!refused) setConnection(state, { everConnected });
   });
   pc.onError((err) => {
-    if (found.demo || (err.code !== "unauthorized" && err.code !== "session_expired")) return;
+    if (found.renewable || found.session || (err.code !== "unauthorized" && err.code !== "session_expired")) return;
     if (pc.state === "connected" && err.code === "unauthorized") return; // a request refused, not us
     refused = true;
     pc.close();

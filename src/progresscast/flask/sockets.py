@@ -43,9 +43,11 @@ from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
+from .batching import BatchingManager, BatchingRedisManager
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
+from .origin import same_site_request
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,12 @@ class ProgressNamespace(Namespace):
         config = self.config
         try:
             principal = socket_principal(auth)
+            if principal.session and not same_site_request(
+                request.environ, config["CORS_ALLOWED_ORIGINS"]
+            ):
+                # A websocket is not subject to CORS: without this, any site
+                # could open one with the user's cookie (origin.py).
+                raise Forbidden("cross-site connection refused: connect from this site's pages")
             if len(self.connections) >= config["MAX_CONNECTIONS"]:
                 raise TooManyConnections("this server is full; try another or later")
             if self.per_user[principal.user_id] >= config["MAX_CONNECTIONS_PER_USER"]:
@@ -206,7 +214,8 @@ class ProgressNamespace(Namespace):
         subscription to the message queue: a request that reads the store
         for a client waits for it, or its client could miss an event stored
         just after the read."""
-        if not self.socketio.server.manager.wait_subscribed(self.config["QUEUE_READY_TIMEOUT"]):
+        wait = getattr(self.socketio.server.manager, "wait_subscribed", None)
+        if wait is not None and not wait(self.config["QUEUE_READY_TIMEOUT"]):
             raise Unavailable("not subscribed to the message queue yet; retry shortly")
 
     @socket_request(_ref)
@@ -222,7 +231,10 @@ class ProgressNamespace(Namespace):
             raise Forbidden("only admins may watch all jobs")
         room = ALL_JOBS_ROOM if everyone else user_room(principal.user_id)
         self._wait_subscribed()
-        join_room(batched(room) if payload.get("batch") else room)
+        batch = payload.get("batch") and isinstance(
+            self.socketio.server.manager, BatchingManager | BatchingRedisManager
+        )  # another client manager than ours: events come one by one
+        join_room(batched(room) if batch else room)
         now = tracker.clock()
         jobs = tracker.list_jobs(
             None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]

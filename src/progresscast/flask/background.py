@@ -1,4 +1,5 @@
-"""Background tasks of the server: the demo pipeline and the pruner.
+"""Background tasks of the extension: ending interrupted, stalled and
+overdue jobs, closing expired connections, pruning, checkpoints.
 
 Started with ``socketio.start_background_task`` and paced with
 ``socketio.sleep``, so they run the same under eventlet, gevent or threads.
@@ -7,75 +8,62 @@ Started with ``socketio.start_background_task`` and paced with
 from __future__ import annotations
 
 import logging
-import random
 import time
+from typing import TYPE_CHECKING
 
-from flask import Flask
 from flask_socketio import SocketIO
 
 from progresscast import ProgressTracker, StoreUnavailable
-from progresscast.demo import run_demo
 
 from .sockets import ProgressNamespace
+
+if TYPE_CHECKING:
+    from .extension import ProgressCast
 
 log = logging.getLogger(__name__)
 
 
-def start_background_tasks(
-    app: Flask, socketio: SocketIO, tracker: ProgressTracker, namespace: ProgressNamespace
-) -> None:
-    config = app.config
+def start_background_tasks(progress: ProgressCast) -> None:
+    """End what this server's last run left running, then start the sweeps
+    the settings ask for."""
+    socketio, tracker, settings = progress.socketio, progress.tracker, progress.settings
     _fail_interrupted(socketio, tracker, started=tracker.clock())
-    if config["EXPIRY_SWEEP_SECONDS"]:
+    if settings["EXPIRY_SWEEP_SECONDS"]:
         socketio.start_background_task(
-            _expire_forever, socketio, namespace, config["EXPIRY_SWEEP_SECONDS"]
+            _expire_forever, socketio, progress.namespace, settings["EXPIRY_SWEEP_SECONDS"]
         )
-    if config["PRUNE_EVERY_SECONDS"]:
+    if settings["PRUNE_EVERY_SECONDS"]:
         socketio.start_background_task(
             _prune_forever,
             socketio,
             tracker,
-            config["RETENTION_SECONDS"],
-            config["PRUNE_EVERY_SECONDS"],
+            settings["RETENTION_SECONDS"],
+            settings["PRUNE_EVERY_SECONDS"],
         )
-    if config["STALL_SECONDS"]:
+    if settings["STALL_SECONDS"]:
         socketio.start_background_task(
             _fail_stalled_forever,
             socketio,
             tracker,
-            config["STALL_SECONDS"],
-            config["STALL_CHECK_SECONDS"],
+            settings["STALL_SECONDS"],
+            settings["STALL_CHECK_SECONDS"],
         )
-    if config["CANCEL_GRACE_SECONDS"]:
+    if settings["CANCEL_GRACE_SECONDS"]:
         socketio.start_background_task(
             _cancel_overdue_forever,
             socketio,
             tracker,
-            config["CANCEL_GRACE_SECONDS"],
-            config["CANCEL_CHECK_SECONDS"],
+            settings["CANCEL_GRACE_SECONDS"],
+            settings["CANCEL_CHECK_SECONDS"],
         )
-    if config["STORE_CHECKPOINT_SECONDS"] and tracker.manual_checkpoints():
+    if settings["STORE_CHECKPOINT_SECONDS"] and tracker.manual_checkpoints():
         run = in_native_thread(socketio.async_mode)
         socketio.start_background_task(
             _every,
             socketio,
-            config["STORE_CHECKPOINT_SECONDS"],
+            settings["STORE_CHECKPOINT_SECONDS"],
             "store checkpoint",
             lambda: run(tracker.checkpoint),
-        )
-    if config["DEMO"]:
-        log.warning(
-            "DEMO MODE: demo pipelines run as user %r; do not expose this server",
-            config["DEMO_USER"],
-        )
-        socketio.start_background_task(
-            run_demo,
-            tracker,
-            owner=config["DEMO_USER"],
-            concurrency=config["DEMO_CONCURRENCY"],
-            spawn=socketio.start_background_task,
-            sleep=_paced(socketio.sleep, config["DEMO_PACE"]),
-            rng=random.Random(),
         )
 
 
@@ -118,10 +106,6 @@ def in_native_thread(async_mode: str):
 
         return lambda fn: gevent.get_hub().threadpool.apply(fn)
     return lambda fn: fn()
-
-
-def _paced(sleep, pace: float):
-    return lambda seconds: sleep(seconds * pace)
 
 
 def _every(socketio: SocketIO, seconds: float, what: str, task) -> None:

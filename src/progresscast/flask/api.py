@@ -1,21 +1,21 @@
-"""REST API under ``/api`` (DESIGN §5), documented by flask-smorest at
-``/api/openapi.json`` with a docs UI at ``/api/docs``."""
+"""REST API under ``<prefix>/api`` (DESIGN §5), documented by flask-smorest
+at ``<prefix>/api/openapi.json``."""
 
 from __future__ import annotations
 
 import flask_smorest
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask.views import MethodView
 from flask_smorest import Api
 
 from progresscast import JobStatus, ProgressCastError, RateLimited
-from progresscast.ratelimit import BucketMap
 
 from .access import cancellable_job, job_owner, readable_job, writable_job
 from .auth import http_principal
-from .context import get_tracker
+from .context import current_progress, get_tracker
 from .errors import register_http_errors
 from .jsonutil import StrictParser
+from .origin import check_cookie_write
 from .schemas import (
     CancelSchema,
     ErrorSchema,
@@ -33,13 +33,21 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictParser()
 
 
-blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Jobs and their events")
+blp = Blueprint("jobs", __name__, description="Jobs and their events")
+# Every error under the API answers {code, message, details?}, whatever
+# handlers the app has for its own pages.
+register_http_errors(blp)
 
 
 class ProgressApi(Api):
-    """flask-smorest's Api with our error body ``{code, message, details?}``."""
+    """flask-smorest's Api with our error body ``{code, message, details?}``,
+    and its error handlers on our blueprint only: flask-smorest puts them on
+    the whole app, which would turn the app's own error pages into JSON."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        pass
 
 
 @blp.route("")
@@ -150,25 +158,48 @@ class JobCancel(MethodView):
 
 
 @blp.before_request
-def _rate_limit() -> None:
-    """Per user (per address for calls without a token); 429 beyond it."""
+def _guard() -> None:
+    """Rate limit per user (per address for calls without identity), 429
+    beyond it; cross-site writes refused for callers signed in by cookie."""
+    progress = current_progress()
     try:  # bucket keys (not Socket.IO rooms)
-        key = "user:" + http_principal(request).user_id
+        principal = http_principal(request)
+        key = "user:" + principal.user_id
     except ProgressCastError:
+        principal = None
         key = "addr:" + (request.remote_addr or "?")  # the view answers the 401
-    if not current_app.extensions["progresscast.http_buckets"].take(key):
-        raise RateLimited(f"more than {current_app.config['HTTP_RATE']} requests per second")
+    if not progress.http_buckets.take(key):
+        raise RateLimited(f"more than {progress.settings['HTTP_RATE']} requests per second")
+    if principal is not None and principal.session:
+        check_cookie_write(
+            request.environ, request.method, progress.settings["CORS_ALLOWED_ORIGINS"]
+        )
 
 
-def register_api(app: Flask) -> None:
-    app.extensions["progresscast.http_buckets"] = BucketMap(
-        app.config["HTTP_RATE"], app.config["HTTP_BURST"]
-    )
-    api = ProgressApi(app)
+#: flask-smorest's settings, given to it with the extension's config prefix
+#: unless the app set them
+API_DEFAULTS = {
+    "API_TITLE": "progresscast",
+    "API_VERSION": "1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "API_SPEC_OPTIONS": {
+        "info": {"description": "Live progress for long-running jobs. See docs/protocol.md."},
+        "security": [{"bearer": []}],
+    },
+}
+
+
+def register_api(app: Flask, url_prefix: str, config_prefix: str) -> None:
+    """The REST API at ``<url_prefix>/api``, its OpenAPI document at
+    ``<url_prefix>/api/openapi.json``."""
+    for key, value in {**API_DEFAULTS, "OPENAPI_URL_PREFIX": url_prefix + "/api"}.items():
+        app.config.setdefault(config_prefix + key, value)
+    api = ProgressApi(app, config_prefix=config_prefix)
     # Every endpoint takes the bearer token (API_SPEC_OPTIONS sets it globally).
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
-    api.register_blueprint(blp)
-    # After flask-smorest's own handler, so ours answers every HTTP error.
-    register_http_errors(app)
+    # "jobs" names the API's tag and endpoints, unless the app has a "jobs" of its own.
+    name = "jobs" if "jobs" not in app.blueprints else "progresscast_jobs"
+    api.register_blueprint(blp, name=name, url_prefix=url_prefix + "/api/jobs")

@@ -12,7 +12,7 @@ import functools
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Blueprint, Flask, jsonify
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -83,14 +83,15 @@ def socket_request(schema: Schema):
     return decorate
 
 
-def register_http_errors(app: Flask) -> None:
-    """JSON ``{code, message, details?}`` for every HTTP error."""
+def register_http_errors(scope: Flask | Blueprint) -> None:
+    """JSON ``{code, message, details?}`` for every HTTP error of ``scope``:
+    a blueprint, or the whole app when it is all ours (the standalone server)."""
 
-    @app.errorhandler(ProgressCastError)
+    @scope.errorhandler(ProgressCastError)
     def _library_error(exc: ProgressCastError):
         return jsonify(exc.to_dict()), exc.http_status
 
-    @app.errorhandler(HTTPException)
+    @scope.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
         body: dict[str, Any] = {
@@ -109,7 +110,7 @@ def register_http_errors(app: Flask) -> None:
             body["message"] = f"invalid request: check {', '.join(fields)}"
         return jsonify(body), status
 
-    @app.errorhandler(Exception)
+    @scope.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return _http_error(exc)
