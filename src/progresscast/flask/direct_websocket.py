@@ -23,9 +23,10 @@ without a green thread of its own:
   thread that lives only while there is something to handle;
 * one :class:`Pinger` per server sends every connection's pings.
 
-Other async modes (gevent, threading), TLS terminated by gunicorn itself,
-websocket compression and long-polling keep python-engineio's own path; the
-pinger serves them all. Frames stay in order: once a backlog exists, every
+Other async modes (gevent, threading), eventlet's own server (``socketio.run``
+shuts the connection down when the request ends), TLS terminated by gunicorn
+itself, websocket compression and long-polling keep python-engineio's own
+path; the pinger serves them all. Frames stay in order: once a backlog exists, every
 later frame queues behind it.
 """
 
@@ -74,12 +75,20 @@ def packet_frame(encoded: str | bytes) -> bytes:
 CLOSE_FRAME = b"\x88\x02\x03\xe8"  # websocket close, status 1000
 
 
+#: set in the environ by :class:`EventletInput`: the request came from
+#: gunicorn, which only closes its copy of the socket when the request ends
+#: (eventlet's own server, ``socketio.run``, shuts the connection down)
+PARKABLE = "progresscast.parkable"
+
+
 def _plain_eventlet_websocket(ws: Any) -> bool:
-    """eventlet's RFC 6455 websocket on a plain (not TLS) socket, no compression."""
+    """eventlet's RFC 6455 websocket on a plain (not TLS) socket, no
+    compression, served by gunicorn."""
     module = sys.modules.get("eventlet.websocket")
     return (
         module is not None
         and isinstance(ws, module.RFC6455WebSocket)
+        and ws.environ.get(PARKABLE, False)
         and getattr(ws.socket, "fd", None) is not None  # GreenSSLSocket has none
         and not ws.extensions  # permessage-deflate: frames differ per connection
     )
@@ -481,4 +490,5 @@ class EventletInput:
         sock = environ.pop("gunicorn.socket", None)
         if sock is not None and "eventlet.input" not in environ:
             environ["eventlet.input"] = self._Input(sock)
+            environ[PARKABLE] = True
         return self.app(environ, start_response)
