@@ -75,7 +75,7 @@ def make_app(tmp_path) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        app.extensions["progresscast"].tracker.close()
+        app.extensions["progresscast"].close()
 
 
 @pytest.fixture

@@ -39,7 +39,13 @@ app.config.update(
 )
 # An app that opened its Socket.IO to every origin (Engine.IO's CORS check):
 # progresscast still refuses cross-site connects signed in by cookie.
-socketio = SocketIO(app, async_mode=MODE, cors_allowed_origins="*")
+# With LIVE_MESSAGE_QUEUE, its own message queue: workers publish through it.
+socketio = SocketIO(
+    app,
+    async_mode=MODE,
+    cors_allowed_origins="*",
+    message_queue=os.environ.get("LIVE_MESSAGE_QUEUE") or None,
+)
 progress = ProgressCast(app, socketio)
 
 

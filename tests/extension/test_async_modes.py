@@ -47,7 +47,9 @@ SERVERS = [
 
 
 class LiveApp:
-    def __init__(self, workdir: Path, served_by: str, mode: str) -> None:
+    def __init__(
+        self, workdir: Path, served_by: str, mode: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{served_by}-{mode}.log"
@@ -58,6 +60,7 @@ class LiveApp:
             "LIVE_STORE_URL": f"sqlite:///{workdir / f'{served_by}-{mode}.db'}",
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         if served_by == "gunicorn":
             worker = {"threading": "gthread"}.get(mode, mode)
@@ -222,3 +225,35 @@ def test_a_cookie_connect_from_a_foreign_origin_is_refused(live):
         assert allowed.call("watch_jobs", {}, namespace=NS, timeout=10)["ok"]
     finally:
         allowed.shutdown()
+
+
+def test_a_worker_reaches_the_apps_browsers_through_the_apps_message_queue(tmp_path):
+    """The app gave its SocketIO a message_queue; the extension subscribes to
+    it (its own manager in place of python-socketio's RedisManager), so a
+    worker process's events reach the app's signed-in browsers."""
+    from progresscast import ProgressTracker
+    from tests.harness import RedisServer
+
+    require_component(importlib_find("redis"), "redis (pip)")
+    redis_server = RedisServer(tmp_path).start()
+    store_url = f"sqlite:///{tmp_path / 'gunicorn-eventlet.db'}"
+    live = LiveApp(tmp_path, "gunicorn", "eventlet", env={"LIVE_MESSAGE_QUEUE": redis_server.url})
+    worker = ProgressTracker.from_urls(store_url, redis_server.url, min_interval=0)
+    alice = CookieClient(live.url, live.session("alice"), "websocket")
+    try:
+        ready = requests.get(live.url + "/progress/readyz", timeout=10).json()
+        assert ready["checks"] == {"store": "ok", "message_queue": "ok"}, ready
+        assert alice.call("watch_jobs")["ok"]
+        with worker.job("import", ["fetch", "parse"], owner="alice") as job:
+            for name in ("fetch", "parse"):
+                with job.stage(name, total=3):
+                    for _ in range(3):
+                        job.advance()
+        events = alice.until_terminal(job.job_id)
+        assert events[0]["type"] == "job_started" and events[-1]["type"] == "job_completed"
+        assert_gapless(events)
+    finally:
+        alice.close()
+        worker.close()
+        live.stop()
+        redis_server.stop()

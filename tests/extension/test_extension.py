@@ -109,7 +109,7 @@ def test_app_factory_pattern(tmp_path):
         assert isinstance(socketio.server.manager, BatchingManager)
         assert socketio.server.packet_class is TolerantPacket
     finally:
-        progress.tracker.close()
+        progress.close()
 
 
 def test_importing_progresscast_does_not_import_flask():
@@ -290,4 +290,65 @@ def test_an_app_blueprint_named_jobs_keeps_its_name(tmp_path):
         assert app.test_client().get("/jobs").get_data(as_text=True) == "the app's jobs"
         assert "progresscast_jobs" in app.blueprints
     finally:
-        progress.tracker.close()
+        progress.close()
+
+
+def test_a_flask_login_app_returns_current_user_get_id(tmp_path):
+    """The usual Flask-Login app: its user_loader is one line."""
+    from flask_login import LoginManager, UserMixin, current_user, login_user
+
+    class User(UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config["SECRET_KEY"] = "k" * 40
+    login = LoginManager(app)
+    login.user_loader(User)
+    socketio = SocketIO(app, async_mode="threading")
+    progress = ProgressCast(app, socketio)
+
+    @progress.user_loader
+    def current_user_id():
+        return current_user.get_id()  # None when anonymous
+
+    @app.post("/login/<user>")
+    def sign_in(user):
+        login_user(User(user))
+        return "", 204
+
+    try:
+        state = progress.tracker.create_job("import", ["fetch"], owner="ann")
+        http = app.test_client()
+        assert http.get("/progress/api/jobs").status_code == 401  # anonymous
+        assert http.post("/login/ann").status_code == 204
+        assert http.get(f"/progress/api/jobs/{state.job_id}").status_code == 200
+        sock = socket_for(app, http)
+        assert ack(sock, "join_job", {"job_id": state.job_id})["ok"]
+        assert not socket_for(app, app.test_client()).is_connected(NS)
+    finally:
+        progress.close()
+
+
+def test_with_another_client_manager_batched_watchers_get_events_one_by_one(tmp_path):
+    """An app that brought its own Socket.IO client manager keeps it; a
+    dashboard asking for batches gets every event anyway, unbatched."""
+    import socketio as python_socketio
+
+    class AppsOwnManager(python_socketio.Manager):
+        pass
+
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config["SECRET_KEY"] = "k" * 40
+    socketio = SocketIO(app, async_mode="threading", client_manager=AppsOwnManager())
+    progress = ProgressCast(app, socketio)
+    progress.user_loader(lambda: "ann")
+    try:
+        assert type(socketio.server.manager) is AppsOwnManager
+        dashboard = socket_for(app, app.test_client())
+        assert ack(dashboard, "watch_jobs", {"batch": True})["ok"]
+        state = progress.tracker.create_job("import", ["fetch"], owner="ann", start=True)
+        got = [p for p in dashboard.get_received(NS)]
+        assert [(p["name"], p["args"][0]["job_id"]) for p in got] == [("job_started", state.job_id)]
+    finally:
+        progress.close()

@@ -3,19 +3,17 @@ overdue jobs, closing expired connections, pruning, checkpoints.
 
 Started with ``socketio.start_background_task`` and paced with
 ``socketio.sleep``, so they run the same under eventlet, gevent or threads.
+Each stops after :meth:`ProgressCast.close`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flask_socketio import SocketIO
-
-from progresscast import ProgressTracker, StoreUnavailable
-
-from .sockets import ProgressNamespace
+from progresscast import StoreUnavailable
 
 if TYPE_CHECKING:
     from .extension import ProgressCast
@@ -25,73 +23,83 @@ log = logging.getLogger(__name__)
 
 def start_background_tasks(progress: ProgressCast) -> None:
     """End what this server's last run left running, then start the sweeps
-    the settings ask for."""
-    socketio, tracker, settings = progress.socketio, progress.tracker, progress.settings
-    _fail_interrupted(socketio, tracker, started=tracker.clock())
-    if settings["EXPIRY_SWEEP_SECONDS"]:
-        socketio.start_background_task(
-            _expire_forever, socketio, progress.namespace, settings["EXPIRY_SWEEP_SECONDS"]
+    the settings ask for (a setting of 0 turns its sweep off)."""
+    tracker, settings, namespace = progress.tracker, progress.settings, progress.namespace
+    _fail_interrupted(progress, started=tracker.clock())
+
+    def expire() -> None:
+        for sid in namespace.expired_sids(time.time()):
+            namespace.expire(sid)
+
+    def prune() -> None:
+        removed = tracker.prune(settings["RETENTION_SECONDS"])
+        if removed:
+            log.info(
+                "pruned %d finished jobs older than %ss", removed, settings["RETENTION_SECONDS"]
+            )
+
+    def fail_stalled() -> None:
+        for job_id in tracker.fail_stalled(settings["STALL_SECONDS"]):
+            log.warning(
+                "job %s failed: no event for %ss (stalled)", job_id, settings["STALL_SECONDS"]
+            )
+
+    def cancel_overdue() -> None:
+        grace = settings["CANCEL_GRACE_SECONDS"]
+        for job_id in tracker.cancel_overdue(grace):
+            log.warning("job %s cancelled: its pipeline did not stop within %ss", job_id, grace)
+
+    run_in_thread = in_native_thread(progress.socketio.async_mode)
+    sweeps = [
+        # (the setting that turns it on, seconds between runs, what, task)
+        ("EXPIRY_SWEEP_SECONDS", "EXPIRY_SWEEP_SECONDS", "expiry sweep", expire),
+        ("PRUNE_EVERY_SECONDS", "PRUNE_EVERY_SECONDS", "pruning", prune),
+        ("STALL_SECONDS", "STALL_CHECK_SECONDS", "stall check", fail_stalled),
+        ("CANCEL_GRACE_SECONDS", "CANCEL_CHECK_SECONDS", "cancel check", cancel_overdue),
+    ]
+    if tracker.manual_checkpoints():
+        checkpoint = lambda: run_in_thread(tracker.checkpoint)  # noqa: E731
+        sweeps.append(
+            ("STORE_CHECKPOINT_SECONDS", "STORE_CHECKPOINT_SECONDS", "store checkpoint", checkpoint)
         )
-    if settings["PRUNE_EVERY_SECONDS"]:
-        socketio.start_background_task(
-            _prune_forever,
-            socketio,
-            tracker,
-            settings["RETENTION_SECONDS"],
-            settings["PRUNE_EVERY_SECONDS"],
-        )
-    if settings["STALL_SECONDS"]:
-        socketio.start_background_task(
-            _fail_stalled_forever,
-            socketio,
-            tracker,
-            settings["STALL_SECONDS"],
-            settings["STALL_CHECK_SECONDS"],
-        )
-    if settings["CANCEL_GRACE_SECONDS"]:
-        socketio.start_background_task(
-            _cancel_overdue_forever,
-            socketio,
-            tracker,
-            settings["CANCEL_GRACE_SECONDS"],
-            settings["CANCEL_CHECK_SECONDS"],
-        )
-    if settings["STORE_CHECKPOINT_SECONDS"] and tracker.manual_checkpoints():
-        run = in_native_thread(socketio.async_mode)
-        socketio.start_background_task(
-            _every,
-            socketio,
-            settings["STORE_CHECKPOINT_SECONDS"],
-            "store checkpoint",
-            lambda: run(tracker.checkpoint),
-        )
+    for switch, every, what, task in sweeps:
+        if settings[switch]:
+            progress.socketio.start_background_task(_every, progress, settings[every], what, task)
 
 
-def _fail_interrupted(socketio: SocketIO, tracker: ProgressTracker, started: float) -> None:
+def _fail_interrupted(progress: ProgressCast, started: float) -> None:
     """End what the last run of this server left running in its process (its
     pipelines died with it). Done before start-up goes on; if the store cannot
     be reached yet, retried in the background until it can."""
 
     def fail() -> None:
-        for job_id in tracker.fail_interrupted(started):
+        for job_id in progress.tracker.fail_interrupted(started):
             log.warning("job %s failed: interrupted by a restart of this server", job_id)
 
     try:
         fail()
     except StoreUnavailable:
         log.warning("store unreachable at start-up; will end interrupted jobs when it is back")
-        socketio.start_background_task(_until_done, socketio, 1.0, "ending interrupted jobs", fail)
+        progress.socketio.start_background_task(
+            _every, progress, 1.0, "ending interrupted jobs", fail, once=True
+        )
 
 
-def _until_done(socketio: SocketIO, seconds: float, what: str, task) -> None:
-    """Call ``task()`` every ``seconds`` until it returns without an error."""
-    while True:
+def _every(
+    progress: ProgressCast, seconds: float, what: str, task: Callable[[], None], once=False
+) -> None:
+    """Run ``task()`` every ``seconds`` until the extension closes (with
+    ``once``: until it first succeeds); a failure is logged and retried."""
+    while not progress.closed:
         try:
             task()
-            return
+            if once:
+                return
         except Exception:
+            if progress.closed:
+                return
             log.exception("%s failed; will retry", what)
-        socketio.sleep(seconds)
+        progress.socketio.sleep(seconds)
 
 
 def in_native_thread(async_mode: str):
@@ -106,54 +114,3 @@ def in_native_thread(async_mode: str):
 
         return lambda fn: gevent.get_hub().threadpool.apply(fn)
     return lambda fn: fn()
-
-
-def _every(socketio: SocketIO, seconds: float, what: str, task) -> None:
-    """Run ``task()`` every ``seconds``, forever; a failure is logged and retried."""
-    while True:
-        try:
-            task()
-        except Exception:
-            log.exception("%s failed; will retry", what)
-        socketio.sleep(seconds)
-
-
-def _expire_forever(socketio: SocketIO, namespace: ProgressNamespace, every: float) -> None:
-    """Close connections whose token has expired (DESIGN §6: at expiry, within ``every``)."""
-
-    def sweep() -> None:
-        for sid in namespace.expired_sids(time.time()):
-            namespace.expire(sid)
-
-    _every(socketio, every, "expiry sweep", sweep)
-
-
-def _fail_stalled_forever(
-    socketio: SocketIO, tracker: ProgressTracker, stall_seconds: float, every: float
-) -> None:
-    def check() -> None:
-        for job_id in tracker.fail_stalled(stall_seconds):
-            log.warning("job %s failed: no event for %ss (stalled)", job_id, stall_seconds)
-
-    _every(socketio, every, "stall check", check)
-
-
-def _cancel_overdue_forever(
-    socketio: SocketIO, tracker: ProgressTracker, grace: float, every: float
-) -> None:
-    def check() -> None:
-        for job_id in tracker.cancel_overdue(grace):
-            log.warning("job %s cancelled: its pipeline did not stop within %ss", job_id, grace)
-
-    _every(socketio, every, "cancel check", check)
-
-
-def _prune_forever(
-    socketio: SocketIO, tracker: ProgressTracker, retention: float, every: float
-) -> None:
-    def prune() -> None:
-        removed = tracker.prune(retention)
-        if removed:
-            log.info("pruned %d finished jobs older than %ss", removed, retention)
-
-    _every(socketio, every, "pruning", prune)

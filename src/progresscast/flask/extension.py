@@ -70,6 +70,8 @@ class ProgressCast:
         self.namespace: ProgressNamespace | None = None
         self.token_secret: str | None = None
         self.message_queue_url: str | None = None
+        #: set by :meth:`close`: the background sweeps stop
+        self.closed = False
         if app is not None:
             if socketio is None:
                 raise TypeError("ProgressCast(app, socketio): pass the app's SocketIO too")
@@ -164,6 +166,12 @@ class ProgressCast:
         if not settings["WEBSOCKET_COMPRESSION"]:
             app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
         start_background_tasks(self)
+
+    def close(self) -> None:
+        """Stop the background sweeps and release the store (tests, app teardown)."""
+        self.closed = True
+        if self._tracker is not None:
+            self._tracker.close()
 
     def _token_secret(self, app: Flask) -> str | None:
         secret = self.settings["SECRET_KEY"] or app.config.get("SECRET_KEY")
