@@ -1,9 +1,9 @@
 """The extension in real server processes, in every async mode Flask-SocketIO
 offers: gunicorn with eventlet (and the fast websocket path), gevent and
-threads, and the development server (``socketio.run``) with threads and
-eventlet. A python-socketio client signs in with the app's session cookie,
-watches a job it started to the end, and the app's own event still goes
-round beside ``/progress``."""
+threads, and the development server (``socketio.run``) in each mode. A
+python-socketio client signs in with the app's session cookie, watches a
+job it started to the end, and the app's own event still goes round beside
+``/progress``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ SERVERS = [
     ("gunicorn", "threading"),
     ("dev", "threading"),
     ("dev", "eventlet"),
+    ("dev", "gevent"),
 ]
 
 
