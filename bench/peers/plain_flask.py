@@ -9,7 +9,7 @@ The payload has the same fields and size as progresscast's progress_update.
 tutorials leave it at eventlet's default, 1024. Tutorials also leave websocket
 compression as eventlet negotiates it (on, when the client offers it, as
 browsers do); ``--no-compression`` drops the client's offer first, the way
-progresscast does (web/compression.py).
+progresscast does (src/progresscast/flask/compression.py).
 """
 
 from __future__ import annotations
