@@ -39,11 +39,11 @@ def add_demo(app: Flask, progress: ProgressCast) -> None:
     progress.user_loader(lambda: user)
     progress.token_loader(lambda: demo_token(app))
     log.warning("DEMO MODE: demo pipelines run as user %r; do not expose this server", user)
-    socketio = progress.socketio
+    socketio = progress.for_app(app).socketio
     pace = app.config["DEMO_PACE"]
     socketio.start_background_task(
         run_demo,
-        progress.tracker,
+        progress.for_app(app).tracker,
         owner=user,
         concurrency=app.config["DEMO_CONCURRENCY"],
         spawn=socketio.start_background_task,

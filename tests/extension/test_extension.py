@@ -94,22 +94,66 @@ def test_the_socketio_must_be_set_up_first():
         ProgressCast().init_app(app, SocketIO(async_mode="threading"))
 
 
-def test_app_factory_pattern(tmp_path):
+def test_app_factory_pattern_with_one_extension_for_several_apps(tmp_path):
     progress = ProgressCast()
     socketio = SocketIO()
-    app = Flask(__name__, instance_path=str(tmp_path))
-    app.config["SECRET_KEY"] = "k" * 40
-    socketio.init_app(app, async_mode="threading")
-    progress.init_app(app, socketio)
+
+    def create_app(name: str, prefix: str) -> Flask:
+        app = Flask(name, instance_path=str(tmp_path / name))
+        app.config.update(SECRET_KEY="k" * 40, PROGRESSCAST_URL_PREFIX=prefix)
+        socketio.init_app(app, async_mode="threading")
+        progress.init_app(app, socketio)
+        return app
+
+    one, two = create_app("one", "/progress"), create_app("two", "/live")
+    progress.user_loader(lambda: "ann")
     try:
-        assert app.extensions["progresscast"] is progress
-        # the default store: a SQLite file in the app's instance folder
-        assert (tmp_path / "progresscast.db").exists()
+        states = one.extensions["progresscast"], two.extensions["progresscast"]
+        assert [s.extension for s in states] == [progress, progress]
+        # each app its own settings and its own store: a SQLite file in its instance folder
+        with one.app_context():
+            assert progress.settings["URL_PREFIX"] == "/progress"
+            job = progress.tracker.create_job("import", ["fetch"], owner="ann")
+        with two.app_context():
+            assert progress.settings["URL_PREFIX"] == "/live"
+            assert progress.tracker.list_jobs("ann") == []
+        assert (tmp_path / "one" / "progresscast.db").exists()
+        assert one.test_client().get(f"/progress/api/jobs/{job.job_id}").status_code == 200
+        assert two.test_client().get(f"/live/api/jobs/{job.job_id}").status_code == 404
+        with pytest.raises(RuntimeError, match="several apps"):
+            progress.tracker  # noqa: B018  (outside an app context: which app?)
         # python-socketio's default manager gave way to ours; packets decode tolerantly
         assert isinstance(socketio.server.manager, BatchingManager)
         assert socketio.server.packet_class is TolerantPacket
     finally:
         progress.close()
+
+
+def test_the_apps_json_module_still_encodes_packets(tmp_path):
+    import json
+
+    class AppJSON:
+        """The app's own JSON module (it gave SocketIO ``json=``)."""
+
+        loads = staticmethod(json.loads)
+
+        @staticmethod
+        def dumps(obj, **kwargs):
+            return json.dumps(obj, default=lambda o: f"<{type(o).__name__}>", **kwargs)
+
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config["SECRET_KEY"] = "k" * 40
+    from socketio.packet import Packet
+
+    before = Packet.json
+    try:
+        socketio = SocketIO(app, async_mode="threading", json=AppJSON)
+        progress = ProgressCast(app, socketio)
+        assert issubclass(socketio.server.packet_class, TolerantPacket)
+        assert socketio.server.packet_class.json is AppJSON
+        progress.close()
+    finally:
+        Packet.json = before  # python-socketio sets it process-wide
 
 
 def test_importing_progresscast_does_not_import_flask():

@@ -18,10 +18,11 @@ docs/flask-extension.md. ``import progresscast`` alone never imports Flask.
 from .auth import Principal
 from .batching import client_manager
 from .context import current_progress, get_tracker
-from .extension import ProgressCast
+from .extension import AppProgress, ProgressCast
 from .origin import socket_origins
 
 __all__ = [
+    "AppProgress",
     "Principal",
     "ProgressCast",
     "client_manager",

@@ -3,7 +3,7 @@ overdue jobs, closing expired connections, pruning, checkpoints.
 
 Started with ``socketio.start_background_task`` and paced with
 ``socketio.sleep``, so they run the same under eventlet, gevent or threads.
-Each stops after :meth:`ProgressCast.close`.
+Each stops after :meth:`AppProgress.close`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from progresscast import StoreUnavailable
 
 if TYPE_CHECKING:
-    from .extension import ProgressCast
+    from .extension import AppProgress
 
 log = logging.getLogger(__name__)
 
 
-def start_background_tasks(progress: ProgressCast) -> None:
+def start_background_tasks(progress: AppProgress) -> None:
     """End what this server's last run left running, then start the sweeps
     the settings ask for (a setting of 0 turns its sweep off)."""
     tracker, settings, namespace = progress.tracker, progress.settings, progress.namespace
@@ -67,7 +67,7 @@ def start_background_tasks(progress: ProgressCast) -> None:
             progress.socketio.start_background_task(_every, progress, settings[every], what, task)
 
 
-def _fail_interrupted(progress: ProgressCast, started: float) -> None:
+def _fail_interrupted(progress: AppProgress, started: float) -> None:
     """End what the last run of this server left running in its process (its
     pipelines died with it). Done before start-up goes on; if the store cannot
     be reached yet, retried in the background until it can."""
@@ -86,7 +86,7 @@ def _fail_interrupted(progress: ProgressCast, started: float) -> None:
 
 
 def _every(
-    progress: ProgressCast, seconds: float, what: str, task: Callable[[], None], once=False
+    progress: AppProgress, seconds: float, what: str, task: Callable[[], None], once=False
 ) -> None:
     """Run ``task()`` every ``seconds`` until the extension closes (with
     ``once``: until it first succeeds); a failure is logged and retried."""

@@ -9,11 +9,12 @@ from flask import Flask, current_app
 from progresscast import ProgressTracker
 
 if TYPE_CHECKING:
-    from .extension import ProgressCast
+    from .extension import AppProgress
 
 
-def current_progress(app: Flask | None = None) -> ProgressCast:
-    """The app's :class:`ProgressCast` (``current_app`` when no app is given)."""
+def current_progress(app: Flask | None = None) -> AppProgress:
+    """What progresscast holds for the app (``current_app`` when no app is
+    given): its tracker, settings, namespace."""
     return (app or current_app).extensions["progresscast"]
 
 

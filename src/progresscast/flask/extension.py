@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 import socketio as python_socketio
-from flask import Flask
+from engineio import json as engineio_json
+from flask import Flask, current_app, has_app_context
 from flask_cors import CORS
 from flask_socketio import SocketIO
 from socketio.packet import Packet
@@ -24,7 +26,7 @@ from .background import start_background_tasks
 from .batching import BatchingManager, BatchingRedisManager, client_manager
 from .compression import NoWebsocketCompression
 from .direct_websocket import EventletInput, install_direct_websockets
-from .jsonutil import TolerantPacket
+from .jsonutil import SocketJSON, TolerantPacket
 from .pages import register_pages
 from .settings import PREFIX, read_settings
 from .sockets import ProgressNamespace
@@ -49,7 +51,10 @@ class ProgressCast:
     Settings are ``PROGRESSCAST_*`` keys of ``app.config``
     (``config_prefix`` changes the prefix; the standalone server uses "").
     The ``SocketIO`` must already be set up for the app (``SocketIO(app)``
-    or ``socketio.init_app(app)``) when ``init_app`` runs.
+    or ``socketio.init_app(app)``) when ``init_app`` runs. One ``ProgressCast``
+    may serve several apps (an app factory): each gets its own tracker and
+    settings (:class:`AppProgress`, in ``app.extensions["progresscast"]``);
+    the hooks are shared.
     """
 
     def __init__(
@@ -62,16 +67,7 @@ class ProgressCast:
         self.config_prefix = config_prefix
         self._user_loader: Callable[[], Any] | None = None
         self._token_loader: Callable[[], str | None] | None = None
-        self.app: Flask | None = None
-        self.socketio: SocketIO | None = None
-        #: the app's settings, without their prefix (settings.py lists them)
-        self.settings: dict[str, Any] = {}
-        self._tracker: ProgressTracker | None = None
-        self.namespace: ProgressNamespace | None = None
-        self.token_secret: str | None = None
-        self.message_queue_url: str | None = None
-        #: set by :meth:`close`: the background sweeps stop
-        self.closed = False
+        self._apps: list[AppProgress] = []
         if app is not None:
             if socketio is None:
                 raise TypeError("ProgressCast(app, socketio): pass the app's SocketIO too")
@@ -96,22 +92,48 @@ class ProgressCast:
         self._token_loader = fn
         return fn
 
-    def load_user(self) -> Principal | None:
-        """The signed-in caller according to the ``user_loader``, if any."""
-        return principal_from(self._user_loader()) if self._user_loader else None
+    # ------------------------------------------------------ the app's state
 
-    def page_token(self) -> str | None:
-        """A bearer token for the built-in pages, from the ``token_loader``."""
-        return self._token_loader() if self._token_loader else None
-
-    # ------------------------------------------------------------------ setup
+    def for_app(self, app: Flask | None = None) -> AppProgress:
+        """What this extension holds for ``app``: the current app's, or the
+        only app's when there is one (a background task has no app context)."""
+        if app is None and has_app_context():
+            app = current_app._get_current_object()
+        if app is not None:
+            state = app.extensions.get("progresscast")
+            if state is None or state.extension is not self:
+                raise RuntimeError("this ProgressCast was not added to this app (init_app)")
+            return state
+        if len(self._apps) == 1:
+            return self._apps[0]
+        raise RuntimeError(
+            "ProgressCast.init_app(app, socketio) has not run yet"
+            if not self._apps
+            else "this ProgressCast serves several apps: use it inside an app context"
+        )
 
     @property
     def tracker(self) -> ProgressTracker:
         """The app's :class:`~progresscast.ProgressTracker`."""
-        if self._tracker is None:
-            raise RuntimeError("ProgressCast.init_app(app, socketio) has not run yet")
-        return self._tracker
+        return self.for_app().tracker
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The app's settings, without their prefix (settings.py lists them)."""
+        return self.for_app().settings
+
+    @property
+    def token_secret(self) -> str | None:
+        """The secret the app's bearer tokens are signed with (for
+        ``progresscast.tokens.issue_token``); None when tokens are off."""
+        return self.for_app().token_secret
+
+    def close(self) -> None:
+        """Stop every app's background sweeps and release their stores."""
+        for state in self._apps:
+            state.close()
+
+    # ------------------------------------------------------------------ setup
 
     def init_app(self, app: Flask, socketio: SocketIO) -> None:
         """Add progresscast to ``app`` and its (already set up) ``socketio``."""
@@ -122,23 +144,23 @@ class ProgressCast:
             )
         if "progresscast" in app.extensions:
             raise RuntimeError("progresscast is already added to this app")
-        self.app, self.socketio = app, socketio
-        settings = self.settings = read_settings(app.config, self.config_prefix)
-        self.token_secret = self._token_secret(app)
+        settings = read_settings(app.config, self.config_prefix)
         store_url = settings["STORE_URL"] or "sqlite:///" + os.path.join(
             app.instance_path, "progresscast.db"
         )
         if store_url.startswith("sqlite:///") and ":memory:" not in store_url:
             os.makedirs(os.path.dirname(os.path.abspath(store_url[10:])), exist_ok=True)
-        self._tracker = ProgressTracker(
+        tracker = ProgressTracker(
             open_store(store_url),
             emitter=socketio,
             namespace=NAMESPACE,
             min_interval=settings["MIN_INTERVAL"],
             runner=settings["SERVER_ID"],
         )
-        app.extensions["progresscast"] = self
-        self.http_buckets = BucketMap(settings["HTTP_RATE"], settings["HTTP_BURST"])
+        state = AppProgress(self, app, socketio, settings, tracker)
+        state.token_secret = _token_secret(settings, app)
+        app.extensions["progresscast"] = state
+        self._apps.append(state)
 
         register_api(app, settings["URL_PREFIX"], self.config_prefix)
         register_pages(app, settings["URL_PREFIX"])
@@ -152,12 +174,12 @@ class ProgressCast:
                 expose_headers=["X-Pagination"],
             )
 
-        self.namespace = ProgressNamespace(NAMESPACE, settings)
-        socketio.on_namespace(self.namespace)
-        self._install_manager(socketio)
+        state.namespace = ProgressNamespace(NAMESPACE, settings)
+        socketio.on_namespace(state.namespace)
+        state.message_queue_url = _install_manager(socketio, settings, self.config_prefix)
         server = socketio.server
         if server.packet_class is Packet:  # not when the app chose another serializer
-            server.packet_class = TolerantPacket
+            server.packet_class = _tolerant_packet()
         if socketio.async_mode == "eventlet":
             if settings["DIRECT_WEBSOCKET"]:
                 install_direct_websockets(server.eio, settings["WEBSOCKET_MAX_BACKLOG"])
@@ -165,55 +187,96 @@ class ProgressCast:
             app.wsgi_app = EventletInput(app.wsgi_app)
         if not settings["WEBSOCKET_COMPRESSION"]:
             app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
-        start_background_tasks(self)
+        start_background_tasks(state)
+
+
+class AppProgress:
+    """What :class:`ProgressCast` holds for one app
+    (``app.extensions["progresscast"]``, ``current_progress()``)."""
+
+    def __init__(
+        self,
+        extension: ProgressCast,
+        app: Flask,
+        socketio: SocketIO,
+        settings: dict[str, Any],
+        tracker: ProgressTracker,
+    ) -> None:
+        self.extension = extension
+        self.app = app
+        self.socketio = socketio
+        #: the app's settings, without their prefix (settings.py lists them)
+        self.settings = settings
+        self.tracker = tracker
+        self.namespace: ProgressNamespace | None = None
+        self.token_secret: str | None = None
+        self.message_queue_url: str | None = None
+        self.http_buckets = BucketMap(settings["HTTP_RATE"], settings["HTTP_BURST"])
+        #: set by :meth:`close`: the background sweeps stop
+        self.closed = False
+
+    def load_user(self) -> Principal | None:
+        """The signed-in caller according to the ``user_loader``, if any."""
+        loader = self.extension._user_loader
+        return principal_from(loader()) if loader else None
+
+    def page_token(self) -> str | None:
+        """A bearer token for the built-in pages, from the ``token_loader``."""
+        loader = self.extension._token_loader
+        return loader() if loader else None
 
     def close(self) -> None:
         """Stop the background sweeps and release the store (tests, app teardown)."""
         self.closed = True
-        if self._tracker is not None:
-            self._tracker.close()
+        self.tracker.close()
 
-    def _token_secret(self, app: Flask) -> str | None:
-        secret = self.settings["SECRET_KEY"] or app.config.get("SECRET_KEY")
-        try:
-            return check_secret(secret) if secret else None
-        except ValueError as exc:
-            log.warning("progresscast: bearer tokens are off: %s", exc)
-            return None
 
-    def _install_manager(self, socketio: SocketIO) -> None:
-        """Our client manager (one encoding per room, dashboard batching,
-        queue subscription state) in place of python-socketio's default,
-        on the app's message queue if it has one."""
-        server = socketio.server
-        manager = server.manager
-        settings = self.settings
-        url = settings["MESSAGE_QUEUE_URL"]
-        if isinstance(manager, BatchingManager | BatchingRedisManager):
-            ours = manager  # the app built it with progresscast.flask.client_manager
-            url = getattr(manager, "redis_url", None)
-        elif type(manager) is python_socketio.RedisManager and not server.manager_initialized:
-            if url and url != manager.redis_url:
-                raise ValueError(
-                    f"{self.config_prefix}MESSAGE_QUEUE_URL is not the SocketIO's message_queue"
-                )
-            url = manager.redis_url
-            ours = client_manager(url, manager.channel, settings["BATCH_INTERVAL"])
-        elif type(manager) is python_socketio.Manager and not server.manager_initialized:
-            ours = client_manager(url, settings["SOCKETIO_CHANNEL"], settings["BATCH_INTERVAL"])
-        else:
-            # Another manager (Kombu, ZeroMQ, the app's own): keep it;
-            # watch_jobs {batch: true} is then delivered unbatched.
-            log.info("progresscast: keeping the app's %s", type(manager).__name__)
-            self.message_queue_url = url
-            return
-        if ours is not manager:
-            ours.set_server(server)
-            server.manager = ours
-        self.message_queue_url = url
-        if url and not server.manager_initialized:
-            # Subscribe now, not at the first connection (python-socketio's
-            # default): until then, events from workers and other instances
-            # are not delivered here, and joins wait (batching.py).
-            server.manager_initialized = True
-            ours.initialize()
+def _token_secret(settings: dict[str, Any], app: Flask) -> str | None:
+    """The secret bearer tokens are signed with, or None: tokens are off."""
+    secret = settings["SECRET_KEY"] or app.config.get("SECRET_KEY")
+    try:
+        return check_secret(secret) if secret else None
+    except ValueError as exc:
+        log.warning("progresscast: bearer tokens are off: %s", exc)
+        return None
+
+
+def _tolerant_packet() -> type[Packet]:
+    """Our packet class, with the app's ``json=`` module if it gave SocketIO one."""
+    if Packet.json in (engineio_json, json, SocketJSON):  # python-socketio sets it process-wide
+        return TolerantPacket
+    return type("AppJSONTolerantPacket", (TolerantPacket,), {"json": Packet.json})
+
+
+def _install_manager(socketio: SocketIO, settings: dict[str, Any], prefix: str) -> str | None:
+    """Our client manager (one encoding per room, dashboard batching,
+    queue subscription state) in place of python-socketio's default, on the
+    app's message queue if it has one. Returns the message queue's URL."""
+    server = socketio.server
+    manager = server.manager
+    url = settings["MESSAGE_QUEUE_URL"]
+    if isinstance(manager, BatchingManager | BatchingRedisManager):
+        ours = manager  # the app built it with progresscast.flask.client_manager
+        url = getattr(manager, "redis_url", None)
+    elif type(manager) is python_socketio.RedisManager and not server.manager_initialized:
+        if url and url != manager.redis_url:
+            raise ValueError(f"{prefix}MESSAGE_QUEUE_URL is not the SocketIO's message_queue")
+        url = manager.redis_url
+        ours = client_manager(url, manager.channel, settings["BATCH_INTERVAL"])
+    elif type(manager) is python_socketio.Manager and not server.manager_initialized:
+        ours = client_manager(url, settings["SOCKETIO_CHANNEL"], settings["BATCH_INTERVAL"])
+    else:
+        # Another manager (Kombu, ZeroMQ, the app's own): keep it;
+        # watch_jobs {batch: true} is then delivered unbatched.
+        log.info("progresscast: keeping the app's %s", type(manager).__name__)
+        return url
+    if ours is not manager:
+        ours.set_server(server)
+        server.manager = ours
+    if url and not server.manager_initialized:
+        # Subscribe now, not at the first connection (python-socketio's
+        # default): until then, events from workers and other instances
+        # are not delivered here, and joins wait (batching.py).
+        server.manager_initialized = True
+        ours.initialize()
+    return url
