@@ -24,6 +24,8 @@ class Config(Defaults):
 
     # --- the extension's, as the standalone server uses them
     URL_PREFIX = ""  # pages, API and assets at the root
+    # The repository's instance folder, whatever INSTANCE_PATH says (as ever).
+    STORE_URL = f"sqlite:///{os.path.join(HERE, 'instance', 'progresscast.db')}"
     SOCKETIO_CLIENT_URL = "/vendor/socket.io/socket.io.esm.min.js"  # from node_modules (npm)
 
     # --- server

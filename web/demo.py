@@ -12,10 +12,11 @@ import os
 import random
 import secrets
 
-from flask import Flask, abort, jsonify
+from flask import Flask
 
 from progresscast.demo import run_demo
-from progresscast.flask import ProgressCast
+from progresscast.flask import Principal, ProgressCast
+from progresscast.flask.pages import page_token
 from progresscast.tokens import check_secret, demo_secret_path, issue_token
 
 log = logging.getLogger(__name__)
@@ -24,19 +25,15 @@ log = logging.getLogger(__name__)
 def add_demo(app: Flask, progress: ProgressCast) -> None:
     """Demo mode, when ``DEMO`` is on: the demo user, its tokens, its pipeline."""
 
-    @app.get("/demo/token")
-    def demo_token_json():
-        """A fresh demo token (demo mode only), for a dashboard whose token expired."""
-        if not app.config["DEMO"]:
-            abort(404)
-        response = jsonify({"token": demo_token(app)})
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
+    # The pages' token renewal under its old name too (404 outside demo mode).
+    app.add_url_rule("/demo/token", "demo_token", page_token)
     if not app.config["DEMO"]:
         return
     user = app.config["DEMO_USER"]
-    progress.user_loader(lambda: user)
+    # Not a cookie: no browser sends the demo identity by itself, so no
+    # cross-site rules (the demo server is never to be exposed anyway).
+    demo_principal = Principal(user, session=False)
+    progress.user_loader(lambda: demo_principal)
     progress.token_loader(lambda: demo_token(app))
     log.warning("DEMO MODE: demo pipelines run as user %r; do not expose this server", user)
     socketio = progress.for_app(app).socketio

@@ -52,7 +52,7 @@ def _instance_path() -> str | None:
 
 def _demo_secret(path: str) -> str | None:
     """The secret a demo server keeps in ``path``, None if there is none. Read, never
-    created (the server writes it, web/auth.py); ``ValueError`` if it is too weak."""
+    created (the server writes it, web/demo.py); ``ValueError`` if it is too weak."""
     from .tokens import check_secret
 
     try:

@@ -3,7 +3,7 @@
 Every error that can reach a client derives from :class:`ProgressCastError`
 and carries a stable ``code`` from the wire protocol (DESIGN §4). The web
 layer translates them into error acks and HTTP responses in one place
-(``web/errors.py``); the library never formats a response itself.
+(``progresscast/flask/errors.py``); the library never formats a response itself.
 """
 
 from __future__ import annotations

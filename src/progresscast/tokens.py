@@ -57,7 +57,7 @@ def check_secret(secret: Any) -> str:
 
 def demo_secret_path(instance_path: str | os.PathLike[str]) -> str:
     """The demo secret's file in a server's instance folder (``app.instance_path``):
-    the server writes it (web/auth.py), ``python -m progresscast token`` reads it."""
+    the server writes it (web/demo.py), ``python -m progresscast token`` reads it."""
     return os.path.join(instance_path, DEMO_SECRET_FILE)
 
 

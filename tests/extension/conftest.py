@@ -90,7 +90,13 @@ def signed_in(app: Flask, user: str):
     return client
 
 
+#: what a browser on the app's own pages sends with a Socket.IO handshake
+SAME_ORIGIN = {"Origin": "http://localhost"}
+
+
 def socket_for(app: Flask, http=None, namespace: str = NS, **kwargs: Any):
-    """A Socket.IO test client that sends ``http``'s cookies (its session)."""
+    """A Socket.IO test client that sends ``http``'s cookies (its session),
+    from the app's own origin unless ``headers`` say otherwise."""
     socketio = app.extensions["socketio"]
+    kwargs.setdefault("headers", SAME_ORIGIN)
     return socketio.test_client(app, namespace=namespace, flask_test_client=http, **kwargs)

@@ -109,6 +109,7 @@ class CookieClient:
     def __init__(self, url: str, http: requests.Session, transport: str) -> None:
         self.events: queue.Queue[dict] = queue.Queue()
         self.notices: queue.Queue[Any] = queue.Queue()
+        self.foreign: list[dict] = []  # events of other jobs, passed over while waiting
         self.sio = ordered_socketio_client(reconnection=False)
         for kind in EVENT_TYPES:
             self.sio.on(kind, self.events.put, namespace=NS)
@@ -118,7 +119,9 @@ class CookieClient:
         self.sio.connect(
             url,
             namespaces=["/", NS],
-            headers={"Cookie": cookie},
+            # As a browser on the app's own page: the cookie and the page's
+            # origin (websocket-client sends the latter by itself).
+            headers={"Cookie": cookie, **({"Origin": url} if transport == "polling" else {})},
             transports=[transport],
             wait_timeout=10,
         )
@@ -135,6 +138,8 @@ class CookieClient:
                 raise AssertionError(f"job {job_id} did not end: {got}") from None
             if event["job_id"] == job_id:
                 got.append(event)
+            else:
+                self.foreign.append(event)
         return got
 
     def close(self) -> None:
@@ -171,9 +176,12 @@ def test_a_signed_in_browser_watches_its_job_and_the_apps_event_goes_round(live)
         assert events[-1]["type"] == "job_completed", events
         assert any(0 < e["progress"] < 100 for e in events if e["type"] == "progress_update")
         assert_gapless(events, first=events[0]["seq"])
-        # bob is signed in too, and sees nothing of alice's job
+        # bob is signed in too, and sees nothing of alice's job: his own job,
+        # started after hers ended, is all that reaches his dashboard
         assert bob.call("join_job", {"job_id": job_id})["error"]["code"] == "not_found"
-        assert bob.events.empty()
+        bobs = bob_http.post(live.url + "/work", timeout=10).json()["job_id"]
+        assert bob.until_terminal(bobs)[-1]["type"] == "job_completed"
+        assert bob.foreign == [] and bob.events.empty()
         rest = alice_http.get(f"{live.url}/progress/api/jobs/{job_id}", timeout=10)
         assert rest.json()["status"] == "completed"
         assert bob_http.get(f"{live.url}/progress/api/jobs/{job_id}", timeout=10).status_code == 404

@@ -105,7 +105,11 @@ def test_app_factory_pattern_with_one_extension_for_several_apps(tmp_path):
         progress.init_app(app, socketio)
         return app
 
-    one, two = create_app("one", "/progress"), create_app("two", "/live")
+    one = create_app("one", "/progress")
+    with pytest.raises(RuntimeError, match="already serves another app"):
+        create_app("shared", "/shared")  # Flask-SocketIO serves one app at a time
+    socketio = SocketIO()
+    two = create_app("two", "/live")
     progress.user_loader(lambda: "ann")
     try:
         states = one.extensions["progresscast"], two.extensions["progresscast"]
@@ -122,6 +126,9 @@ def test_app_factory_pattern_with_one_extension_for_several_apps(tmp_path):
         assert two.test_client().get(f"/live/api/jobs/{job.job_id}").status_code == 404
         with pytest.raises(RuntimeError, match="several apps"):
             progress.tracker  # noqa: B018  (outside an app context: which app?)
+        # a closed app is forgotten: the one left is the app outside a context
+        one.extensions["progresscast"].close()
+        assert progress.settings["URL_PREFIX"] == "/live"
         # python-socketio's default manager gave way to ours; packets decode tolerantly
         assert isinstance(socketio.server.manager, BatchingManager)
         assert socketio.server.packet_class is TolerantPacket
@@ -213,7 +220,9 @@ def test_a_short_secret_turns_tokens_off_but_not_the_apps_sign_in(make_app):
 def test_without_a_user_loader_only_tokens_sign_in(make_app):
     app = make_app(user_loader=False)
     http = signed_in(app, "alice")  # the app's session means nothing to progresscast
-    assert http.get("/progress/api/jobs").status_code == 401
+    refused = http.get("/progress/api/jobs")
+    assert refused.status_code == 401
+    assert refused.get_json()["message"] == "authentication required: a bearer token"
     assert not socket_for(app, http).is_connected(NS)
 
 
@@ -234,6 +243,18 @@ def test_what_a_user_loader_may_return(value, expected):
 def test_a_user_loader_returning_something_else_is_a_clear_error():
     with pytest.raises(TypeError, match="user_loader returns None, a user id"):
         principal_from(object())
+
+
+@pytest.mark.parametrize("user_id", ["bob#batch", "ann smith", "x" * 129, "-dash"])
+def test_user_ids_that_could_name_another_users_room_are_refused(user_id):
+    """Rooms are built from user ids (``user:<id>``, ``user:<id>#batch``):
+    the same rule as for tokens keeps one user's id from naming another's room."""
+    with pytest.raises(ValueError, match="progresscast user ids are 1-128"):
+        principal_from(user_id)
+
+
+def test_a_principal_may_say_it_is_not_from_a_cookie():
+    assert principal_from(Principal("demo", session=False)).session is False
 
 
 # ------------------------------------------------------- cross-site safety
@@ -283,14 +304,25 @@ def test_an_allowed_origin_may_write_with_the_cookie(make_app):
     allowed = alice.post(path, json={}, headers={"Origin": "https://admin.example"})
     assert allowed.status_code == 202
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://admin.example"
+    # the browser sends the cookie cross-origin only when told credentials are welcome
+    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+    unlisted = alice.get(f"/progress/api/jobs/{job_id}", headers={"Origin": FOREIGN})
+    assert "Access-Control-Allow-Origin" not in unlisted.headers
 
 
 def test_a_foreign_site_cannot_open_a_socket_with_the_users_cookie(app):
     alice = signed_in(app, "alice")
-    refused = socket_for(app, alice, headers={"Origin": FOREIGN})
-    assert not refused.is_connected(NS)
+    for headers in (
+        {"Origin": FOREIGN},
+        {"Origin": FOREIGN, "Sec-Fetch-Site": "same-origin"},  # Origin decides
+        {"Sec-Fetch-Site": "cross-site"},
+        {},  # a <script> tag's long-polling handshake (JSONP) sends neither
+    ):
+        assert not socket_for(app, alice, headers=headers).is_connected(NS), headers
     own = socket_for(app, alice, headers={"Origin": "http://localhost"})
     assert own.is_connected(NS)
+    polling = socket_for(app, alice, headers={"Sec-Fetch-Site": "same-origin"})
+    assert polling.is_connected(NS)  # a same-origin XHR poll sends no Origin
     # a token is not ambient: any origin may connect with one
     with_token = socket_for(app, headers={"Origin": FOREIGN}, auth={"token": token_for("alice")})
     assert with_token.is_connected(NS)
@@ -396,3 +428,12 @@ def test_with_another_client_manager_batched_watchers_get_events_one_by_one(tmp_
         assert [(p["name"], p["args"][0]["job_id"]) for p in got] == [("job_started", state.job_id)]
     finally:
         progress.close()
+
+
+@pytest.mark.parametrize("auth", [12.5, -3, "token", [1], True])
+def test_a_connect_whose_auth_is_not_an_object_is_refused_even_when_signed_in(app, auth):
+    """Auth that is not an object is refused. ``12.5`` is encoded
+    ``0/progress,12.5``, which python-socketio reads back as the ack id 12 and
+    the undecodable ``.5``: refused too, not an exception in the server. (A
+    whole number is read back as an ack id and no auth at all.)"""
+    assert not socket_for(app, signed_in(app, "alice"), auth=auth).is_connected(NS)

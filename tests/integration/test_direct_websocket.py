@@ -1,4 +1,4 @@
-"""The direct websocket path (web/direct_websocket.py) on a real gunicorn +
+"""The direct websocket path (progresscast/flask/direct_websocket.py) on a real gunicorn +
 eventlet server: pings from the shared pinger, slow readers cut off without
 harming anyone else, and python-engineio's own path still there when turned off."""
 

@@ -1,5 +1,5 @@
 """The live server checkpoints its SQLite WAL from a native thread
-(web/background.py), not inside commits on the event loop."""
+(progresscast/flask/background.py), not inside commits on the event loop."""
 
 from __future__ import annotations
 

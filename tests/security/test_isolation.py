@@ -93,7 +93,7 @@ class World:
         # (channel, op, actor, target kind) -> normalised refusals seen
         self.refusals: dict[tuple, set] = defaultdict(set)
 
-    # -- the access rule, written down independently of web/access.py
+    # -- the access rule, written down independently of progresscast/flask/access.py
 
     def may_read(self, who: Principal, job_id: str) -> bool:
         job = self.jobs.get(job_id)

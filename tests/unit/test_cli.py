@@ -62,7 +62,7 @@ def test_errors_exit_non_zero_with_a_message(args, secret, message):
 
 
 def demo_secret(instance, secret=None):
-    """A demo server's secret file, as web/auth.py writes it."""
+    """A demo server's secret file, as web/demo.py writes it."""
     instance.mkdir()
     path = demo_secret_path(instance)
     with open(path, "w") as f:

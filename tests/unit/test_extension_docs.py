@@ -143,7 +143,9 @@ def test_the_readme_example_runs_a_job_for_the_signed_in_user(readme_app):
     job_id = started.get_json()["job_id"]
 
     # The browser's socket, signed in by the same cookie, follows it.
-    sock = socketio.test_client(app, namespace="/progress", flask_test_client=ann)
+    sock = socketio.test_client(
+        app, namespace="/progress", flask_test_client=ann, headers={"Origin": "http://localhost"}
+    )
     assert sock.is_connected("/progress")
     ack = sock.emit(
         "join_job", {"job_id": job_id, "since": 0}, namespace="/progress", callback=True

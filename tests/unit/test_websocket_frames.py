@@ -24,7 +24,7 @@ def test_binary_packets_get_binary_frames(size):
 
 
 def test_an_event_holding_bytes_cannot_take_the_json_only_path():
-    # web/batching.py encodes broadcasts with binary=False (no search for
+    # progresscast/flask/batching.py encodes broadcasts with binary=False (no search for
     # bytes) and relies on this TypeError to hand bytes to python-socketio.
     from socketio import packet
 

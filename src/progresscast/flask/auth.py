@@ -12,13 +12,13 @@ Two ways in:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Request, current_app, g
 
 from progresscast import Unauthorized
-from progresscast.tokens import verify_token
+from progresscast.tokens import USER_ID_RE, verify_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,30 +30,39 @@ class Principal:
     admin: bool = False
     service: bool = False
     jobs: frozenset[str] = field(default_factory=frozenset)  # share-link jobs it may read
-    session: bool = False  # identified by the app's sign-in (a cookie), not a token
+    # Identified by something the browser sends by itself (the app's session
+    # cookie), so cross-site rules apply (origin.py). Unset (None) in what a
+    # user_loader returns means True; tokens say False.
+    session: bool | None = None
     expires_at: float | None = None  # epoch seconds; None: no expiry
 
 
 def principal_from(value: Any) -> Principal | None:
-    """What a ``user_loader`` returned, as a session :class:`Principal`:
-    None (nobody signed in), a user id (str or int) or a Principal."""
-    if value is None:
+    """What a ``user_loader`` returned, as a :class:`Principal`: None (nobody
+    signed in), a user id (str or int) or a Principal. The caller counts as
+    identified by cookie unless the Principal says ``session=False`` (an
+    identity that no browser sends by itself, such as the demo user)."""
+    if value is None or value == "":
         return None
     if isinstance(value, Principal):
-        return value if value.session else _replace_session(value)
-    if isinstance(value, bool) or not isinstance(value, str | int):
+        principal = value
+    elif isinstance(value, str | int) and not isinstance(value, bool):
+        principal = Principal(str(value))
+    else:
         raise TypeError(
             "a progresscast user_loader returns None, a user id (str or int) or a Principal,"
             f" not {type(value).__name__}"
         )
-    user_id = str(value)
-    if not user_id:
-        return None
-    return Principal(user_id, session=True)
-
-
-def _replace_session(p: Principal) -> Principal:
-    return Principal(p.user_id, p.admin, p.service, p.jobs, True, p.expires_at)
+    # The same rule as tokens' subjects: room names are built from user ids,
+    # and "#" or spaces could name another user's room.
+    if not USER_ID_RE.match(principal.user_id):
+        raise ValueError(
+            f"the user_loader returned the user id {principal.user_id!r}: progresscast user ids"
+            " are 1-128 letters, digits and _.@:- (map yours, e.g. to a database id)"
+        )
+    if principal.session is None:
+        principal = replace(principal, session=True)
+    return principal
 
 
 def _extension():
@@ -65,13 +74,20 @@ def _from_token(token: Any) -> Principal:
     if ext.token_secret is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
     claims = verify_token(ext.token_secret, token, leeway=ext.settings["TOKEN_LEEWAY"])
-    return Principal(claims.sub, claims.admin, claims.service, claims.jobs, expires_at=claims.exp)
+    return Principal(
+        claims.sub, claims.admin, claims.service, claims.jobs, session=False, expires_at=claims.exp
+    )
 
 
 def _signed_in() -> Principal:
-    principal = _extension().load_user()
+    progress = _extension()
+    principal = progress.load_user()
     if principal is None:
-        raise Unauthorized("authentication required: sign in, or send a bearer token")
+        raise Unauthorized(
+            "authentication required: sign in, or send a bearer token"
+            if progress.extension.has_user_loader
+            else "authentication required: a bearer token"
+        )
     return principal
 
 
@@ -79,7 +95,9 @@ def socket_principal(auth: Any) -> Principal:
     """The caller of a Socket.IO connect, from ``auth: {token}`` or else the
     app's sign-in (the connect runs in the handshake's request context, so
     the session cookie and Flask-Login work as in a view)."""
-    token = auth.get("token") if isinstance(auth, dict) else None
+    if auth is not None and not isinstance(auth, dict):
+        raise Unauthorized("auth must be an object: {token: ...}, or {} to use the app's sign-in")
+    token = auth.get("token") if auth else None
     return _signed_in() if token is None else _from_token(token)
 
 

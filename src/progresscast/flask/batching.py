@@ -29,7 +29,7 @@ from .direct_websocket import DirectSockets, broadcast
 
 class _Fanout(socketio.Manager):
     """Room delivery that encodes and frames a packet once for all its
-    websocket clients (web/direct_websocket.py), when the server has them."""
+    websocket clients (direct_websocket.py), when the server has them."""
 
     def emit(
         self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs

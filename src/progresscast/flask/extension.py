@@ -92,6 +92,10 @@ class ProgressCast:
         self._token_loader = fn
         return fn
 
+    @property
+    def has_user_loader(self) -> bool:
+        return self._user_loader is not None
+
     # ------------------------------------------------------ the app's state
 
     def for_app(self, app: Flask | None = None) -> AppProgress:
@@ -130,7 +134,7 @@ class ProgressCast:
 
     def close(self) -> None:
         """Stop every app's background sweeps and release their stores."""
-        for state in self._apps:
+        for state in list(self._apps):
             state.close()
 
     # ------------------------------------------------------------------ setup
@@ -144,6 +148,12 @@ class ProgressCast:
             )
         if "progresscast" in app.extensions:
             raise RuntimeError("progresscast is already added to this app")
+        if any(state.socketio is socketio for state in self._apps):
+            # Flask-SocketIO serves only the app it was last set up for.
+            raise RuntimeError(
+                "this SocketIO already serves another app with progresscast: give each app"
+                " its own SocketIO, or close() the other app's progresscast first"
+            )
         settings = read_settings(app.config, self.config_prefix)
         store_url = settings["STORE_URL"] or "sqlite:///" + os.path.join(
             app.instance_path, "progresscast.db"
@@ -157,32 +167,39 @@ class ProgressCast:
             min_interval=settings["MIN_INTERVAL"],
             runner=settings["SERVER_ID"],
         )
+        try:
+            message_queue_url = _install_manager(socketio, settings, self.config_prefix)
+        except Exception:
+            tracker.close()
+            raise
         state = AppProgress(self, app, socketio, settings, tracker)
         state.token_secret = _token_secret(settings, app)
+        state.message_queue_url = message_queue_url
         app.extensions["progresscast"] = state
         self._apps.append(state)
 
         register_api(app, settings["URL_PREFIX"], self.config_prefix)
         register_pages(app, settings["URL_PREFIX"])
-        if settings["CORS_ALLOWED_ORIGINS"]:  # else same origin only (no CORS headers)
+        origins = settings["CORS_ALLOWED_ORIGINS"]
+        if origins:  # else same origin only (no CORS headers)
             CORS(
                 app,
-                resources={
-                    settings["URL_PREFIX"] + "/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}
-                },
+                resources={settings["URL_PREFIX"] + "/api/*": {"origins": origins}},
                 allow_headers=["Authorization", "Content-Type"],
                 expose_headers=["X-Pagination"],
+                # The listed origins may send the user's cookie; never every site.
+                supports_credentials="*" not in origins,
             )
 
         state.namespace = ProgressNamespace(NAMESPACE, settings)
         socketio.on_namespace(state.namespace)
-        state.message_queue_url = _install_manager(socketio, settings, self.config_prefix)
         server = socketio.server
         if server.packet_class is Packet:  # not when the app chose another serializer
             server.packet_class = _tolerant_packet()
+        if settings["DIRECT_WEBSOCKET"]:
+            # Direct writes under eventlet; one pinger for every connection in any mode.
+            install_direct_websockets(server.eio, settings["WEBSOCKET_MAX_BACKLOG"])
         if socketio.async_mode == "eventlet":
-            if settings["DIRECT_WEBSOCKET"]:
-                install_direct_websockets(server.eio, settings["WEBSOCKET_MAX_BACKLOG"])
             # Outermost, so the Engine.IO middleware sees what these leave.
             app.wsgi_app = EventletInput(app.wsgi_app)
         if not settings["WEBSOCKET_COMPRESSION"]:
@@ -226,9 +243,12 @@ class AppProgress:
         return loader() if loader else None
 
     def close(self) -> None:
-        """Stop the background sweeps and release the store (tests, app teardown)."""
+        """Stop the background sweeps and release the store (tests, app
+        teardown); the extension forgets this app."""
         self.closed = True
         self.tracker.close()
+        if self in self.extension._apps:
+            self.extension._apps.remove(self)
 
 
 def _token_secret(settings: dict[str, Any], app: Flask) -> str | None:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
-from socketio.packet import BINARY_EVENT, EVENT, Packet
+from socketio.packet import BINARY_EVENT, CONNECT, EVENT, Packet
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -92,12 +92,13 @@ MALFORMED = "malformed_request"
 
 
 class TolerantPacket(Packet):
-    """Socket.IO packets whose undecodable event payloads still get an answer.
+    """Socket.IO packets whose undecodable payloads still get an answer.
 
     python-socketio drops a packet whose JSON does not parse (so the client
     waits for its ack until it times out) and fails on an event that is not
     ``[name, ...]``. Here such an event becomes ``[MALFORMED, reason]`` with
     its namespace and ack id kept, and the namespace acks ``invalid_payload``.
+    A connect whose auth cannot be decoded is refused (its auth is not an object).
     """
 
     json = SocketJSON
@@ -106,6 +107,11 @@ class TolerantPacket(Packet):
         try:
             attachments = super().decode(encoded_packet)
         except (ValueError, RecursionError) as exc:
+            if self.packet_type == CONNECT:
+                # e.g. auth 0: encoded "0/ns,0", the 0 read back as an ack id
+                # and nothing left to decode; the connect is refused instead.
+                self.data = MALFORMED
+                return 0
             if self.packet_type not in (EVENT, BINARY_EVENT):
                 raise
             self.data = [MALFORMED, f"undecodable payload: {str(exc)[:200]}"]

@@ -7,7 +7,8 @@ user only when it comes from the app's own origin or an allowed one:
 
 - state-changing REST calls (POST, PUT, PATCH, DELETE);
 - Socket.IO connects: a websocket is not subject to CORS at all, and the
-  app's own ``cors_allowed_origins`` may be wider than ours.
+  app's own ``cors_allowed_origins`` may be wider than ours. A connect must
+  show where it comes from (:func:`same_site_connect`).
 
 The check follows the browsers' own signals, as Go's CrossOriginProtection
 does: ``Sec-Fetch-Site`` when the browser sends it, else ``Origin`` against
@@ -51,6 +52,20 @@ def same_site_request(environ: Mapping[str, Any], allowed: Iterable[str] = ()) -
     if origin is None:
         return True  # not sent by a browser page
     return origin in own_origins(environ)
+
+
+def same_site_connect(environ: Mapping[str, Any], allowed: Iterable[str] = ()) -> bool:
+    """Whether a Socket.IO handshake comes from the app's own pages (or an
+    ``allowed`` origin), shown by the browser itself. Stricter than
+    :func:`same_site_request`: a cross-site ``<script>`` tag (JSONP
+    long-polling) sends no ``Origin``, and an older browser no
+    ``Sec-Fetch-Site`` either, so silence is not taken for consent here.
+    Browsers send ``Origin`` on every websocket handshake and
+    ``Sec-Fetch-Site`` on their polling requests."""
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None:
+        return origin in allowed or origin in own_origins(environ)
+    return environ.get("HTTP_SEC_FETCH_SITE") == "same-origin"
 
 
 def check_cookie_write(environ: Mapping[str, Any], method: str, allowed: Iterable[str]) -> None:

@@ -47,7 +47,7 @@ from .batching import BatchingManager, BatchingRedisManager
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
-from .origin import same_site_request
+from .origin import same_site_connect
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class ProgressNamespace(Namespace):
         config = self.config
         try:
             principal = socket_principal(auth)
-            if principal.session and not same_site_request(
+            if principal.session and not same_site_connect(
                 request.environ, config["CORS_ALLOWED_ORIGINS"]
             ):
                 # A websocket is not subject to CORS: without this, any site

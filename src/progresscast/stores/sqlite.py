@@ -328,7 +328,7 @@ class SQLiteStore(JobStore):
         fsyncs it inside whichever commit crosses 1,000 WAL pages: a few
         milliseconds during which an event loop (eventlet, gevent) delivers
         nothing. The server does it in a native thread instead
-        (web/background.py)."""
+        (progresscast/flask/background.py)."""
         with self._lock:
             self._conn().execute("PRAGMA wal_autocheckpoint=0")
 
