@@ -97,6 +97,74 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def log_tail(path: Path, size: int = 5000) -> str:
+    """The end of a server's log (what a failure message shows)."""
+    return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+class AppProcess:
+    """A web app in a process of its own session (so :func:`stop_group` ends
+    gunicorn's worker too), logging to ``log_path``, up once ``health_path``
+    answers 200."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        health_path: str = "/healthz",
+    ) -> None:
+        self.cmd, self.cwd, self.env, self.port = cmd, cwd, env, port
+        self.log_path, self.health_path = log_path, health_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> AppProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
+        self._log = log
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            wait_until(self._healthy, timeout, what=f"{self.cmd[-1]} on port {self.port}")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"server did not start:\n{self.log()}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(self.url + self.health_path, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self) -> str:
+        return log_tail(self.log_path)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server and every process of its session."""
+        if self.proc is None:
+            return
+        stop_group(self.proc, sig, timeout=15)
+        self._log.close()
+        self.proc = None
+
+
+def gunicorn_cmd(worker: str, port: int, app: str, python: str = sys.executable) -> list[str]:
+    """``gunicorn -k WORKER -w 1`` on 127.0.0.1:PORT serving ``app``."""
+    cmd = [python, "-m", "gunicorn", "-k", worker, "-w", "1"]
+    cmd += ["--threads", "20"] if worker == "gthread" else []
+    return [*cmd, "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", app]
+
+
 class ServerProcess:
     """One gunicorn + eventlet server on 127.0.0.1 with its own SQLite file."""
 
@@ -112,12 +180,16 @@ class ServerProcess:
             **(env or {}),
         }
         self.port = 0
-        self.proc: subprocess.Popen | None = None
+        self.app: AppProcess | None = None
         self.log_path = workdir / "server.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.app.proc if self.app is not None else None
 
     def start(self, port: int | None = None, timeout: float = 30) -> ServerProcess:
         require_component(_has_module("gunicorn"), "gunicorn")
@@ -130,50 +202,23 @@ class ServerProcess:
             **self.env,
             "PYTHONUNBUFFERED": "1",
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            self.worker,
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--graceful-timeout",
-            "3",
-            "wsgi:app",
-        ]
-        log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self._log = log
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
-        )
-        try:
-            wait_until(self._healthy, timeout, what=f"server on port {self.port}")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"server did not start:\n{self.log()}") from None
+        self.app = AppProcess(
+            gunicorn_cmd(self.worker, self.port, "wsgi:app"),
+            cwd=ROOT,
+            env=env,
+            port=self.port,
+            log_path=self.log_path,
+        ).start(timeout)
         return self
 
-    def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+        return log_tail(self.log_path)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server and every process of its session (gunicorn's worker too)."""
-        if self.proc is None:
-            return
-        stop_group(self.proc, sig, timeout=15)
-        self._log.close()
-        self.proc = None
+        if self.app is not None:
+            self.app.stop(sig)
+            self.app = None
 
     # -- HTTP helper: authenticated as `user` unless headers say otherwise
 

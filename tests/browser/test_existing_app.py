@@ -14,18 +14,22 @@ import io
 import os
 import re
 import secrets
-import subprocess
-import sys
 import tokenize
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.harness import ROOT, free_port, require_component, stop_group, wait_until
+from tests.harness import (
+    ROOT,
+    AppProcess,
+    free_port,
+    gunicorn_cmd,
+    log_tail,
+    require_component,
+    wait_until,
+)
 
 EXAMPLE = ROOT / "examples" / "existing_app"
 SOCKETIO_ESM = ROOT / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
@@ -61,18 +65,8 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@dataclass
-class ExampleApp:
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
 @pytest.fixture(scope="module")
-def example_app(tmp_path_factory) -> Iterator[ExampleApp]:
+def example_app(tmp_path_factory) -> Iterator[AppProcess]:
     """The example as its README runs it: gunicorn -k eventlet, one worker, from
     its folder; progresscast from src/, a store of its own, a fast pace."""
     for module in ("gunicorn", "eventlet", "flask_socketio"):
@@ -88,29 +82,19 @@ def example_app(tmp_path_factory) -> Iterator[ExampleApp]:
         EXAMPLE_PACE=PACE,
         PYTHONUNBUFFERED="1",
     )
-    cmd = [sys.executable, "-m", "gunicorn", "-k", "eventlet", "-w", "1"]
-    cmd += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", "app:app"]
-    log_path = workdir / "server.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=EXAMPLE, env=env, stdout=log, stderr=log, start_new_session=True
-        )
-    app = ExampleApp(f"http://127.0.0.1:{port}", proc, log_path)
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the example exited with {proc.returncode}:\n{app.log()}")
-        try:
-            return requests.get(app.url + "/login", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
+    app = AppProcess(
+        gunicorn_cmd("eventlet", port, "app:app"),
+        cwd=EXAMPLE,
+        env=env,
+        port=port,
+        log_path=workdir / "server.log",
+        health_path="/login",
+    ).start()
     try:
-        wait_until(answers, 30, what="the example app")
         yield app
     finally:
-        stop_group(proc)
-    assert "Traceback" not in app.log(), app.log()
+        app.stop()
+    assert "Traceback" not in log_tail(app.log_path, 10**6), app.log()
 
 
 def offline_cdn(route) -> None:
@@ -146,7 +130,7 @@ def open_page(browser, page_errors):
         ctx.close()
 
 
-def sign_in(page, app: ExampleApp, user: str) -> None:
+def sign_in(page, app: AppProcess, user: str) -> None:
     """Through the app's own sign-in form: the app's page asks for it first."""
     from playwright.sync_api import expect
 
@@ -170,7 +154,7 @@ def form_token(html: str) -> str:
 
 
 @contextlib.contextmanager
-def http_session(app: ExampleApp, user: str) -> Iterator[requests.Session]:
+def http_session(app: AppProcess, user: str) -> Iterator[requests.Session]:
     """A non-browser client signed in through the same form (its session cookie)."""
     with requests.Session() as http:
         token = form_token(http.get(app.url + "/login", timeout=10).text)
@@ -180,7 +164,7 @@ def http_session(app: ExampleApp, user: str) -> Iterator[requests.Session]:
         yield http
 
 
-def start_import(app: ExampleApp, http: requests.Session, folder: str) -> str:
+def start_import(app: AppProcess, http: requests.Session, folder: str) -> str:
     """Start an import as the form does; return its job id (from the REST API)."""
     token = form_token(http.get(app.url + "/", timeout=10).text)
     form = {"folder": folder, "csrf": token}
@@ -194,7 +178,7 @@ def start_import(app: ExampleApp, http: requests.Session, folder: str) -> str:
     return wait_until(created, 10, what=f"the import of {folder}")
 
 
-def job_status(app: ExampleApp, http: requests.Session, job_id: str) -> dict:
+def job_status(app: AppProcess, http: requests.Session, job_id: str) -> dict:
     r = http.get(f"{app.url}/progress/api/jobs/{job_id}", timeout=10)
     assert r.status_code == 200, r.text
     return r.json()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import queue
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ from tests.harness import (
     ROOT,
     SECRET,
     TERMINAL,
+    AppProcess,
     assert_gapless,
     close_dropped_websocket,
     free_port,
+    gunicorn_cmd,
     require_component,
-    stop_group,
     token_for,
-    wait_until,
 )
 
 pytestmark = pytest.mark.server
@@ -47,54 +46,35 @@ SERVERS = [
 ]
 
 
-class LiveApp:
+class LiveApp(AppProcess):
+    """live_app.py served by gunicorn or by its development server."""
+
     def __init__(
         self, workdir: Path, served_by: str, mode: str, env: dict[str, str] | None = None
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{served_by}-{mode}.log"
-        env = {
-            **os.environ,
-            "LIVE_ASYNC_MODE": mode,
-            "LIVE_SECRET_KEY": SECRET,
-            "LIVE_STORE_URL": f"sqlite:///{workdir / f'{served_by}-{mode}.db'}",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
+        port = free_port()
         if served_by == "gunicorn":
             worker = {"threading": "gthread"}.get(mode, mode)
-            cmd = [sys.executable, "-m", "gunicorn", "-k", worker, "-w", "1"]
-            cmd += ["--threads", "20"] if worker == "gthread" else []
-            cmd += ["-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3"]
-            cmd += ["tests.extension.live_app:app"]
+            cmd = gunicorn_cmd(worker, port, "tests.extension.live_app:app")
         else:
-            cmd = [sys.executable, "-m", "tests.extension.live_app", str(self.port)]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=self._log, stderr=self._log, start_new_session=True
+            cmd = [sys.executable, "-m", "tests.extension.live_app", str(port)]
+        super().__init__(
+            cmd,
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "LIVE_ASYNC_MODE": mode,
+                "LIVE_SECRET_KEY": SECRET,
+                "LIVE_STORE_URL": f"sqlite:///{workdir / f'{served_by}-{mode}.db'}",
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            },
+            port=port,
+            log_path=workdir / f"{served_by}-{mode}.log",
+            health_path="/progress/healthz",
         )
-        try:
-            wait_until(self._up, 30, what=f"{served_by} ({mode}) on port {self.port}")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"server did not start:\n{self.log()}") from None
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return requests.get(self.url + "/progress/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        stop_group(self.proc, timeout=15)
-        self._log.close()
+        self.start()
 
     def session(self, user: str) -> requests.Session:
         http = requests.Session()

@@ -28,7 +28,14 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.harness import ROOT, free_port, require_component, stop_group, wait_until
+from tests.harness import (
+    ROOT,
+    AppProcess,
+    free_port,
+    gunicorn_cmd,
+    require_component,
+    wait_until,
+)
 
 # Building the wheel and installing it with its dependencies from the package
 # registry (pip's cache makes it quick after the first time) is most of it.
@@ -312,50 +319,21 @@ def example_server(tmp_path_factory, venv):
     ).stdout.strip()
     assert Path(where).is_relative_to(venv.path), where
     port = free_port()
-    log_path = base / "gunicorn.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [
-                str(venv.path / "bin" / "gunicorn"),
-                "-k",
-                "eventlet",
-                "-w",
-                "1",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "3",
-                "app:app",
-            ],
-            cwd=app_dir,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def log_text() -> str:
-        return log_path.read_text(errors="replace")[-5000:]
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the example exited with {proc.returncode}:\n{log_text()}")
-        try:
-            return requests.get(url + "/progress/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
+    server = AppProcess(
+        gunicorn_cmd("eventlet", port, "app:app", python=str(venv.python)),
+        cwd=app_dir,
+        env=env,
+        port=port,
+        log_path=base / "gunicorn.log",
+        health_path="/progress/healthz",
+    )
+    started = time.monotonic()
+    server.start(timeout=60)
+    print(f"example up in {time.monotonic() - started:.1f}s")
     try:
-        started = time.monotonic()
-        try:
-            wait_until(up, 60, interval=0.2, what="the example app")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{log_text()}") from None
-        print(f"example up in {time.monotonic() - started:.1f}s")
-        yield url
+        yield server.url
     finally:
-        stop_group(proc)
+        server.stop()
 
 
 def post_forms(page: str) -> list[tuple[str, dict[str, str]]]:
