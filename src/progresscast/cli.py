@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -120,14 +121,71 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def is_indeterminate(snap: dict[str, Any]) -> bool:
+    """A stage that counts without a total: a count and a rate, no percentage."""
+    return snap.get("n") is not None and snap.get("total") is None
+
+
+def format_count(value: float) -> str:
+    """12400 → ``12,400``; 1234.56 → ``1,234.6``."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+def format_rate(rate: float) -> str:
+    """Units per second, tqdm-like: ``850``, ``1.2``, ``0.25`` (two significant
+    digits below 10, whole numbers above)."""
+    if rate >= 9.95:
+        return f"{math.floor(rate + 0.5):,}"  # half up, as browsers round
+    if rate <= 0:
+        return "0"
+    decimals = min(6, 1 - math.floor(math.log10(rate)))
+    text = f"{rate:.{max(0, decimals)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def counts_text(snap: dict[str, Any]) -> str | None:
+    """``12,400/50,000 rows · 850 rows/s``; ``12,400 rows · 850 rows/s`` without a
+    total; for a group's parent ``3/10 jobs · 1 failed · 0.5 jobs/s``. None when
+    the job counts nothing."""
+    children = snap.get("children")
+    unit = snap.get("unit")
+    if isinstance(children, dict):
+        ended = sum(children.get(k) or 0 for k in ("completed", "failed", "cancelled"))
+        parts = [f"{format_count(ended)}/{format_count(children.get('total') or 0)} jobs"]
+        parts += [
+            f"{format_count(children[k])} {k}" for k in ("failed", "cancelled") if children.get(k)
+        ]
+        unit = unit or "jobs"
+    elif snap.get("n") is not None:
+        count = format_count(snap["n"])
+        if snap.get("total") is not None:
+            count += f"/{format_count(snap['total'])}"
+        parts = [f"{count} {unit}" if unit else count]
+    else:
+        return None
+    rate = snap.get("rate")
+    if rate is not None and snap.get("status") == "running":
+        parts.append(f"{format_rate(rate)} {unit}/s" if unit else f"{format_rate(rate)}/s")
+    return " · ".join(parts)
+
+
 def _stage_label(snap: dict[str, Any]) -> str:
-    """``analyzing (2/4) 50%``, or the status when no stage runs."""
+    """``analyzing (2/4) 50%`` (no percent for a stage without a total), or
+    the status when no stage runs, or for a group's parent."""
     stage, stages = snap.get("stage"), snap.get("stages") or []
-    if not stage or snap.get("status") not in ("running", "failed", "cancelled"):
+    if (
+        not stage
+        or snap.get("status") not in ("running", "failed", "cancelled")
+        or snap.get("children") is not None
+    ):
         return str(snap.get("status"))
     names = [s.get("name") for s in stages]
     position = f" ({names.index(stage) + 1}/{len(names)})" if stage in names else ""
-    label = f"{stage}{position} {snap.get('stage_progress') or 0:.0f}%"
+    label = f"{stage}{position}"
+    if not is_indeterminate(snap):
+        label += f" {snap.get('stage_progress') or 0:.0f}%"
     return label if snap["status"] == "running" else f"{snap['status']} in {label}"
 
 
@@ -143,8 +201,11 @@ def _clip(text: str | None, width: int) -> str:
 
 
 def status_line(snap: dict[str, Any]) -> str:
-    """One line: overall percent, stage, ETA, message."""
+    """One line: overall percent, stage, counts and rate, ETA, message."""
     parts = [f"{snap.get('progress') or 0:5.1f}%", _stage_label(snap)]
+    counts = counts_text(snap)
+    if counts:
+        parts.append(counts)
     eta = _eta(snap)
     if eta is not None:
         parts.append(f"ETA {eta}")
@@ -182,7 +243,8 @@ class LineDisplay:
 
 
 class BarDisplay:
-    """For terminals: one live line (rich) with a bar, percent, stage, ETA, message."""
+    """For terminals: one live line (rich) with a bar, percent, stage, counts and
+    rate, ETA, message. The bar pulses while a stage without a total runs."""
 
     def __init__(self, out: TextIO, title: str) -> None:
         from rich.console import Console
@@ -191,15 +253,16 @@ class BarDisplay:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
-            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[pct]}"),
             TextColumn("{task.fields[stage]}"),
+            TextColumn("{task.fields[counts]}"),
             TextColumn("{task.fields[eta]}"),
             TextColumn("{task.fields[message]}"),
             console=Console(file=out),
             refresh_per_second=8,
         )
         self.task = self.progress.add_task(
-            _clip(title, 24), total=100, stage="", eta="", message=""
+            _clip(title, 24), total=100, pct="", stage="", counts="", eta="", message=""
         )
         self.progress.start()
 
@@ -208,10 +271,18 @@ class BarDisplay:
         message = _clip(snap.get("message"), 40)
         if snap.get("cancel_requested") and snap.get("status") == "running":
             message = "cancelling… " + message
+        progress = snap.get("progress") or 0
+        pulse = is_indeterminate(snap) and snap.get("status") == "running"
+        # Without a total rich draws a pulsing bar (update() cannot unset one).
+        for task in self.progress.tasks:
+            if task.id == self.task:
+                task.total = None if pulse else 100
         self.progress.update(
             self.task,
-            completed=snap.get("progress") or 0,
+            completed=progress,
+            pct=f"{progress:>5.1f}%",
             stage=_stage_label(snap),
+            counts=counts_text(snap) or "",
             eta="" if eta is None else f"ETA {eta}",
             message=message,
         )

@@ -136,7 +136,27 @@ def _fresh(event: Event) -> Snapshot:
         "metadata": copy.deepcopy(event["metadata"]),
         "seq": 0,
         "cancel_requested": None,
+        # counts of the current stage, and groups (extension, issue 13)
+        "n": None,
+        "total": None,
+        "unit": None,
+        "rate": None,
+        "parent_id": event.get("parent_id"),
+        "children": None,  # set from the event by apply_event
     }
+
+
+#: the current stage's count: set by progress updates, cleared by stage
+#: transitions, carried as they were by the events that end a job early
+COUNT_KEYS = ("n", "total", "unit", "rate")
+
+
+def _counts(snap: Snapshot, event: Event, *, always: bool = False) -> None:
+    for key in COUNT_KEYS:
+        if key in event:
+            snap[key] = event[key]
+        elif always:
+            snap[key] = None
 
 
 def _enter(snap: Snapshot, current: int, target: int | None) -> None:
@@ -150,6 +170,8 @@ def _enter(snap: Snapshot, current: int, target: int | None) -> None:
     snap["stage"] = None if target is None else stages[target]["name"]
     snap["stage_progress"] = 0.0
     snap["message"] = None  # a status line belongs to the stage that set it
+    for key in COUNT_KEYS:  # so does a count
+        snap[key] = None
     if target is not None:
         stages[target]["status"] = "running"
         stages[target]["progress"] = 0.0
@@ -167,6 +189,12 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
     stage), and the events carry the numbers they change, so applied in
     order they give the server's snapshot after each one
     (``tests/fixtures/state_machine/`` holds the server's own examples).
+
+    Counts and groups (extension, issue 13): ``progress_update`` sets the
+    current stage's ``n``, ``total``, ``unit`` and ``rate``; ``stage_completed``
+    clears them; ``job_failed`` and ``job_cancelled`` carry them as they were.
+    ``job_queued`` and ``job_started`` carry ``parent_id``; a parent's events
+    carry its ``children`` counts whenever they change.
 
     Two things no event carries: ``cancel_requested`` (a request, not an
     event; kept as it was), and the elapsed time of a running job in a
@@ -192,6 +220,8 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
     elif kind == "job_started":
         snap["name"], snap["owner"] = event["name"], event["owner"]
         snap["metadata"] = copy.deepcopy(event["metadata"])
+        if "parent_id" in event:
+            snap["parent_id"] = event["parent_id"]
         snap["status"] = "running"
         snap["started_at"] = ts
         if snap["stages"]:
@@ -206,6 +236,7 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
         snap["stages"][index]["progress"] = event["stage_progress"]
         for key in ("progress", "message", "eta_seconds", "elapsed_seconds"):
             snap[key] = event[key]
+        _counts(snap, event, always=True)
     elif kind == "stage_completed":
         _enter(snap, _index(snap, event["stage"]), _index(snap, event["next_stage"]))
         snap["progress"] = event["progress"]
@@ -218,6 +249,7 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
         snap["elapsed_seconds"] = event["elapsed_seconds"]
         snap["message"] = event["message"]
         snap["result"] = copy.deepcopy(event["result"])
+        _counts(snap, event)  # None: the last stage_completed cleared them
     else:  # job_failed, job_cancelled: with the running stage's last numbers
         failed = kind == "job_failed"
         snap["status"] = "failed" if failed else "cancelled"
@@ -225,6 +257,7 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
         snap["eta_seconds"] = None
         for key in ("progress", "stage_progress", "message", "elapsed_seconds"):
             snap[key] = event[key]
+        _counts(snap, event)
         index = _index(snap, event["stage"])
         if index is not None:
             snap["stages"][index]["status"] = "failed" if failed else "cancelled"
@@ -236,6 +269,9 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
                 "stage": event["stage"],
                 "type": error["type"],
             }
+    if "children" in event:
+        # a parent's counts of its children ride on its events
+        snap["children"] = copy.deepcopy(event["children"])
     return snap
 
 

@@ -1,9 +1,11 @@
 // The dashboard (/): every job of the signed-in user, live; new jobs appear
 // at the top as they are created. Filter by status; cancel running jobs.
+// A group is one card, its parent's, with its children nested inside it
+// (their events reach watch_jobs too: they have the parent's owner).
 import { io } from "socket.io-client";
 
 import { isTerminal } from "./progresscast.js";
-import { JobCard, announce, startPage } from "./ui.js";
+import { JobCard, announce, isGroup, startPage } from "./ui.js";
 
 const PAGE = 30; // cards shown before "Show more"
 const KEEP = 500; // jobs kept in the page; the oldest finished ones go beyond it
@@ -80,16 +82,44 @@ function dashboard() {
 
   const cancel = (job) => pc.cancel(job.job_id);
 
+  // A child whose parent is on the page is a row in the parent's card, not a card.
+  const nested = (job) => job.parent_id != null && jobs.has(job.parent_id);
+
+  let groups = new Map(); // parent id → its children's snapshots (this frame)
+
+  function cardOf(job) {
+    let card = cards.get(job.job_id);
+    if (!card) {
+      cards.set(job.job_id, (card = new JobCard(job, { onCancel: cancel })));
+      if (isGroup(job)) card.setChildren(groups.get(job.job_id) ?? []);
+    }
+    return card;
+  }
+
   function render() {
     frame = 0;
-    for (const id of cards.keys()) if (!jobs.has(id)) cards.delete(id); // trimmed by `keep`
+    // Trimmed by `keep`, or now nested in a parent that arrived after them.
+    for (const id of cards.keys()) if (!jobs.has(id) || nested(jobs.get(id))) cards.delete(id);
+    groups = new Map();
+    for (const job of jobs.values()) {
+      if (!nested(job)) continue;
+      const kids = groups.get(job.parent_id);
+      if (kids) kids.push(job);
+      else groups.set(job.parent_id, [job]);
+    }
+    const touched = new Set(); // groups whose children changed
     const ids = all ? jobs.keys() : changed;
     for (const id of ids) {
       const job = jobs.get(id);
       if (!job) continue;
+      if (nested(job)) {
+        touched.add(job.parent_id);
+        continue;
+      }
+      if (isGroup(job)) touched.add(id);
       const card = cards.get(id);
       if (!card) {
-        cards.set(id, new JobCard(job, { onCancel: cancel }));
+        cardOf(job);
         if (loaded && !all) announce(`New job: ${job.name}`);
       } else if (card.job !== job) {
         const was = card.job.status;
@@ -100,6 +130,7 @@ function dashboard() {
         }
       }
     }
+    for (const id of touched) cards.get(id)?.setChildren(groups.get(id) ?? []);
     if (!all && changed.size === 0) return;
     loaded ||= all && pc.state === "connected";
     changed.clear();
@@ -107,12 +138,16 @@ function dashboard() {
     if (loaded) list.removeAttribute("aria-busy");
 
     // Newest first; only the order of cards that moved changes (focus stays put).
-    const ordered = [...jobs.values()].sort(
+    const ordered = [...jobs.values()].filter((job) => !nested(job)).sort(
       (a, b) =>
         (b.created_at ?? "").localeCompare(a.created_at ?? "") || b.job_id.localeCompare(a.job_id),
     );
     const shown = ordered.filter(FILTERS[filter]);
-    const wanted = shown.slice(0, limit).map((job) => cards.get(job.job_id).el);
+    const wanted = shown.slice(0, limit).map((job) => {
+      const card = cardOf(job);
+      if (card.job !== job) card.update(job);
+      return card.el;
+    });
     let ref = list.firstElementChild;
     for (const el of wanted) {
       if (el === ref) ref = ref.nextElementSibling;

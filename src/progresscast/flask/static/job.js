@@ -1,17 +1,26 @@
 // The job page (/jobs/<id>): the job's card, its details and its event
-// timeline (stored history first, then live events), newest on top.
+// timeline (stored history first, then live events), newest on top. A
+// group's parent lists its children (list_children, read again as the
+// parent's events say they changed); a child links to its parent.
 import { io } from "socket.io-client";
 
 import {
   JobCard,
   announce,
+  formatChildren,
   formatClock,
+  formatCounts,
   formatDateTime,
   formatDuration,
   formatPercent,
   h,
+  isGroup,
+  jobHref,
   startPage,
 } from "./ui.js";
+
+/** A group's children are read again at most this often (ms) while it changes. */
+const RELIST_MS = 1000;
 
 const pc = startPage({ io });
 if (pc) jobPage(document.body.dataset.jobId);
@@ -28,6 +37,8 @@ function jobPage(jobId) {
   let total = 0;
   let incoming = [];
   let frame = 0;
+  const children = relister(jobId, (kids) => card?.setChildren(kids));
+  const parent = parentLink();
 
   toggle.addEventListener("change", () => table.classList.toggle("hide-progress", !toggle.checked));
 
@@ -39,6 +50,7 @@ function jobPage(jobId) {
           heading: "h1",
           link: false,
           onCancel: (j) => pc.cancel(j.job_id),
+          expanded: true, // the children are what a group's page is for
         });
         card.el.append(facts);
         slot.replaceChildren(card.el);
@@ -50,6 +62,8 @@ function jobPage(jobId) {
       }
       document.title = `${job.name} · progresscast`;
       renderFacts(job);
+      if (isGroup(job)) children.changed();
+      parent.show(job.parent_id);
     },
     {
       history: true,
@@ -97,6 +111,57 @@ function jobPage(jobId) {
     document.getElementById("no-events").hidden = total > 0;
   }
 
+  // The children, read now and again whenever the parent changes (its events
+  // carry the children's counts): one request at a time, at most one a second.
+  function relister(id, show) {
+    let busy = false;
+    let again = false;
+    let last = -Infinity;
+    const run = async () => {
+      busy = true;
+      again = false;
+      await new Promise((r) => setTimeout(r, Math.max(0, last + RELIST_MS - performance.now())));
+      try {
+        show(await pc.listChildren(id));
+      } catch (err) {
+        console.warn("list_children:", err.code ?? err);
+      } finally {
+        last = performance.now();
+        busy = false;
+        if (again) run();
+      }
+    };
+    return {
+      changed() {
+        if (busy) again = true;
+        else run();
+      },
+    };
+  }
+
+  // A child's page says which group it belongs to (and how the group does).
+  function parentLink() {
+    const crumbs = document.querySelector(".crumbs");
+    let shown = null;
+    return {
+      show(parentId) {
+        if (parentId == null || shown === parentId) return;
+        shown = parentId;
+        const name = h("span", { class: "group-name" }, parentId);
+        const state = h("span", { class: "group-state" });
+        const link = h("a", { href: jobHref(parentId), class: "group-link" }, name);
+        crumbs.append(
+          h("span", { class: "crumb-sep", "aria-hidden": "true" }, " / "),
+          h("span", { class: "crumb-group" }, "Group: ", link, " ", state),
+        );
+        pc.watch(parentId, (group) => {
+          name.textContent = group.name;
+          state.textContent = `(${formatChildren(group.children) || group.status})`;
+        });
+      },
+    };
+  }
+
   function renderFacts(job) {
     const items = [
       ["Job id", h("code", {}, job.job_id)],
@@ -106,6 +171,8 @@ function jobPage(jobId) {
       ["Finished", formatDateTime(job.finished_at)],
       ["Events", String(job.seq)],
     ];
+    if (job.parent_id != null)
+      items.push(["Group", h("a", { href: jobHref(job.parent_id) }, h("code", {}, job.parent_id))]);
     if (job.cancel_requested != null) items.push(["Cancel requested", job.cancel_requested]);
     if (job.metadata && Object.keys(job.metadata).length)
       items.push(["Metadata", json(job.metadata)]);
@@ -138,13 +205,20 @@ function eventRow(ev) {
 function details(ev) {
   switch (ev.type) {
     case "job_queued":
-    case "job_started":
-      return `${ev.name} — stages ${ev.stages.map((s) => `${s.name} ${Math.round(s.weight * 100)}%`).join(", ")}`;
+    case "job_started": {
+      const stages = ev.stages.map((s) => `${s.name} ${Math.round(s.weight * 100)}%`).join(", ");
+      const group = ev.children ? ` · a group of ${ev.children.total} jobs` : "";
+      return `${ev.name} — stages ${stages}${group}`;
+    }
     case "progress_update": {
       const parts = [
         `${ev.stage} ${formatPercent(ev.stage_progress)}`,
         `overall ${formatPercent(ev.progress)}`,
       ];
+      const counts = ev.children
+        ? formatChildren(ev.children)
+        : formatCounts({ ...ev, status: "running" });
+      if (counts) parts.push(counts);
       if (ev.eta_seconds != null) parts.push(`ETA ${formatDuration(ev.eta_seconds)}`);
       if (ev.message) parts.push(`“${ev.message}”`);
       return parts.join(" · ");

@@ -77,7 +77,29 @@ function newSnapshot(ev) {
     metadata: ev.metadata,
     seq: 0,
     cancel_requested: null,
+    // Counts of the current stage, and groups (extension, issue 13).
+    n: null,
+    total: null,
+    unit: null,
+    rate: null,
+    parent_id: ev.parent_id ?? null,
+    children: null, // set from the event, below
   };
+}
+
+const COUNT_KEYS = ["n", "total", "unit", "rate"];
+
+// The current stage's count (n of total, unit, rate): a progress update sets
+// it, a stage transition clears it, an ending event carries it as it was.
+function setCounts(job, ev, { always = false } = {}) {
+  for (const key of COUNT_KEYS) {
+    if (key in ev) job[key] = ev[key] ?? null;
+    else if (always) job[key] = null;
+  }
+}
+
+function clearCounts(job) {
+  for (const key of COUNT_KEYS) job[key] = null;
 }
 
 // Complete the stage at `current` and make `target` (an index, or null for
@@ -91,6 +113,7 @@ function enterStage(job, current, target) {
   job.stage = target == null ? null : job.stages[target].name;
   job.stage_progress = 0;
   job.message = null; // a status line belongs to the stage that set it
+  clearCounts(job); // so does a count
 }
 
 /**
@@ -114,6 +137,7 @@ export function applyEvent(snapshot, ev) {
     case "job_queued":
       break;
     case "job_started":
+      if ("parent_id" in ev) job.parent_id = ev.parent_id ?? null;
       job.status = "running";
       job.started_at = ev.ts;
       if (job.stages.length) {
@@ -132,6 +156,7 @@ export function applyEvent(snapshot, ev) {
       job.message = ev.message;
       job.eta_seconds = ev.eta_seconds;
       job.elapsed_seconds = ev.elapsed_seconds;
+      setCounts(job, ev, { always: true });
       break;
     }
     case "stage_completed": {
@@ -150,6 +175,7 @@ export function applyEvent(snapshot, ev) {
       job.elapsed_seconds = ev.elapsed_seconds;
       job.result = ev.result;
       job.message = ev.message;
+      setCounts(job, ev); // null: the last stage_completed cleared them
       break;
     case "job_failed":
     case "job_cancelled": {
@@ -162,6 +188,7 @@ export function applyEvent(snapshot, ev) {
       job.message = ev.message;
       job.eta_seconds = null;
       job.elapsed_seconds = ev.elapsed_seconds;
+      setCounts(job, ev);
       const index = stageAt(job, ev.stage);
       if (index >= 0) {
         const status = failed ? "failed" : "cancelled";
@@ -173,6 +200,9 @@ export function applyEvent(snapshot, ev) {
     default:
       return snapshot; // an event type this client does not know: skip it
   }
+  // A parent's counts of its children ride on its events (progress updates,
+  // and the ones that start or end it).
+  if ("children" in ev) job.children = ev.children == null ? null : { ...ev.children };
   job.seq = ev.seq;
   return job;
 }
@@ -370,6 +400,26 @@ export class ProgressClient {
       this._notify(entry);
     }
     return ack;
+  }
+
+  /**
+   * The children of a group's parent job (`list_children`), in creation
+   * order: resolves with their snapshots. Rejects with an Error that carries
+   * the protocol's `code` (and `message`, `details`): `not_found` for a job
+   * the caller may not read, `timeout` or `disconnected` when no answer came;
+   * like a refused join, the error also goes to the `onError` listeners
+   * (except `disconnected`). The snapshots are a reading, not followed: a
+   * parent's events (its `children` counts) tell when to read them again.
+   */
+  async listChildren(jobId) {
+    const ack = await this._request("list_children", { job_id: jobId });
+    if (ack?.ok && Array.isArray(ack.jobs)) return ack.jobs;
+    const error = ack?.error ?? { code: "internal", message: "list_children: no list in the ack" };
+    if (error.code !== "disconnected") this._reportError(error);
+    throw Object.assign(new Error(`list_children: ${error.code}: ${error.message}`), {
+      code: error.code,
+      details: error.details,
+    });
   }
 
   /**

@@ -41,6 +41,53 @@ export function formatPercent(progress) {
 
 const weightPercent = (w) => `${Math.round(w * 100)}%`;
 
+// Counts the way tqdm writes them, with the same digits on every page (and
+// in the terminal watcher, src/progresscast/cli.py).
+const COUNT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+const RATE_WHOLE = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const RATE_SMALL = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 2 });
+
+/** 12400 → "12,400", 1234.56 → "1,234.6". */
+export function formatCount(n) {
+  return COUNT.format(n ?? 0);
+}
+
+/** Units per second: 850 → "850", 1.23 → "1.2", 0.25 → "0.25" (two significant digits below 10). */
+export function formatRate(rate) {
+  if (!(rate > 0)) return "0";
+  return (rate >= 9.95 ? RATE_WHOLE : RATE_SMALL).format(rate);
+}
+
+/** The running stage counts without a total: a count and a rate, no percentage. */
+export const isIndeterminate = (job) => job.n != null && job.total == null;
+/** A group's parent job: its snapshot counts its children. */
+export const isGroup = (job) => job.children != null;
+
+/**
+ * A stage's count: "12,400/50,000 rows · 850 rows/s", without a total
+ * "12,400 rows · 850 rows/s"; the rate only while the job runs; "" when the
+ * stage counts nothing.
+ */
+export function formatCounts(job) {
+  if (job.n == null) return "";
+  let count = formatCount(job.n);
+  if (job.total != null) count += `/${formatCount(job.total)}`;
+  const unit = job.unit ? ` ${job.unit}` : "";
+  const parts = [`${count}${unit}`];
+  if (job.rate != null && job.status === "running") parts.push(`${formatRate(job.rate)}${unit}/s`);
+  return parts.join(" · ");
+}
+
+/** A group's children: "3/10 jobs done · 1 failed · 1 cancelled" (ended of all). */
+export function formatChildren(children) {
+  if (!children) return "";
+  const ended = (children.completed ?? 0) + (children.failed ?? 0) + (children.cancelled ?? 0);
+  const parts = [`${formatCount(ended)}/${formatCount(children.total ?? 0)} jobs done`];
+  for (const key of ["failed", "cancelled"])
+    if (children[key]) parts.push(`${formatCount(children[key])} ${key}`);
+  return parts.join(" · ");
+}
+
 export function formatClock(iso, { ms = false } = {}) {
   if (!iso) return "—";
   const d = new Date(iso);
@@ -111,29 +158,59 @@ export function announce(text) {
 
 // --------------------------------------------------------------- job card
 
+/** The job page of a job. */
+export const jobHref = (jobId) => `${BASE}/jobs/${encodeURIComponent(jobId)}`;
+
+/** Fill a progress bar (`.bar` with a `.bar-fill`) and its accessible value. */
+function setBar(bar, job, label) {
+  const pct = Math.max(0, Math.min(100, job.progress ?? 0));
+  const busy = job.status === "running" && isIndeterminate(job);
+  bar.firstElementChild.style.width = `${pct}%`;
+  // A stage without a total: the bar shows the stages before it and moves
+  // on its own; there is no value to announce, only the count.
+  if (busy) bar.dataset.indeterminate = "";
+  else delete bar.dataset.indeterminate;
+  setAttr(bar, "aria-busy", busy ? "true" : null);
+  setAttr(bar, "aria-valuenow", busy ? null : Math.round(pct * 10) / 10);
+  const what = busy ? formatCounts(job) : formatPercent(pct);
+  setAttr(bar, "aria-valuetext", `${what}${job.stage ? `, ${job.stage}` : ""}, ${job.status}`);
+  setAttr(bar, "aria-label", label);
+  return busy ? "" : formatPercent(pct);
+}
+
+function progressBar(className = "bar") {
+  return h(
+    "div",
+    { class: className, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 },
+    h("div", { class: "bar-fill" }),
+  );
+}
+
+/** Groups of more children than this start collapsed on the dashboard. */
+export const COLLAPSE_OVER = 5;
+
 /**
  * One job as a card. `update(job)` with each new snapshot; `tick()` once a
  * second moves a running job's elapsed time on between events.
  * Options: `heading` ("h2" | "h1"), `link` (name links to the job page),
- * `onCancel(job)` → Promise of the cancel ack.
+ * `onCancel(job)` → Promise of the cancel ack, `expanded` (a group's
+ * children shown at first; default: when there are COLLAPSE_OVER or fewer).
+ * A group's parent shows its children, given with `setChildren(snapshots)`.
  */
 export class JobCard {
-  constructor(job, { heading = "h2", link = true, onCancel = null } = {}) {
+  constructor(job, { heading = "h2", link = true, onCancel = null, expanded = null } = {}) {
     this.onCancel = onCancel;
     this.job = null;
     this.elapsed = { value: null, at: 0 };
     const id = `job-${job.job_id}`;
-    this.name = link ? h("a", { href: `${BASE}/jobs/${encodeURIComponent(job.job_id)}` }) : h("span");
+    this.name = link ? h("a", { href: jobHref(job.job_id) }) : h("span");
     this.sub = h("span", { class: "job-sub" });
     this.badge = h("span", { class: "badge" });
-    this.fill = h("div", { class: "bar-fill" });
-    this.bar = h(
-      "div",
-      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 },
-      this.fill,
-    );
+    this.bar = progressBar();
     this.pct = h("span", { class: "pct", "aria-hidden": "true" });
+    this.counts = h("p", { class: "job-counts", hidden: true });
     this.stages = h("ol", { class: "stages", "aria-label": "Stages" });
+    this.kids = isGroup(job) ? new ChildList(job, id, expanded) : null;
     this.message = h("p", { class: "job-message" });
     this.errorType = h("span", { class: "error-type" });
     this.errorStage = h("span", { class: "error-stage" });
@@ -168,10 +245,12 @@ export class JobCard {
         this.badge,
       ),
       h("div", { class: "job-progress" }, this.bar, this.pct),
+      this.counts,
       this.stages,
       this.message,
       this.error,
       this.note,
+      this.kids?.el,
       h(
         "div",
         { class: "job-foot" },
@@ -204,22 +283,20 @@ export class JobCard {
     if (cancelling) this.badge.dataset.cancelling = "";
     else delete this.badge.dataset.cancelling;
 
-    const pct = Math.max(0, Math.min(100, job.progress ?? 0));
-    this.fill.style.width = `${pct}%`;
-    setText(this.pct, formatPercent(pct));
-    setAttr(this.bar, "aria-valuenow", Math.round(pct * 10) / 10);
-    setAttr(
-      this.bar,
-      "aria-valuetext",
-      `${formatPercent(pct)}${job.stage ? `, ${job.stage}` : ""}, ${job.status}`,
-    );
-    setAttr(this.bar, "aria-label", `Progress of ${job.name}`);
+    setText(this.pct, setBar(this.bar, job, `Progress of ${job.name}`));
+    const counts = isGroup(job) ? formatChildren(job.children) : formatCounts(job);
+    setText(this.counts, counts);
+    this.counts.hidden = !counts;
 
+    // A group's one stage ("jobs") says nothing its counts do not.
+    this.stages.hidden = isGroup(job);
     this._stages(job);
+    this.kids?.update(job);
     const line =
       job.message ?? (job.status === "queued" ? "Waiting to start" : summarize(job.result));
     setText(this.message, line);
     this.message.title = line;
+    this.message.hidden = isGroup(job) && !line; // a group's children say what it does
 
     const failed = job.status === "failed" && job.error;
     this.error.hidden = !failed;
@@ -245,6 +322,11 @@ export class JobCard {
       cancelling ? `Cancelling ${job.name}` : `Cancel ${job.name}`,
     );
     if (!active) this.note.hidden = true;
+  }
+
+  /** A group's children (snapshots, any order): rows in the card. */
+  setChildren(children) {
+    this.kids?.set(children);
   }
 
   /** Move a running job's elapsed time on between events. */
@@ -293,7 +375,13 @@ export class JobCard {
       const state = CHIP_STATE[stage.status] ?? stage.status;
       chip.dataset.state = state;
       chip.dataset.stage = stage.name;
-      const detail = state === "current" ? `current, ${formatPercent(stage.progress)}` : state;
+      const counting = state === "current" && job.status === "running" && isIndeterminate(job);
+      if (counting) chip.dataset.indeterminate = "";
+      else delete chip.dataset.indeterminate;
+      const detail =
+        state !== "current"
+          ? state
+          : `current, ${counting ? formatCounts(job) : formatPercent(stage.progress)}`;
       setText(chip.lastElementChild, `: ${detail}`);
       chip.title = `${stage.name} (${weightPercent(stage.weight)} of the job): ${detail}`;
       if (state === "current") chip.style.setProperty("--p", Math.round(stage.progress ?? 0));
@@ -318,6 +406,125 @@ export class JobCard {
       this.cancelling = false;
       this.update(this.job);
     }
+  }
+}
+
+// ------------------------------------------------------- group children
+
+const byCreation = (a, b) =>
+  (a.created_at ?? "").localeCompare(b.created_at ?? "") ||
+  (a.name ?? "").localeCompare(b.name ?? "", undefined, { numeric: true }) ||
+  a.job_id.localeCompare(b.job_id);
+
+/**
+ * A group's children inside its card: a button that shows or hides them
+ * (aria-expanded), and a compact row per child with its own bar and status,
+ * linking to its job page.
+ */
+class ChildList {
+  constructor(job, id, expanded) {
+    this.rows = new Map(); // job_id → ChildRow
+    this.total = job.children?.total ?? 0;
+    this.expanded = expanded ?? this.total <= COLLAPSE_OVER;
+    const listId = `${id}-children`;
+    this.label = h("span", { class: "kids-label" });
+    this.toggle = h(
+      "button",
+      {
+        type: "button",
+        class: "kids-toggle",
+        "aria-controls": listId,
+        "aria-expanded": String(this.expanded),
+        onclick: () => this.setExpanded(!this.expanded),
+      },
+      h("span", { class: "kids-chevron", "aria-hidden": "true" }),
+      this.label,
+    );
+    this.list = h("ol", { class: "kids", id: listId, "aria-label": `Jobs in ${job.name}` });
+    this.more = h("p", { class: "kids-more", hidden: true });
+    this.body = h("div", { class: "kids-body", hidden: !this.expanded }, this.list, this.more);
+    this.el = h("div", { class: "job-kids" }, this.toggle, this.body);
+    this.href = jobHref(job.job_id);
+  }
+
+  setExpanded(expanded) {
+    this.expanded = expanded;
+    this.toggle.setAttribute("aria-expanded", String(expanded));
+    this.body.hidden = !expanded;
+  }
+
+  update(job) {
+    this.total = job.children?.total ?? this.total;
+    setText(this.label, `${formatCount(this.total)} job${this.total === 1 ? "" : "s"} in this group`);
+    this._more();
+  }
+
+  set(children) {
+    const ordered = [...children].sort(byCreation);
+    const seen = new Set();
+    let ref = this.list.firstElementChild;
+    for (const child of ordered) {
+      seen.add(child.job_id);
+      let row = this.rows.get(child.job_id);
+      if (!row) this.rows.set(child.job_id, (row = new ChildRow(child)));
+      else row.update(child);
+      if (row.el === ref) ref = ref.nextElementSibling;
+      else this.list.insertBefore(row.el, ref);
+    }
+    for (const [jobId, row] of this.rows) {
+      if (seen.has(jobId)) continue;
+      row.el.remove();
+      this.rows.delete(jobId);
+    }
+    this._more();
+  }
+
+  // Children this page has not got (a dashboard keeps the newest jobs only).
+  _more() {
+    const missing = this.total - this.rows.size;
+    this.more.hidden = missing <= 0;
+    if (missing > 0) {
+      const text = `${formatCount(missing)} more on the group's page`;
+      if (this.more.textContent !== text)
+        this.more.replaceChildren(h("a", { href: this.href }, text));
+    }
+  }
+}
+
+/** One child of a group: name (a link), a small bar, percent, status and a detail. */
+class ChildRow {
+  constructor(job) {
+    this.name = h("a", { class: "kid-name", href: jobHref(job.job_id) });
+    this.bar = progressBar("bar kid-bar");
+    this.pct = h("span", { class: "kid-pct", "aria-hidden": "true" });
+    this.status = h("span", { class: "kid-status" });
+    this.detail = h("span", { class: "kid-detail" });
+    this.el = h(
+      "li",
+      { class: "kid", dataset: { jobId: job.job_id } },
+      this.name,
+      this.bar,
+      this.pct,
+      this.status,
+      this.detail,
+    );
+    this.update(job);
+  }
+
+  update(job) {
+    this.job = job;
+    this.el.dataset.status = job.status;
+    setText(this.name, job.name);
+    setText(this.pct, setBar(this.bar, job, `Progress of ${job.name}`));
+    const cancelling = isCancelling(job);
+    setText(this.status, cancelling ? "Cancelling…" : (STATUS_LABEL[job.status] ?? job.status));
+    let detail = formatCounts(job) || job.message || "";
+    if (job.status === "failed" && job.error)
+      detail = `${job.error.type || "Error"}: ${job.error.message || ""}`;
+    else if (!detail && job.status === "running" && job.stage) detail = job.stage;
+    setText(this.detail, detail);
+    this.detail.title = detail;
+    this.detail.hidden = !detail;
   }
 }
 
