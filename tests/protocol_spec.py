@@ -12,16 +12,21 @@ SNAPSHOT_KEYS = {
     "message", "eta_seconds", "elapsed_seconds", "created_at", "started_at", "finished_at",
     "result", "error", "metadata", "seq",
     "cancel_requested",  # extension: reason of a pending cancellation, or null
+    "n", "total", "unit", "rate",  # extension: the current stage's count
+    "parent_id", "children",  # extension: groups
 }  # fmt: skip
 STAGE_KEYS = {"name", "weight", "status", "progress"}
 
 #: fields of every job event, then the extra fields of each type
 EVENT_KEYS = {"job_id", "seq", "type", "ts"}
 EVENT_EXTRA_KEYS = {
-    "job_queued": {"name", "stages", "owner", "metadata"},
-    "job_started": {"name", "stages", "owner", "metadata"},
+    "job_queued": {"name", "stages", "owner", "metadata",
+                   "parent_id", "children"},
+    "job_started": {"name", "stages", "owner", "metadata",
+                    "parent_id", "children"},
     "progress_update": {
         "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
+        "n", "total", "unit", "rate", "children",
     },
     # DESIGN §4 fields, then (after the comment) the extensions in docs/protocol.md
     "stage_completed": {"stage", "next_stage", "progress",
@@ -29,7 +34,7 @@ EVENT_EXTRA_KEYS = {
     "job_completed": {"progress", "result", "elapsed_seconds",
                       "message"},
     "job_failed": {"stage", "error", "progress",
-                   "stage_progress", "message", "elapsed_seconds"},
+                   "stage_progress", "message", "elapsed_seconds", "n", "total", "unit", "rate"},
     "job_cancelled": {"stage", "progress", "reason",
-                      "stage_progress", "message", "elapsed_seconds"},
+                      "stage_progress", "message", "elapsed_seconds", "n", "total", "unit", "rate"},
 }  # fmt: skip

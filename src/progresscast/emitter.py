@@ -83,13 +83,14 @@ class ProgressEmitter:
         self._phantom = 0  # values of _units taken by reads, not by advance()
         self._units_at_check = 0
         self._total: float | None = None
+        self._unit: str | None = None
         self._message: str | None = None
         self._calls = 0  # other progress calls since the last clock check
         self._check_every = 1
         self._check_at = 1  # the _units value at which advance() looks at the clock
         self._last_check = clock()
         self._last_sent = self._last_check  # job_started was the first report
-        self._sent: tuple | None = None  # (index, done, total, message) last forwarded
+        self._sent: tuple | None = None  # (index, done, total, unit, message) last forwarded
         self._finished = False
         self._cancelled = False
 
@@ -167,13 +168,15 @@ class ProgressEmitter:
 
     # ----------------------------------------------------------- transitions
 
-    def stage(self, name: str, total: float | None = None) -> _StageScope:
+    def stage(self, name: str, total: float | None = None, unit: str | None = None) -> _StageScope:
         """Enter stage ``name`` now, completing the running stage (and skipping
         any between the two).
 
         Works as a plain call or as a context manager; leaving the ``with``
         block normally completes the stage. ``total`` sets the units that
-        :meth:`advance` counts towards.
+        :meth:`advance` counts towards, ``unit`` names them (``"rows"``);
+        watchers see the count and its rate. Counting without a ``total``
+        makes the stage indeterminate: a count and a rate, no percent.
         """
         target = stage_index(self.stages, name)
         with self._send_lock:
@@ -183,6 +186,8 @@ class ProgressEmitter:
                 with self._lock:
                     if total is not None:
                         self._total = total
+                    if unit is not None:
+                        self._unit = unit
                 return _StageScope(self, target)
             if current is not None and target > current:
                 self._send(
@@ -197,7 +202,7 @@ class ProgressEmitter:
                 self._send(EventType.PROGRESS_UPDATE, stage=name)
             with self._lock:
                 self._index = target
-                self._reset_counters(total)
+                self._reset_counters(total, unit)
         return _StageScope(self, target)
 
     def complete_stage(self) -> None:
@@ -256,15 +261,16 @@ class ProgressEmitter:
             done = self._done + self._unit_count()
         return min(100.0, max(0.0, 100.0 * done / self._total))
 
-    def _reset_counters(self, total: float | None) -> None:
+    def _reset_counters(self, total: float | None, unit: str | None = None) -> None:
         self._done = 0.0
         self._units = itertools.count()
         self._phantom = 0
         self._units_at_check = 0
         self._check_at = self._check_every
         self._total = total
+        self._unit = unit
         self._message = None  # the state machine clears it on a transition too
-        self._sent = (self._index, 0.0, total, None)
+        self._sent = (self._index, 0.0, total, unit, None)
 
     def _pending(self) -> dict[str, Any]:
         """Progress not yet forwarded, as request fields; marks it forwarded.
@@ -275,7 +281,7 @@ class ProgressEmitter:
         """
         with self._lock:
             done = self._done + self._unit_count()
-            current = (self._index, done, self._total, self._message)
+            current = (self._index, done, self._total, self._unit, self._message)
             if current == self._sent:
                 return {}
             self._sent = current
@@ -284,6 +290,9 @@ class ProgressEmitter:
             pct = self._stage_pct(done)
             if pct is not None:
                 fields["stage_progress"] = round(pct, 4)
+            if done or self._total is not None or self._unit is not None:
+                # The count itself, for its rate (and an indeterminate stage's only news).
+                fields.update(n=done, total=self._total, unit=self._unit)
             return fields
 
     def _tick(self) -> None:

@@ -1,4 +1,5 @@
-"""ETA from a smoothed rate of overall progress, as tqdm does it.
+"""ETA from a smoothed rate of overall progress, and the rate of a counted
+stage, as tqdm does them.
 
 tqdm smooths the increments of work (dn) and of time (dt) separately with a
 bias-corrected exponential moving average and divides the two; a single slow
@@ -104,5 +105,62 @@ class EtaEstimator:
             data.get("last_t"),
             data.get("last_p", 0.0),
             EMA(smoothing, *data.get("dp", (0.0, 0))),
+            EMA(smoothing, *data.get("dt", (0.0, 0))),
+        )
+
+
+@dataclass(slots=True)
+class RateMeter:
+    """Units per second of a counted stage (``n`` over time), smoothed the
+    same way as the ETA: EMAs of the count's and the time's increments,
+    divided. Plain numbers, so it is stored with the job state."""
+
+    smoothing: float = 0.3
+    last_t: float | None = None
+    last_n: float = 0.0
+    dn: EMA | None = None
+    dt: EMA | None = None
+
+    def __post_init__(self) -> None:
+        self.dn = self.dn or EMA(self.smoothing)
+        self.dt = self.dt or EMA(self.smoothing)
+
+    def observe(self, t: float, n: float) -> float | None:
+        """Record the count ``n`` at time ``t``; return the rate, or ``None``
+        until two observations at different times exist."""
+        if self.last_t is not None:
+            dt = t - self.last_t
+            dn = n - self.last_n
+            if dt > 0 and dn >= 0:  # a count that went back says nothing of the rate
+                self.dn.update(dn)
+                self.dt.update(dt)
+            elif dt <= 0:
+                return self.rate  # same instant: keep the last sample as it was
+        self.last_t, self.last_n = t, n
+        return self.rate
+
+    @property
+    def rate(self) -> float | None:
+        if not self.dt.calls or self.dt.value <= 0:
+            return None
+        return round(self.dn.value / self.dt.value, 4)
+
+    def to_dict(self) -> dict:
+        return {
+            "last_t": self.last_t,
+            "last_n": self.last_n,
+            "dn": [self.dn.last, self.dn.calls],
+            "dt": [self.dt.last, self.dt.calls],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict | None, smoothing: float = 0.3) -> RateMeter:
+        if not data:
+            return cls(smoothing)
+        return cls(
+            smoothing,
+            data.get("last_t"),
+            data.get("last_n", 0.0),
+            EMA(smoothing, *data.get("dn", (0.0, 0))),
             EMA(smoothing, *data.get("dt", (0.0, 0))),
         )

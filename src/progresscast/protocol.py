@@ -90,6 +90,7 @@ class Request(StrEnum):
     WATCH_JOBS = "watch_jobs"
     UNWATCH_JOBS = "unwatch_jobs"
     CANCEL_JOB = "cancel_job"
+    LIST_CHILDREN = "list_children"
     PING = "ping"
 
 

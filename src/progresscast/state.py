@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import Conflict, InvalidPayload
-from .eta import EtaEstimator
+from .eta import EtaEstimator, RateMeter
 from .stages import Stage, is_unicode, normalize_stages, overall_progress, stage_index
 
 
@@ -109,6 +109,20 @@ class JobState:
     #: ``ProgressTracker.runner``), so its next start knows the pipeline is
     #: gone; ``None`` for workers and HTTP pipelines. Not on the wire.
     runner: str | None = None
+    # The current stage's count (docs/protocol.md, "Counts, units and
+    # rates"): n units done of total (None: indeterminate), its unit, the
+    # smoothed rate, and the rate meter's stored state (not on the wire).
+    n: float | None = None
+    total: float | None = None
+    unit: str | None = None
+    rate: float | None = None
+    rate_meter: dict[str, Any] | None = None
+    #: a child job's parent ("Groups"); children have their parent's owner
+    parent_id: str | None = None
+    #: a parent's children by status: {total, completed, failed, cancelled, running, queued}
+    children: dict[str, int] | None = None
+    #: a child's weight in its parent's progress (not on the wire)
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.stage_status:
@@ -171,6 +185,12 @@ class JobState:
             "metadata": self.metadata,
             "seq": self.seq,
             "cancel_requested": self.cancel_requested,
+            "n": self.n,
+            "total": self.total,
+            "unit": self.unit,
+            "rate": self.rate,
+            "parent_id": self.parent_id,
+            "children": self.children,
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -199,6 +219,14 @@ class JobState:
             "seq": self.seq,
             "eta": self.eta,
             "runner": self.runner,
+            "n": self.n,
+            "total": self.total,
+            "unit": self.unit,
+            "rate": self.rate,
+            "rate_meter": self.rate_meter,
+            "parent_id": self.parent_id,
+            "children": self.children,
+            "weight": self.weight,
         }
 
     @classmethod
@@ -244,10 +272,56 @@ def _check_pct(value: Any, name: str) -> float | None:
     return float(value)
 
 
+def _check_count(value: Any, name: str, *, positive: bool = False) -> float | None:
+    """A count (``n``) or a ``total``: a finite number, at least 0 (a total
+    more than 0), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidPayload(
+            f"{name} must be a finite number", details={name: ["must be a finite number"]}
+        )
+    if value < 0 or (positive and value == 0):
+        bound = "more than 0" if positive else "at least 0"
+        raise InvalidPayload(f"{name} must be {bound}, got {value}", details={name: [bound]})
+    return value
+
+
+def _check_unit(value: Any) -> str | None:
+    unit = _check_text(value, "unit")
+    if unit is not None and not 0 < len(unit) <= MAX_UNIT:
+        raise InvalidPayload(
+            f"unit must be 1-{MAX_UNIT} characters", details={"unit": ["1-32 characters"]}
+        )
+    return unit
+
+
+#: what a parent's ``children`` counts
+CHILD_COUNTS = ("total", "completed", "failed", "cancelled", "running", "queued")
+
+
+def _check_children(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, Mapping)
+        or set(value) - set(CHILD_COUNTS)
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
+        )
+    ):
+        raise InvalidPayload(
+            "children must be an object of counts: " + ", ".join(CHILD_COUNTS),
+            details={"children": ["an object of counts"]},
+        )
+    return {k: int(value.get(k, 0)) for k in CHILD_COUNTS}
+
+
 #: bounds on what a pipeline may attach to a job (serialised size, nesting)
 MAX_JSON_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 16
 MAX_MESSAGE = 2000
+MAX_UNIT = 32
 MAX_ERROR_TYPE = 200
 
 
@@ -335,6 +409,7 @@ class _Builder:
         st.stage_index = target
         st.stage_progress = 0.0
         st.message = None  # a status line belongs to the stage that set it
+        st.n = st.total = st.unit = st.rate = st.rate_meter = None  # and so does a count
         if target is not None:
             st.stage_status[target] = StageStatus.RUNNING
             st.stage_pct[target] = 0.0
@@ -368,6 +443,8 @@ class _Builder:
         """
         st = self.state
         pct = _check_pct(fields.get("stage_progress"), "stage_progress")
+        if st.stage_index is not None:
+            pct = self.apply_count(fields, pct)
         if pct is not None and st.stage_index is not None:
             st.stage_progress = pct
             st.stage_pct[st.stage_index] = pct
@@ -378,11 +455,41 @@ class _Builder:
             st.message = message[:MAX_MESSAGE] if message else message
         self.recompute()
 
+    def apply_count(self, fields: Mapping[str, Any], pct: float | None) -> float | None:
+        """Take ``n``, ``total`` and ``unit`` from a request into the running
+        stage; return its percent (``pct`` as given, else ``n`` of ``total``)."""
+        st = self.state
+        if "total" in fields:
+            st.total = _check_count(fields["total"], "total", positive=True)
+        if "unit" in fields:
+            st.unit = _check_unit(fields["unit"])
+        if "n" in fields:
+            n = _check_count(fields["n"], "n")
+            st.n = n
+            if n is not None:
+                meter = RateMeter.from_dict(st.rate_meter)
+                st.rate = meter.observe(self.now, n)
+                st.rate_meter = meter.to_dict()
+        if pct is None and st.n is not None and st.total:
+            pct = round(min(100.0, 100.0 * st.n / st.total), 4)
+        return pct
+
+    @property
+    def indeterminate(self) -> bool:
+        """A running stage that counts without a total: no percent, no ETA."""
+        st = self.state
+        return st.stage_index is not None and st.n is not None and st.total is None
+
     def observe_eta(self) -> None:
         st = self.state
         est = EtaEstimator.from_dict(st.eta)
-        st.eta_seconds = est.observe(self.now, st.progress)
+        eta = est.observe(self.now, st.progress)
+        st.eta_seconds = None if self.indeterminate else eta
         st.eta = est.to_dict()
+
+    def counts(self) -> dict[str, Any]:
+        st = self.state
+        return {"n": st.n, "total": st.total, "unit": st.unit, "rate": st.rate}
 
 
 def new_job(
@@ -392,8 +499,14 @@ def new_job(
     owner: str,
     metadata: Mapping[str, Any] | None,
     now: float,
+    *,
+    parent_id: str | None = None,
+    children: int | None = None,
+    weight: float = 1.0,
 ) -> JobState:
-    """A fresh, not yet stored, job in ``queued`` with ``seq`` 0."""
+    """A fresh, not yet stored, job in ``queued`` with ``seq`` 0: a child of
+    ``parent_id``, or a parent of ``children`` jobs (weighted ``weight`` in
+    its parent's progress)."""
     if not isinstance(name, str) or not name.strip() or not is_unicode(name):
         raise InvalidPayload("name must be a non-empty string", details={"name": ["required"]})
     if metadata is not None and not isinstance(metadata, Mapping):
@@ -406,6 +519,11 @@ def new_job(
         metadata=_check_json(dict(metadata or {}), "metadata"),
         created_at=now,
         updated_at=now,
+        parent_id=parent_id,
+        children=None
+        if children is None
+        else {**dict.fromkeys(CHILD_COUNTS, 0), "total": children, "queued": children},
+        weight=weight,
     )
 
 
@@ -440,6 +558,7 @@ def transition(
             "stage_progress": st.stage_progress,
             "message": st.message,
             "elapsed_seconds": st.elapsed_seconds,
+            **b.counts(),
         }
 
     def job_fields() -> dict[str, Any]:
@@ -448,6 +567,8 @@ def transition(
             "stages": [s.to_dict() for s in st.stages],
             "owner": st.owner,
             "metadata": st.metadata,
+            "parent_id": st.parent_id,
+            "children": st.children,
         }
 
     if kind is EventType.JOB_QUEUED:
@@ -476,6 +597,8 @@ def transition(
             raise Conflict("every stage has completed; nothing left to report", job_id=st.job_id)
         b.goto(stage)
         b.apply_pending(fields)
+        if "children" in fields:
+            st.children = _check_children(fields["children"])
         b.observe_eta()
         b.emit(
             kind,
@@ -485,6 +608,8 @@ def transition(
             message=st.message,
             eta_seconds=st.eta_seconds,
             elapsed_seconds=st.elapsed_seconds,
+            **b.counts(),
+            children=st.children,
         )
     elif kind is EventType.STAGE_COMPLETED:
         stage = _check_text(fields.get("stage"), "stage")

@@ -16,6 +16,7 @@ process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Conflict, InvalidPayload, JobNotFound, SeqConflict
+from .groups import GROUP_STAGE, aggregate, child_specs, ending, report
 
 # The protocol's names, importable from here as before (progresscast.protocol has them all).
 from .protocol import (
@@ -131,6 +133,9 @@ class ProgressTracker:
         # store's compare-and-set then refuses the write and we read afresh.
         self._states: dict[str, JobState] = {}
         self._states_lock = threading.Lock()
+        # When this tracker last brought each running parent up to date
+        # (clock time), to throttle a group's progress updates.
+        self._parent_reported: dict[str, float] = {}
 
     # ------------------------------------------------------------------ writes
 
@@ -157,7 +162,11 @@ class ProgressTracker:
         state = new_job(job_id, name, stages, owner, metadata, now)
         if run_here:
             state.runner = self.runner
-        kind = EventType.JOB_STARTED if start else EventType.JOB_QUEUED
+        return self._create(state, EventType.JOB_STARTED if start else EventType.JOB_QUEUED, now)
+
+    def _create(self, state: JobState, kind: EventType, now: float) -> JobState:
+        """Store a new job's first event; :class:`Conflict` if its id is taken."""
+        job_id = state.job_id
         with self._lock_for(job_id):
             events, state = transition(state, kind, {}, now)
             try:
@@ -167,6 +176,90 @@ class ProgressTracker:
             self._remember(state)
             self._publish(state, events)
         return state
+
+    # ------------------------------------------------------------------ groups
+
+    def group(
+        self,
+        name: str,
+        children: Any,
+        *,
+        owner: str,
+        job_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[JobState, list[JobState]]:
+        """Create a parent job and its children, all queued; return their states.
+
+        ``children``: dicts ``{name, stages, job_id?, weight?, metadata?}`` or
+        ``(name, stages)`` pairs (1 to 1000). Each child is a job of its own,
+        run as any other (``tracker.start(child.job_id)``, a worker, HTTP);
+        the parent follows them (docs/protocol.md, "Groups"). Raises
+        :class:`InvalidPayload`, or :class:`Conflict` if an id is taken.
+        """
+        specs = child_specs(children)
+        parent_id = validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex
+        now = self.clock()
+        parent = new_job(
+            parent_id, name, [(GROUP_STAGE, 1)], owner, metadata, now, children=len(specs)
+        )
+        kids = [
+            new_job(
+                validate_job_id(spec.job_id) if spec.job_id is not None else uuid.uuid4().hex,
+                spec.name,
+                spec.stages,
+                owner,
+                spec.metadata,
+                now,
+                parent_id=parent_id,
+                weight=float(spec.weight),
+            )
+            for spec in specs
+        ]
+        for job in (parent, *kids):  # every id checked before anything is stored
+            if self.store.get(job.job_id) is not None:
+                raise Conflict(f"job {job.job_id!r} already exists", job_id=job.job_id)
+        created = self._create(parent, EventType.JOB_QUEUED, now)
+        return created, [self._create(kid, EventType.JOB_QUEUED, now) for kid in kids]
+
+    def children(self, parent_id: str) -> list[JobState]:
+        """A parent's children, in the order they were created."""
+        return self.store.list_children(parent_id)
+
+    def _child_changed(self, child: JobState, events: list[dict[str, Any]]) -> None:
+        """Bring the parent up to date after its child changed: at most once
+        per ``min_interval`` for progress alone, always for a start, a stage
+        or an end."""
+        parent_id = child.parent_id
+        now = self.clock()
+        if all(e["type"] == EventType.PROGRESS_UPDATE for e in events):
+            with self._states_lock:
+                last = self._parent_reported.get(parent_id)
+                if last is not None and now - last < self.min_interval:
+                    return
+                self._parent_reported[parent_id] = now
+        # Conflict: another process ended it meanwhile; JobNotFound: pruned.
+        with contextlib.suppress(Conflict, JobNotFound):
+            self._update_parent(parent_id)
+
+    def _update_parent(self, parent_id: str) -> None:
+        parent = self.get(parent_id)
+        if parent.status.is_terminal:
+            return
+        children = self.store.list_children(parent_id)
+        agg = aggregate(children)
+        if parent.status is JobStatus.QUEUED:
+            if agg.counts["queued"] == agg.total and not agg.all_ended:
+                return  # nothing has started yet
+            self.apply(parent_id, EventType.JOB_STARTED, only_if=JobStatus.QUEUED)
+        if not agg.all_ended:
+            self.apply(parent_id, EventType.PROGRESS_UPDATE, **report(agg))
+            return
+        # The final counts first (a terminal event carries no children), then the end.
+        self.apply(parent_id, EventType.PROGRESS_UPDATE, only_if=JobStatus.RUNNING, **report(agg))
+        kind, fields = ending(agg, children)
+        self.apply(parent_id, kind, only_if=JobStatus.RUNNING, **fields)
+        with self._states_lock:
+            self._parent_reported.pop(parent_id, None)
 
     def record(
         self,
@@ -233,8 +326,12 @@ class ProgressTracker:
                     continue  # another writer got there first: re-read and re-apply
                 self._remember(new_state)
                 self._publish(new_state, events)
-                return events, new_state
-        raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
+                break
+            else:
+                raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
+        if new_state.parent_id is not None:  # outside the child's lock: the parent takes its own
+            self._child_changed(new_state, events)
+        return events, new_state
 
     def _cached(self, job_id: str) -> JobState | None:
         with self._states_lock:
@@ -306,6 +403,8 @@ class ProgressTracker:
         """
         reason = reason or "cancelled on request"
         state = self.get(job_id)
+        if state.children is not None:
+            return self._cancel_group(state, reason)
         if state.status is JobStatus.QUEUED:
             try:
                 self.record(
@@ -318,6 +417,20 @@ class ProgressTracker:
             state = self.get(job_id)
             raise Conflict(f"job {job_id!r} is already {state.status.value}", job_id=job_id)
         return self.get(job_id)
+
+    def _cancel_group(self, parent: JobState, reason: str) -> JobState:
+        """Cancel every child that has not ended; the parent ends with them."""
+        if parent.status.is_terminal:
+            raise Conflict(
+                f"job {parent.job_id!r} is already {parent.status.value}", job_id=parent.job_id
+            )
+        # Shown on the parent meanwhile (cancel_overdue leaves parents alone).
+        self.store.request_cancel(parent.job_id, reason, self.clock())
+        for child in self.store.list_children(parent.job_id):
+            if not child.status.is_terminal:
+                with contextlib.suppress(Conflict):  # it ended meanwhile
+                    self.request_cancel(child.job_id, reason)
+        return self.get(parent.job_id)
 
     def fail_stalled(self, stall_seconds: float) -> list[str]:
         """Mark running jobs with no event for ``stall_seconds`` as failed.
@@ -333,6 +446,8 @@ class ProgressTracker:
             state = self.store.get(job_id)
             if state is None or state.status is not JobStatus.RUNNING or state.updated_at >= cutoff:
                 continue
+            if state.children is not None:
+                continue  # a parent waits for its children, which are checked themselves
             try:
                 self.record(
                     job_id,
@@ -401,6 +516,8 @@ class ProgressTracker:
             state = self.store.get(job_id)
             if state is None or state.status.is_terminal or state.cancel_requested is None:
                 continue
+            if state.children is not None:
+                continue  # a parent ends with its children, which are checked themselves
             try:
                 self.record(
                     job_id,

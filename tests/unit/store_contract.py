@@ -272,6 +272,27 @@ class StoreContract:
         assert store.count_jobs() == 4
         assert store.prune(finished_before=old + 500) == 0
 
+    def test_a_parents_children_are_listed_in_creation_order(self, store):
+        tracker = ProgressTracker(store, clock=FakeClock())
+        _, kids = tracker.group(
+            "g", [(f"c{i}", ["x"]) for i in range(12)], owner="alice", job_id="p"
+        )
+        tracker.create_job("other", ["x"], owner="alice")
+        assert self.ids(store.list_children("p")) == [k.job_id for k in kids]
+        assert [s.parent_id for s in store.list_children("p")] == ["p"] * 12
+        assert store.list_children(kids[0].job_id) == [] and store.list_children("nope") == []
+        # the states read back are the children's current ones
+        tracker.start(kids[3].job_id)
+        assert store.list_children("p")[3].status is JobStatus.RUNNING
+        assert store.get("p").status is JobStatus.RUNNING
+
+    def test_pruning_a_child_takes_it_off_its_parents_list(self, store):
+        tracker = ProgressTracker(store, clock=FakeClock())
+        _, kids = tracker.group("g", [("a", ["x"]), ("b", ["x"])], owner="alice", job_id="p")
+        tracker.request_cancel(kids[0].job_id)
+        assert store.prune(finished_before=T0 + 1) == 1
+        assert self.ids(store.list_children("p")) == [kids[1].job_id]
+
     # --------------------------------------------------------------- trimming
 
     def test_trimming_keeps_a_gapless_suffix(self, make_store):

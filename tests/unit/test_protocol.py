@@ -33,6 +33,7 @@ def test_the_wire_names():
         "leave_job",
         "watch_jobs",
         "unwatch_jobs",
+        "list_children",
         "cancel_job",
         "ping",
     } == p.REQUESTS

@@ -77,6 +77,8 @@ def test_queued_running_completed_events_and_seq():
         "stages": [{"name": n, "weight": w} for n, w in DOC_STAGES.items()],
         "owner": "alice",
         "metadata": {"source": "test"},
+        "parent_id": None,  # extension: groups
+        "children": None,
     }
     assert job.state.status is JobStatus.QUEUED
 
@@ -107,7 +109,14 @@ def test_queued_running_completed_events_and_seq():
         "message",
         "eta_seconds",
         "elapsed_seconds",
+        # extensions: the stage's count (none here) and a parent's children (not a parent)
+        "n",
+        "total",
+        "unit",
+        "rate",
+        "children",
     }
+    assert [update[k] for k in ("n", "total", "unit", "rate", "children")] == [None] * 5
 
     for name, nxt, progress in [
         ("parsing", "analyzing", 15.0),

@@ -206,5 +206,11 @@ def test_a_file_from_an_older_version_loses_the_index_every_report_rewrote(tmp_p
         tracker.request_cancel("x", "stop")
         clock.advance(10)
         assert store.cancel_overdue(clock() - 5) == ["x"]
+        # and so is a child's parent, with its index
+        _, kids = tracker.group("g", [("a", ["x"])], owner="alice", job_id="p")
+        assert [k.job_id for k in store.list_children("p")] == [kids[0].job_id]
+        assert "jobs_parent" in {
+            r[0] for r in store._conn().execute("SELECT name FROM sqlite_master")
+        }
     finally:
         store.close()

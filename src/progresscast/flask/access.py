@@ -1,7 +1,7 @@
 """Access control, in one place for the socket and REST layers (DESIGN §6).
 
 - read, join, events, cancel: the owner, an admin, or a token whose ``jobs``
-  names the job;
+  names the job (or its parent: a group's children go with it);
 - post events: the owner or a service token;
 - create: anyone for themselves; a service token for any owner.
 
@@ -18,7 +18,13 @@ from .auth import Principal
 
 
 def can_read(principal: Principal, state: JobState) -> bool:
-    return principal.admin or principal.user_id == state.owner or state.job_id in principal.jobs
+    """A share link naming a group's parent reads its children too."""
+    return (
+        principal.admin
+        or principal.user_id == state.owner
+        or state.job_id in principal.jobs
+        or (state.parent_id is not None and state.parent_id in principal.jobs)
+    )
 
 
 def can_write(principal: Principal, state: JobState) -> bool:

@@ -78,9 +78,19 @@ class Jobs(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="job_id already taken")
     def post(self, body):
         """Create a job owned by the caller (``job_queued``, or ``job_started``
-        with ``start: true``)."""
+        with ``start: true``); with ``children``, a group: the parent (the
+        answer) and its queued children."""
         principal = http_principal(request)
         tracker = get_tracker()
+        if "children" in body:
+            state, _ = tracker.group(
+                body["name"],
+                body["children"],
+                owner=job_owner(principal, body.get("owner")),
+                job_id=body.get("job_id"),
+                metadata=body["metadata"],
+            )
+            return state.snapshot(tracker.clock())
         state = tracker.create_job(
             body["name"],
             body["stages"],
@@ -101,6 +111,18 @@ class Job(MethodView):
         tracker = get_tracker()
         state = readable_job(tracker, http_principal(request), job_id)
         return state.snapshot(tracker.clock())
+
+
+@blp.route("/<job_id>/children")
+class JobChildren(MethodView):
+    @blp.response(200, JobSnapshotSchema(many=True))
+    @blp.alt_response(404, schema=ErrorSchema, description="no such job, or not yours")
+    def get(self, job_id):
+        """A group's children, in the order they were created (none for other jobs)."""
+        tracker = get_tracker()
+        readable_job(tracker, http_principal(request), job_id)
+        now = tracker.clock()
+        return [child.snapshot(now) for child in tracker.children(job_id)]
 
 
 @blp.route("/<job_id>/events")

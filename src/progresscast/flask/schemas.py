@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from progresscast.groups import MAX_CHILDREN
 from progresscast.protocol import JOB_ID_RE
-from progresscast.state import EventType, JobStatus
+from progresscast.state import MAX_UNIT, EventType, JobStatus
 from progresscast.tokens import USER_ID_RE
 
 MAX_NAME = 200
@@ -114,10 +115,30 @@ STAGE_DOC = {
 }
 
 
-class JobCreateSchema(StrictSchema):
+class ChildCreateSchema(StrictSchema):
+    """One child of a group created with ``POST /api/jobs``."""
+
     name = fields.String(required=True, validate=validate.Length(1, MAX_NAME))
     stages = fields.List(
         StageField(metadata=STAGE_DOC), required=True, validate=validate.Length(1, 100)
+    )
+    job_id = fields.String(validate=JobId.validate)
+    weight = StrictFloat(
+        allow_nan=False,
+        validate=validate.Range(min=0, min_inclusive=False),
+        load_default=1.0,
+        metadata={"description": "its weight in the parent's progress"},
+    )
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class JobCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(1, MAX_NAME))
+    stages = fields.List(StageField(metadata=STAGE_DOC), validate=validate.Length(1, 100))
+    children = fields.List(
+        fields.Nested(ChildCreateSchema),
+        validate=validate.Length(1, MAX_CHILDREN),
+        metadata={"description": "a group: the parent and these children, all queued"},
     )
     job_id = fields.String(validate=JobId.validate)
     owner = fields.String(
@@ -129,6 +150,13 @@ class JobCreateSchema(StrictSchema):
         load_default=False,
         metadata={"description": "emit job_started at once instead of job_queued"},
     )
+
+    @validates_schema
+    def _stages_or_children(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("stages" in data) == ("children" in data):
+            raise ValidationError("give stages (a job) or children (a group)", "_schema")
+        if "children" in data and data["start"]:
+            raise ValidationError("a group starts with its first child", "start")
 
 
 class JobListQuerySchema(StrictSchema):
@@ -168,6 +196,21 @@ class IngestEventSchema(StrictSchema):
         },
     )
     reason = fields.String(validate=validate.Length(max=MAX_REASON), allow_none=True)
+    n = StrictFloat(
+        allow_nan=False,
+        validate=validate.Range(min=0),
+        allow_none=True,
+        metadata={"description": "units done in the current stage"},
+    )
+    total = StrictFloat(
+        allow_nan=False,
+        validate=validate.Range(min=0, min_inclusive=False),
+        allow_none=True,
+        metadata={"description": "units in the current stage; null: indeterminate"},
+    )
+    unit = fields.String(
+        validate=validate.Length(1, MAX_UNIT), allow_none=True, metadata={"example": "rows"}
+    )
 
 
 # ----------------------------------------------------------------- REST outputs
@@ -207,6 +250,17 @@ class JobSnapshotSchema(Schema):
     seq = fields.Integer()
     cancel_requested = fields.String(
         allow_none=True, metadata={"description": "reason of a pending cancellation request"}
+    )
+    n = fields.Float(allow_none=True, metadata={"description": "the current stage's count"})
+    total = fields.Float(allow_none=True)
+    unit = fields.String(allow_none=True)
+    rate = fields.Float(allow_none=True, metadata={"description": "units per second, smoothed"})
+    parent_id = fields.String(allow_none=True, metadata={"description": "a child's parent"})
+    children = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        allow_none=True,
+        metadata={"description": "a parent's children by status, and their total"},
     )
 
 

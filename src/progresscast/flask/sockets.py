@@ -256,6 +256,14 @@ class ProgressNamespace(Namespace):
         state = tracker.request_cancel(job_id, payload.get("reason"))
         return {"ok": True, "status": state.status.value}
 
+    @socket_request(_ref)
+    def on_list_children(self, principal: Principal, payload: dict) -> dict:
+        tracker = get_tracker()
+        job_id = payload["job_id"]
+        readable_job(tracker, principal, job_id)
+        now = tracker.clock()
+        return {"ok": True, "jobs": [child.snapshot(now) for child in tracker.children(job_id)]}
+
     @socket_request(_empty)
     def on_ping(self, principal: Principal, payload: dict) -> dict:
         return {

@@ -76,6 +76,10 @@ class JobStore:
         """Jobs newest first; ``owner=None`` means every owner."""
         raise NotImplementedError
 
+    def list_children(self, parent_id: str) -> list[JobState]:
+        """A parent's children, in the order they were created."""
+        raise NotImplementedError
+
     def count_jobs(
         self, owner: str | None = None, status: Sequence[JobStatus] | None = None
     ) -> int:

@@ -14,6 +14,7 @@ Keys (``p`` is the prefix, ``progresscast`` by default)::
     p:finished              zset  ended jobs, score finished_at (pruning)
     p:cancelling            zset  unfinished jobs with a cancellation request,
                                   score the request's time
+    p:children:<parent>     zset  a parent's children, score the creation order
 
 Every write is one Lua script, so appending events, updating the state and
 moving the indexes happen together or not at all, and the compare-and-set on
@@ -61,6 +62,7 @@ end
 local owner, status, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 local created, finished, updated = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
 local state, max_events, ttl = ARGV[i + 6], tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+local parent = ARGV[i + 9]
 local id = string.sub(job, string.len(prefix) + 6)  -- after "<prefix>:job:"
 local old = redis.call('HGET', job, 'status')
 redis.call('HSET', job, 'owner', owner, 'status', status, 'seq', seq, 'created_at', created,
@@ -77,6 +79,11 @@ end
 if not old then
   redis.call('ZADD', prefix .. ':jobs', created, id)
   redis.call('ZADD', prefix .. ':owner:' .. owner, created, id)
+  if parent ~= '' then
+    local children = prefix .. ':children:' .. parent
+    redis.call('HSET', job, 'parent', parent)
+    redis.call('ZADD', children, redis.call('ZCARD', children), id)
+  end
 end
 if status == 'running' then
   redis.call('ZADD', prefix .. ':running', updated, id)
@@ -90,6 +97,7 @@ if finished ~= '' then
   if ttl > 0 then
     redis.call('EXPIRE', job, ttl)
     redis.call('EXPIRE', events, ttl)
+    redis.call('EXPIRE', prefix .. ':children:' .. id, ttl)
   end
 end
 if tonumber(seq) > max_events then
@@ -113,7 +121,9 @@ local prefix, id = ARGV[1], ARGV[2]
 local job = prefix .. ':job:' .. id
 local owner = redis.call('HGET', job, 'owner')
 local status = redis.call('HGET', job, 'status')
-redis.call('DEL', job, prefix .. ':events:' .. id)
+local parent = redis.call('HGET', job, 'parent')
+if parent then redis.call('ZREM', prefix .. ':children:' .. parent, id) end
+redis.call('DEL', job, prefix .. ':events:' .. id, prefix .. ':children:' .. id)
 redis.call('ZREM', prefix .. ':jobs', id)
 redis.call('ZREM', prefix .. ':finished', id)
 redis.call('ZREM', prefix .. ':running', id)
@@ -205,6 +215,7 @@ class RedisStore(JobStore):
             dumps(state.to_record()),
             self.max_events_per_job,
             self.retention_seconds,
+            state.parent_id or "",
         ]
         ok, stored, *cancel_reason = self._append(
             keys=[self._job(state.job_id), self._events(state.job_id)], args=argv
@@ -277,6 +288,14 @@ class RedisStore(JobStore):
             ]
         ranked.sort(key=lambda pair: (-pair[0], pair[1]))
         ids = [job_id for _, job_id in ranked[offset : offset + limit]]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self._job(job_id))
+        return [self._state(f) for f in pipe.execute() if f.get("state")]
+
+    @_unavailable
+    def list_children(self, parent_id: str) -> list[JobState]:
+        ids = self.redis.zrange(f"{self.prefix}:children:{parent_id}", 0, -1)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self._job(job_id))

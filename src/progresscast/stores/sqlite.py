@@ -117,6 +117,13 @@ class SQLiteStore(JobStore):
             self._db.execute("ALTER TABLE jobs ADD COLUMN updated_at REAL NOT NULL DEFAULT 0")
         if "cancel_requested_at" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested_at REAL")
+        if "parent_id" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN parent_id TEXT")
+        # Only children are indexed (a partial index): other jobs cost nothing.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, created_at)"
+            " WHERE parent_id IS NOT NULL"
+        )
         self._db.execute("DROP INDEX IF EXISTS jobs_status_updated")  # see jobs_status
 
     def _conn(self) -> sqlite3.Connection:
@@ -140,7 +147,7 @@ class SQLiteStore(JobStore):
                 try:
                     conn.execute(
                         "INSERT INTO jobs (owner, status, created_at, finished_at, updated_at,"
-                        " seq, state, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " seq, state, job_id, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             state.owner,
                             state.status.value,
@@ -150,6 +157,7 @@ class SQLiteStore(JobStore):
                             state.seq,
                             dumps(state.to_record()),
                             state.job_id,
+                            state.parent_id,
                         ),
                     )
                 except sqlite3.IntegrityError:
@@ -278,6 +286,14 @@ class SQLiteStore(JobStore):
             f"SELECT state, cancel_reason FROM jobs{where}"
             " ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?",
             (*args, limit, offset),
+        )
+        return [self._state(r) for r in rows]
+
+    @_locked
+    def list_children(self, parent_id: str) -> list[JobState]:
+        rows = self._conn().execute(
+            "SELECT state, cancel_reason FROM jobs WHERE parent_id = ? ORDER BY created_at, rowid",
+            (parent_id,),
         )
         return [self._state(r) for r in rows]
 
