@@ -1,13 +1,15 @@
 """A demo pipeline: document checks with weighted stages, varied speeds and
 the occasional failure, so a newcomer sees live progress at once.
 
-It uses only the public API (:meth:`ProgressTracker.job` and the emitter);
+It uses only the public API (:meth:`ProgressTracker.job`, :meth:`~ProgressTracker.group`
+and the emitter);
 ``spawn`` and ``sleep`` come from the host (``socketio.start_background_task``
 and ``socketio.sleep`` in the server), so it runs under any async mode.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -67,7 +69,7 @@ def process_document(
     fail_at = rng.randint(max(1, pages // 4), max(1, pages - 1))
     for stage in STAGES:
         per_page = SECONDS_PER_PAGE[stage] * speed
-        with job.stage(stage, total=pages):
+        with job.stage(stage, total=pages, unit="pages"):
             for page in range(1, pages + 1):
                 if failure and failure[0] == stage and page == fail_at:
                     raise make_error(failure[1], failure[2].format(page=page))
@@ -96,6 +98,39 @@ def check_document(
     return job.job_id
 
 
+def check_batch(
+    tracker: ProgressTracker,
+    owner: str,
+    sleep: Callable[[float], Any],
+    rng: random.Random,
+    size: int = 3,
+) -> str:
+    """A batch of ``size`` documents as one group: its children checked one
+    after the other, the parent following them. Returns the parent's id."""
+    docs = [
+        (f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf", rng.randint(10, 60))
+        for _ in range(size)
+    ]
+    parent, children = tracker.group(
+        f"batch of {size} documents",
+        [
+            {"name": name, "stages": STAGES, "metadata": {"pages": pages, "demo": True}}
+            for name, pages in docs
+        ],
+        owner=owner,
+        metadata={"demo": True},
+        run_here=True,
+    )
+    for child, (_, pages) in zip(children, docs, strict=True):
+        job = tracker.start(child.job_id)
+        try:
+            with job:
+                process_document(job, pages, sleep, rng)
+        except DemoDocumentError:
+            pass  # the child failed; the batch goes on, and fails at its end
+    return parent.job_id
+
+
 def run_demo(
     tracker: ProgressTracker,
     *,
@@ -105,14 +140,18 @@ def run_demo(
     sleep: Callable[[float], Any],
     rng: random.Random | None = None,
 ) -> None:
-    """Keep ``concurrency`` demo jobs running, forever, a few seconds apart."""
+    """Keep ``concurrency`` demo jobs running, forever, a few seconds apart;
+    the first worker checks a batch (a group) every fourth time."""
     rng = rng or random.Random()
 
     def worker(index: int) -> None:
         sleep(index * 2.0)  # stagger the starts
-        while True:
+        for round_ in itertools.count(1):
             try:
-                check_document(tracker, owner, sleep, rng)
+                if index == 0 and round_ % 4 == 2:
+                    check_batch(tracker, owner, sleep, rng)
+                else:
+                    check_document(tracker, owner, sleep, rng)
             except Exception:
                 log.exception("demo job crashed")
             sleep(rng.uniform(1.0, 4.0))

@@ -187,13 +187,16 @@ class ProgressTracker:
         owner: str,
         job_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        run_here: bool = False,
     ) -> tuple[JobState, list[JobState]]:
         """Create a parent job and its children, all queued; return their states.
 
         ``children``: dicts ``{name, stages, job_id?, weight?, metadata?}`` or
         ``(name, stages)`` pairs (1 to 1000). Each child is a job of its own,
         run as any other (``tracker.start(child.job_id)``, a worker, HTTP);
-        the parent follows them (docs/protocol.md, "Groups"). Raises
+        the parent follows them (docs/protocol.md, "Groups"). ``run_here``:
+        this process runs the children (if it dies, its next start fails
+        them, queued ones too, as interrupted). Raises
         :class:`InvalidPayload`, or :class:`Conflict` if an id is taken.
         """
         specs = child_specs(children)
@@ -218,6 +221,8 @@ class ProgressTracker:
         for job in (parent, *kids):  # every id checked before anything is stored
             if self.store.get(job.job_id) is not None:
                 raise Conflict(f"job {job.job_id!r} already exists", job_id=job.job_id)
+            if run_here:
+                job.runner = self.runner
         created = self._create(parent, EventType.JOB_QUEUED, now)
         return created, [self._create(kid, EventType.JOB_QUEUED, now) for kid in kids]
 
@@ -481,6 +486,7 @@ class ProgressTracker:
             for state in self._every_job(unfinished)
             if state.runner == self.runner
             and (state.started_at or state.created_at) < started_before
+            and state.children is None  # a parent ends with its children
         ]
         failed = []
         for state in mine:

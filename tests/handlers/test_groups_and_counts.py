@@ -122,5 +122,5 @@ def test_a_watching_dashboard_gets_the_parents_updates_with_counts(http, alice):
     events = alice.wait_until(
         lambda inbox: any(e["job_id"] == "g1" and e["type"] == "job_started" for e in inbox)
     )
-    started = [e for e in events if e["job_id"] == "g1" and e["type"] == "job_started"][0]
+    started = next(e for e in events if e["job_id"] == "g1" and e["type"] == "job_started")
     assert started["children"]["total"] == 3

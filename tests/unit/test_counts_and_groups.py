@@ -323,3 +323,17 @@ def test_a_taken_child_id_is_a_conflict_before_anything_is_stored(tracker):
 def test_time_is_the_trackers(tracker, clock):
     parent, _ = group(tracker, n=1)
     assert parent.created_at == T0
+
+
+def test_a_group_run_in_a_process_that_died_fails_its_children_and_then_itself(store, clock):
+    from progresscast import ProgressTracker
+
+    before = ProgressTracker(store, clock=clock, runner="srv")
+    parent, kids = before.group("batch", [("a", ["x"]), ("b", ["x"])], owner="ann", run_here=True)
+    before.start(kids[0].job_id)
+    clock.advance(5)
+    after = ProgressTracker(store, clock=clock, runner="srv")  # the restarted server
+    failed = after.fail_interrupted(started_before=clock())
+    assert sorted(failed) == sorted(k.job_id for k in kids)  # the queued child too
+    p = after.get(parent.job_id)
+    assert p.status is JobStatus.FAILED and p.error["message"].startswith("2 of 2 jobs failed")
