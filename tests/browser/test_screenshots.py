@@ -159,3 +159,119 @@ def test_dashboard_screenshots(showcase, browser, tmp_path):
         finally:
             ctx.close()
     assert (out / "dashboard.png").stat().st_size > 10_000
+
+
+VIDEO = {"fetch": 1, "encode": 3}
+
+
+def seed_groups(store_url: str, owner: str) -> dict[str, str]:
+    """A group of videos half-way (one failed, two encoding with counts and a
+    rate), a counted import and a crawl counting pages with no total; written
+    through the tracker with a clock in the past. Returns names → job ids."""
+    now = time.time()
+    clock = [now - 600]
+    store = open_store(store_url)
+    tracker = ProgressTracker(store, clock=lambda: clock[0])
+
+    def at(seconds):
+        clock[0] = now - 600 + seconds
+
+    try:
+        parent, kids = tracker.group(
+            "import 6 videos",
+            [{"name": f"lecture-{i:02d}.mp4", "stages": VIDEO} for i in range(1, 7)],
+            owner=owner,
+        )
+        ids = {"group": parent.job_id}
+        for i, kid in enumerate(kids[:5]):
+            at(20 + 30 * i)
+            tracker.record(kid.job_id, "job_started")
+            for t, mb in ((5, 60), (15, 180), (25, 240)):
+                at(20 + 30 * i + t)
+                tracker.record(
+                    kid.job_id, "progress_update", stage="fetch", n=mb, total=240, unit="MB"
+                )
+            if i < 2:
+                at(20 + 30 * i + 28)
+                tracker.record(kid.job_id, "job_completed", result={"frames": 54000})
+            elif i == 2:
+                at(20 + 30 * i + 28)
+                tracker.record(
+                    kid.job_id,
+                    "job_failed",
+                    error={"type": "CodecError", "message": "unsupported codec: prores 4444"},
+                )
+        for i, frames in ((3, 31200), (4, 8400)):
+            for t, n in ((200, frames // 3), (260, frames)):
+                at(t + 10 * i)
+                tracker.record(
+                    kids[i].job_id,
+                    "progress_update",
+                    stage="encode",
+                    n=n,
+                    total=54000,
+                    unit="frames",
+                )
+        at(300)
+        job = tracker.create_job(
+            "customer-import.csv",
+            {"download": 1, "validate": 1, "load": 4},
+            owner=owner,
+            start=True,
+        )
+        ids["import"] = job.job_id
+        for t, stage in ((320, "download"), (340, "validate")):
+            at(t)
+            tracker.record(job.job_id, "progress_update", stage=stage, stage_progress=100)
+        for t, n in ((360, 0), (400, 5200), (430, 12400)):
+            at(t)
+            tracker.record(
+                job.job_id, "progress_update", stage="load", n=n, total=50000, unit="rows"
+            )
+        at(500)
+        crawl = tracker.create_job(
+            "crawl docs.example.org", {"crawl": 3, "index": 1}, owner=owner, start=True
+        )
+        ids["crawl"] = crawl.job_id
+        for t, n in ((510, 80), (540, 610), (580, 1240)):
+            at(t)
+            tracker.record(crawl.job_id, "progress_update", stage="crawl", n=n, unit="pages")
+        return ids
+    finally:
+        store.close()
+
+
+def test_dashboard_group_screenshot(browser, tmp_path):
+    """docs/dashboard-group.png: a group with its children nested, a counted
+    job with its rate, and a stage without a total (SCREENSHOTS=1)."""
+    out = ROOT / "docs" if os.environ.get("SCREENSHOTS") == "1" else tmp_path
+    server = ServerProcess(tmp_path)
+    ids = seed_groups(server.env["PROGRESSCAST_STORE_URL"], "maria")
+    server.start()
+    ctx = browser.new_context(
+        viewport={"width": 1280, "height": 900}, color_scheme="light", reduced_motion="reduce"
+    )
+    try:
+        page = ctx.new_page()
+        page.goto(dashboard_url(server, "maria"))
+        expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+        expect(page.locator("article.job")).to_have_count(3)  # the children are in their group
+        group = page.locator(f'article.job[data-job-id="{ids["group"]}"]')
+        expect(group.locator(".job-counts")).to_have_text("3/6 jobs done · 1 failed")
+        expect(group.locator("li.kid")).to_have_count(6)
+        expect(group.get_by_role("button", name="6 jobs in this group")).to_have_attribute(
+            "aria-expanded", "false"
+        )
+        group.get_by_role("button", name="6 jobs in this group").click()
+        imports = page.locator(f'article.job[data-job-id="{ids["import"]}"] .job-counts')
+        expect(imports).to_contain_text("12,400/50,000 rows · ")
+        crawl = page.locator(f'article.job[data-job-id="{ids["crawl"]}"]')
+        expect(crawl.get_by_role("progressbar")).to_have_attribute("aria-busy", "true")
+        page.evaluate("document.fonts.ready")
+        page.screenshot(
+            path=str(out / "dashboard-group.png"), full_page=True, animations="disabled"
+        )
+    finally:
+        ctx.close()
+        server.stop()
+    assert (out / "dashboard-group.png").stat().st_size > 10_000

@@ -16,6 +16,17 @@ import {
   isIndeterminate,
 } from "../../src/progresscast/flask/static/ui.js";
 import { FakeSocket } from "./fake_socket.mjs";
+import {
+  api,
+  client,
+  comparable,
+  getJob,
+  needsServer,
+  post,
+  token,
+  uniqueUser,
+  waitFor,
+} from "./helpers.mjs";
 
 const TS = "2026-11-22T14:35:33.600Z";
 const fold = (events, snap = null) => events.reduce((s, ev) => applyEvent(s, ev) ?? s, snap);
@@ -390,3 +401,78 @@ test("counts and rates read like tqdm's", () => {
   );
   assert.equal(formatChildren(null), "");
 });
+
+// --------------------------------------------------------- a real server
+
+test(
+  "a real group: listChildren, its parent followed live, children counted with a rate",
+  needsServer,
+  async (t) => {
+    const user = uniqueUser("group");
+    const pc = client(t, { token: token(user) });
+    const children = ["clip-1", "clip-2", "clip-3"].map((name) => ({
+      name,
+      stages: [
+        { name: "fetch", weight: 1 },
+        { name: "encode", weight: 3 },
+      ],
+    }));
+    const parent = await api(user, "POST", "/api/jobs", { name: "import 3 clips", children });
+    assert.deepEqual(parent.children, kids({ total: 3, queued: 3 }));
+    const states = [];
+    pc.watch(parent.job_id, (job) => states.push(job));
+    const everything = new Map();
+    pc.watchAll((jobs) => {
+      for (const [id, job] of jobs) everything.set(id, job);
+    });
+
+    const listed = await pc.listChildren(parent.job_id);
+    assert.deepEqual(
+      listed.map((c) => [c.name, c.parent_id, c.status, c.n, c.children]),
+      children.map((c) => [c.name, parent.job_id, "queued", null, null]),
+    );
+    assert.deepEqual(await pc.listChildren(listed[0].job_id), []); // not a group
+    await assert.rejects(pc.listChildren("no-such-job"), { code: "not_found" });
+
+    const [a, b, c] = listed.map((k) => k.job_id);
+    for (const id of [a, b, c]) await post(user, id, { type: "job_started" });
+    await post(user, a, { type: "progress_update", stage: "encode", n: 0, total: 600, unit: "frames" });
+    await new Promise((r) => setTimeout(r, 50));
+    await post(user, a, { type: "progress_update", stage: "encode", n: 150 });
+    await waitFor(() => everything.get(a)?.n === 150, "the child's count, through watchAll");
+    const counted = everything.get(a);
+    assert.equal(counted.total, 600);
+    assert.equal(counted.unit, "frames");
+    assert.ok(counted.rate > 0, `rate ${counted.rate}`);
+    assert.equal(counted.stage_progress, 25);
+    // indeterminate: a count with no total
+    await post(user, b, { type: "progress_update", stage: "fetch", n: 12, unit: "MB" });
+    await waitFor(() => everything.get(b)?.n === 12, "the indeterminate count");
+    assert.equal(isIndeterminate(everything.get(b)), true);
+
+    await post(user, a, { type: "job_completed" });
+    await post(user, b, { type: "job_failed", error: { message: "bad codec", type: "CodecError" } });
+    await post(user, c, { type: "job_completed" });
+    await waitFor(() => states.at(-1)?.status === "failed", "the parent to fail");
+    const server = await getJob(user, parent.job_id);
+    assert.deepEqual(comparable(states.at(-1)), comparable(server));
+    assert.deepEqual(server.children, kids({ total: 3, completed: 2, failed: 1, queued: 0 }));
+    assert.equal(formatChildren(server.children), "3/3 jobs done · 1 failed");
+    // every snapshot the client built from events had every key of the server's
+    for (const job of everything.values())
+      assert.deepEqual(Object.keys(job).sort(), Object.keys(server).sort());
+    const final = await pc.listChildren(parent.job_id);
+    assert.deepEqual(
+      final.map((k) => k.status),
+      ["completed", "failed", "completed"],
+    );
+    assert.deepEqual(
+      final.map((k) => [k.n, k.total, k.unit]),
+      [
+        [null, null, null], // completed: its last stage_completed cleared the count
+        [12, null, "MB"], // failed: the count as it was
+        [null, null, null],
+      ],
+    );
+  },
+);

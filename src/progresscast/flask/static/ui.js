@@ -518,10 +518,15 @@ class ChildRow {
     setText(this.pct, setBar(this.bar, job, `Progress of ${job.name}`));
     const cancelling = isCancelling(job);
     setText(this.status, cancelling ? "Cancelling…" : (STATUS_LABEL[job.status] ?? job.status));
-    let detail = formatCounts(job) || job.message || "";
+    // What it is doing (stage · count and rate, or its message), how it ended.
+    let detail;
     if (job.status === "failed" && job.error)
       detail = `${job.error.type || "Error"}: ${job.error.message || ""}`;
-    else if (!detail && job.status === "running" && job.stage) detail = job.stage;
+    else if (job.status === "completed") detail = job.message ?? summarize(job.result);
+    else {
+      const what = formatCounts(job) || job.message;
+      detail = [job.status === "running" ? job.stage : null, what].filter(Boolean).join(" · ");
+    }
     setText(this.detail, detail);
     this.detail.title = detail;
     this.detail.hidden = !detail;
