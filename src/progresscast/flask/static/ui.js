@@ -52,7 +52,7 @@ export function formatCount(n) {
   return COUNT.format(n ?? 0);
 }
 
-/** Units per second: 850 → "850", 1.23 → "1.2", 0.25 → "0.25" (two significant digits below 10). */
+/** Per second: 850 → "850", 1.23 → "1.2", 0.25 → "0.25" (2 significant digits under 10). */
 export function formatRate(rate) {
   if (!(rate > 0)) return "0";
   return (rate >= 9.95 ? RATE_WHOLE : RATE_SMALL).format(rate);
@@ -455,7 +455,8 @@ class ChildList {
 
   update(job) {
     this.total = job.children?.total ?? this.total;
-    setText(this.label, `${formatCount(this.total)} job${this.total === 1 ? "" : "s"} in this group`);
+    const jobs = `${formatCount(this.total)} job${this.total === 1 ? "" : "s"}`;
+    setText(this.label, `${jobs} in this group`);
     this._more();
   }
 
