@@ -470,7 +470,10 @@ class _Builder:
                 meter = RateMeter.from_dict(st.rate_meter)
                 st.rate = meter.observe(self.now, n)
                 st.rate_meter = meter.to_dict()
-        if pct is None and st.n is not None and st.total:
+        # Only a request that reports a count moves the percent by it: a
+        # group's end carries none, and its percent stays the weighted mean.
+        counted = "n" in fields or "total" in fields
+        if pct is None and counted and st.n is not None and st.total:
             pct = round(min(100.0, 100.0 * st.n / st.total), 4)
         return pct
 

@@ -277,6 +277,9 @@ def test_cancelling_the_parent_cancels_every_child_still_going(tracker):
     p = tracker.get(parent.job_id)
     assert p.status is JobStatus.CANCELLED
     assert kinds(tracker.store.events_since(parent.job_id))[-1] == "job_cancelled"
+    # it ends where its children left it (1 of 3 completed), not at 100
+    assert p.progress == pytest.approx(100 / 3, abs=0.01)
+    assert tracker.store.events_since(parent.job_id)[-1]["progress"] == p.progress
     with pytest.raises(Conflict):
         tracker.request_cancel(parent.job_id)
 
