@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.harness import (
-    ROOT,
     TERMINAL,
+    CeleryWorker,
     RedisServer,
     ServerProcess,
     SocketClient,
     assert_gapless,
-    log_tail,
     require_component,
-    stop_group,
     wait_until,
 )
 
@@ -36,75 +32,13 @@ try:
 except ImportError:  # Celery is not installed (requirements-dev.txt installs it)
     pc_celery = tasks = None
 
-#: the server fails a running job without events for this long (SIGKILL test)
-STALL_SECONDS = 4
-
-
-class CeleryWorker:
-    """``python -m celery -A tests.integration.celery_tasks worker`` in a
-    session of its own, consuming ``queue``, logging to ``workdir``."""
-
-    def __init__(self, workdir: Path, pool: str, queue: str, env: dict[str, str]) -> None:
-        self.pool, self.queue, self.env = pool, queue, env
-        self.name = f"{queue}@localhost"
-        self.log_path = workdir / f"worker-{queue}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 45) -> CeleryWorker:
-        concurrency = "2" if self.pool == "prefork" else "4"
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.integration.celery_tasks",
-            "worker",
-            "--pool",
-            self.pool,
-            "-c",
-            concurrency,
-            "-Q",
-            self.queue,
-            "-n",
-            self.name,
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-        path = os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])
-        env = {**os.environ, **self.env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=self._log, stderr=self._log, start_new_session=True
-        )
-        try:
-            wait_until(self._ready, timeout, what=f"celery worker {self.name}")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"the worker did not start:\n{self.log()}") from None
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
-        return f"{self.name} ready." in self.log()
-
-    def log(self) -> str:
-        return log_tail(self.log_path, 20000)
-
-    def kill(self) -> None:
-        """SIGKILL to every process of the worker (main and pool children)."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc, timeout=15)
-            self._log.close()
-            self.proc = None
+#: the stall server fails a running job without events for this long (SIGKILL test)
+STALL_SECONDS = 3
+#: the main server's: longer than Celery takes to notice a lost pool process
+#: (its maintain_pool timer runs every 5 s), so that its own report comes first
+MAIN_STALL_SECONDS = 20
+#: the Celery app the workers run
+TASKS = "tests.integration.celery_tasks"
 
 
 class Stack:
@@ -118,7 +52,7 @@ class Stack:
             base,
             env={
                 "PROGRESSCAST_MESSAGE_QUEUE_URL": f"{host}/0",
-                "PROGRESSCAST_STALL_SECONDS": str(STALL_SECONDS),
+                "PROGRESSCAST_STALL_SECONDS": str(MAIN_STALL_SECONDS),
                 "PROGRESSCAST_STALL_CHECK_SECONDS": "0.5",
             },
         )
@@ -167,6 +101,24 @@ def stack(tmp_path_factory):
     stack.stop()
 
 
+@pytest.fixture
+def stall_server(stack, tmp_path):
+    """A second instance on the same store and queue, with a short
+    STALL_SECONDS: the one whose stall detection the SIGKILL test waits for
+    (only during that test: it would fail the other tests' jobs too)."""
+    server = ServerProcess(
+        tmp_path,
+        env={
+            "PROGRESSCAST_STORE_URL": stack.worker_env["PROGRESSCAST_STORE_URL"],
+            "PROGRESSCAST_MESSAGE_QUEUE_URL": stack.worker_env["PROGRESSCAST_MESSAGE_QUEUE_URL"],
+            "PROGRESSCAST_STALL_SECONDS": str(STALL_SECONDS),
+            "PROGRESSCAST_STALL_CHECK_SECONDS": "0.5",
+        },
+    ).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module", params=["prefork", "threads"])
 def pool(request) -> str:
     return request.param
@@ -175,7 +127,7 @@ def pool(request) -> str:
 @pytest.fixture(scope="module")
 def worker(stack, pool, tmp_path_factory):
     """One worker per pool kind for the module's tests."""
-    w = CeleryWorker(tmp_path_factory.mktemp(pool), pool, f"main-{pool}", stack.worker_env)
+    w = CeleryWorker(tmp_path_factory.mktemp(pool), TASKS, pool, f"main-{pool}", stack.worker_env)
     w.start()
     yield w
     w.stop()
@@ -335,8 +287,10 @@ def test_revoke_with_terminate_cancels_the_job(stack, worker, client):
     assert client.events_until_terminal(after.id, timeout=30)[-1]["type"] == "job_completed"
 
 
-def test_a_worker_killed_with_sigkill_leaves_no_job_running(stack, pool, client, tmp_path):
-    doomed = CeleryWorker(tmp_path, pool, f"doomed-{pool}", stack.worker_env).start()
+def test_a_worker_killed_with_sigkill_leaves_no_job_running(
+    stack, stall_server, pool, client, tmp_path
+):
+    doomed = CeleryWorker(tmp_path, TASKS, pool, f"doomed-{pool}", stack.worker_env).start()
     try:
         result = send(tasks.endless, 3000, 0.02, queue=doomed.queue)
         events_until(client, result.id, "progress_update")
@@ -354,7 +308,9 @@ def test_a_worker_killed_with_sigkill_leaves_no_job_running(stack, pool, client,
 @pytest.fixture(scope="module")
 def prefork_worker(stack, tmp_path_factory):
     """A prefork worker of its own, whose pool processes the tests kill."""
-    w = CeleryWorker(tmp_path_factory.mktemp("lost"), "prefork", "lost-prefork", stack.worker_env)
+    w = CeleryWorker(
+        tmp_path_factory.mktemp("lost"), TASKS, "prefork", "lost-prefork", stack.worker_env
+    )
     w.start()
     yield w
     w.stop()
@@ -370,12 +326,12 @@ def kill_pool_process(worker: CeleryWorker, task_id: str) -> None:
     os.kill(wait_until(pid, 15, what=f"{task_id} among the active tasks"), signal.SIGKILL)
 
 
-def test_a_lost_pool_process_fails_its_job_at_once(stack, prefork_worker, client):
+def test_a_lost_pool_process_fails_its_job_before_stall_detection(stack, prefork_worker, client):
     result = send(tasks.endless, 3000, 0.02, queue=prefork_worker.queue)
     events_until(client, result.id, "progress_update")
     kill_pool_process(prefork_worker, result.id)
     # The worker's main process reports it: no wait for stall detection.
-    events = client.events_until_terminal(result.id, timeout=STALL_SECONDS - 1)
+    events = client.events_until_terminal(result.id, timeout=MAIN_STALL_SECONDS - 5)
     failed = events[-1]
     assert failed["type"] == "job_failed", events
     assert failed["error"]["type"] == "WorkerLostError" and failed["stage"] == "work"

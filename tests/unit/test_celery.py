@@ -306,3 +306,18 @@ def test_settings_come_from_the_app_then_the_environment(app, tmp_path, monkeypa
     job = from_env.create_job("x", ["a"], owner="alice")
     assert from_env.get(job.job_id).status is JobStatus.QUEUED
     bare.close()
+
+
+def test_a_job_the_server_ended_meanwhile_keeps_its_end(app, caplog):
+    @app.task(base=ProgressTask, bind=True)
+    def slow(self):
+        # The server's stall detection fails the job while the task still runs.
+        get_tracker(app).record(
+            self.request.id, "job_failed", error={"message": "x", "type": "stalled"}
+        )
+        return "late"
+
+    result = slow.apply_async(progress={"owner": "alice"})
+    assert result.state == "SUCCESS"  # the task itself is not disturbed
+    assert kinds(app, result.id)[-1] == "job_failed"
+    assert "had already ended" in caplog.text
