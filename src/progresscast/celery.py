@@ -280,15 +280,7 @@ class ProgressTask(Task):
         """
         send = super().apply_async
         if not options.get("retries") and not self._continues(task_id, progress):
-            task_id = task_id or str(uuid.uuid4())
-            spec = _parse_progress(self, progress)
-            get_tracker(self.app).create_job(
-                spec["name"],
-                spec["stages"],
-                owner=spec["owner"],
-                job_id=task_id,
-                metadata=spec["metadata"],
-            )
+            task_id = self._create_job(task_id, progress)
             try:
                 return send(args, kwargs, task_id, producer, link, link_error, shadow, **options)
             except Exception as exc:
@@ -301,6 +293,52 @@ class ProgressTask(Task):
                 )
                 raise
         return send(args, kwargs, task_id, producer, link, link_error, shadow, **options)
+
+    def apply(
+        self,
+        args=None,
+        kwargs=None,
+        link=None,
+        link_error=None,
+        task_id=None,
+        retries=None,
+        throw=None,
+        logfile=None,
+        loglevel=None,
+        headers=None,
+        progress: Mapping[str, Any] | None = None,
+        **options,
+    ):
+        """Run the task here, as Celery's ``apply``; with ``progress`` (an
+        eager chain's signatures carry it), after creating its job."""
+        if progress is not None and not retries and not self._continues(task_id, None):
+            task_id = self._create_job(task_id, progress)
+        return super().apply(
+            args,
+            kwargs,
+            link,
+            link_error,
+            task_id,
+            retries,
+            throw,
+            logfile,
+            loglevel,
+            headers,
+            **options,
+        )
+
+    def _create_job(self, task_id: str | None, progress: Any) -> str:
+        """Store ``job_queued`` for a send; return the task id (made if none)."""
+        task_id = task_id or str(uuid.uuid4())
+        spec = _parse_progress(self, progress)
+        get_tracker(self.app).create_job(
+            spec["name"],
+            spec["stages"],
+            owner=spec["owner"],
+            job_id=task_id,
+            metadata=spec["metadata"],
+        )
+        return task_id
 
     def _continues(self, task_id: str | None, progress: Any) -> bool:
         """A send without ``progress`` under the id of a job that is still

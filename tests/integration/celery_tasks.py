@@ -43,6 +43,16 @@ def transcode(self, frames: int = 8, pace: float = 0.02) -> dict:
     return {"frames": frames}
 
 
+@app.task(base=ProgressTask, bind=True, stages=["publish"])
+def publish(self, transcoded: dict, pace: float = 0.02) -> str:
+    """The next link of a chain: gets transcode's result."""
+    with self.progress.stage("publish", total=2):
+        for _ in range(2):
+            time.sleep(pace)
+            self.progress.advance()
+    return f"published {transcoded['frames']} frames"
+
+
 @app.task(base=ProgressTask, bind=True, stages=VIDEO)
 def corrupt(self, pace: float = 0.02) -> None:
     """Fails in its second stage."""

@@ -215,6 +215,43 @@ def test_a_job_is_queued_until_a_worker_takes_it_and_a_cancelled_one_never_runs(
     assert stack.snapshot(result.id)["status"] == "cancelled"
 
 
+def test_a_task_revoked_before_a_worker_takes_it_never_runs_and_its_job_is_cancelled(
+    stack, worker, client
+):
+    held = f"held-for-revoke-{worker.pool}"
+    result = send(tasks.transcode, 4, 0.02, queue=held)
+    result.revoke()  # the worker remembers the id...
+    wait_until(
+        lambda: tasks.app.control.add_consumer(
+            held, destination=[worker.name], reply=True, timeout=5
+        ),
+        20,
+        what="the worker to consume " + held,
+    )
+    # ...and when it gets the message, the task is skipped (task_revoked)
+    events = client.events_until_terminal(result.id, timeout=20)
+    assert [e["type"] for e in events] == ["job_queued", "job_cancelled"]
+    assert events[-1]["reason"] == "the task was revoked before it ran"
+    celery_state(result, "REVOKED")
+
+
+def test_each_task_of_a_chain_is_a_job_of_its_own(stack, worker, client):
+    from celery import chain
+
+    links = chain(
+        tasks.transcode.s(3, 0.01).set(queue=worker.queue, progress={"owner": "alice"}),
+        tasks.publish.s(0.01).set(queue=worker.queue, progress={"owner": "alice"}),
+    )
+    result = links.apply_async()
+    first, last = result.parent.id, result.id
+    # The second job is created when the worker sends the second task.
+    ended = client.events_by_job_until_terminal([first, last], timeout=30)
+    assert ended[first][-1]["result"] == {"frames": 3}
+    assert ended[last][0]["type"] == "job_queued" and ended[last][0]["name"].endswith("publish")
+    assert ended[last][-1]["result"] == "published 3 frames"
+    celery_state(result, "SUCCESS")
+
+
 def test_a_failing_task_fails_its_job_with_the_error_type_and_stage(stack, worker, client):
     result = send(tasks.corrupt, 0.02, queue=worker.queue)
     live = client.events_until_terminal(result.id, timeout=30)

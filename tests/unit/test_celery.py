@@ -321,3 +321,23 @@ def test_a_job_the_server_ended_meanwhile_keeps_its_end(app, caplog):
     assert result.state == "SUCCESS"  # the task itself is not disturbed
     assert kinds(app, result.id)[-1] == "job_failed"
     assert "had already ended" in caplog.text
+
+
+def test_each_progress_task_of_a_chain_is_a_job_of_its_own(app):
+    from celery import chain
+
+    @app.task(base=ProgressTask, bind=True, stages=["fetch"])
+    def fetch(self, url):
+        return len(url)
+
+    @app.task(base=ProgressTask, bind=True, stages=["store"])
+    def store(self, size):
+        return size * 2
+
+    first = {"owner": "alice", "name": "fetch"}
+    second = {"owner": "alice", "name": "store"}
+    result = chain(fetch.s("abcd").set(progress=first), store.s().set(progress=second))()
+    assert result.get() == 8
+    assert events(app, result.id)[0]["name"] == "store"
+    assert events(app, result.id)[-1]["result"] == 8
+    assert events(app, result.parent.id)[-1]["result"] == 4
