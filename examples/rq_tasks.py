@@ -10,8 +10,8 @@ The web app creates the job (queued) and enqueues the work::
 
 and an RQ worker runs it (``rq worker --url redis://...``) with
 ``PROGRESSCAST_STORE_URL`` and ``PROGRESSCAST_MESSAGE_QUEUE_URL`` in its
-environment. A Celery task looks the same: build the tracker from the URLs
-once per process and call ``tracker.start(job_id)``.
+environment. For Celery, ``progresscast.celery.ProgressTask`` does all this
+from the task's own signals (docs/celery.md, examples/celery_app/).
 """
 
 from __future__ import annotations

@@ -362,6 +362,69 @@ class Nginx:
             self.proc = None
 
 
+class CeleryWorker:
+    """``python -m celery -A APP worker`` in a session of its own, consuming
+    ``queue`` as worker ``<queue>@localhost``, logging to ``workdir``; up once
+    it logs that it is ready."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        app: str,
+        pool: str,
+        queue: str,
+        env: dict[str, str],
+        *,
+        cwd: Path = ROOT,
+        concurrency: int | None = None,
+    ) -> None:
+        self.app, self.pool, self.queue, self.env, self.cwd = app, pool, queue, env, cwd
+        self.concurrency = concurrency or (2 if pool == "prefork" else 4)
+        self.name = f"{queue}@localhost"
+        self.log_path = workdir / f"worker-{queue}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 45) -> CeleryWorker:
+        require_component(_has_module("celery"), "celery")
+        cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "--pool", self.pool]
+        cmd += ["-c", str(self.concurrency), "-Q", self.queue, "-n", self.name]
+        cmd += ["--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        path = os.pathsep.join(
+            filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])
+        )
+        env = {**os.environ, **self.env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.cwd, env=env, stdout=self._log, stderr=self._log, start_new_session=True
+        )
+        try:
+            wait_until(self._ready, timeout, what=f"celery worker {self.name}")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"the worker did not start:\n{self.log()}") from None
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+        return f"{self.name} ready." in self.log()
+
+    def log(self) -> str:
+        return log_tail(self.log_path, 20000)
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the worker (main and pool children)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc, timeout=15)
+            self._log.close()
+            self.proc = None
+
+
 def close_dropped_websocket(sio: socketio.Client, reason: Any = None) -> None:
     """For a python-socketio client's ``disconnect`` handler: python-engineio
     leaves the socket of a websocket that the *server* dropped open (a

@@ -196,6 +196,18 @@ def test_wheel_metadata_declares_the_flask_extra(wheel):
     assert "Description-Content-Type: text/markdown" in text
 
 
+def test_wheel_metadata_declares_the_celery_extra(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        assert "progresscast/celery.py" in zf.namelist()
+        (metadata,) = (n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        text = zf.read(metadata).decode()
+    assert "Provides-Extra: celery" in text
+    for requirement in ("celery", "redis"):
+        assert re.search(
+            rf"^Requires-Dist: {re.escape(requirement)}\b.*extra == \"celery\"", text, re.M
+        ), f"the celery extra does not require {requirement}"
+
+
 # ------------------------------------------------------ the fresh virtualenv
 
 #: run in the fresh venv after installing the wheel alone, and again with the extra
