@@ -31,6 +31,7 @@ from flask import Flask, abort, redirect, render_template, request, session, url
 from flask_socketio import SocketIO
 from tasks import celery_app, transcode
 
+from progresscast.celery import progress_group  # progresscast
 from progresscast.flask import ProgressCast  # progresscast
 
 app = Flask(__name__)
@@ -78,6 +79,25 @@ def start_transcode():
         (video, frames), progress={"owner": user, "name": f"Transcode {video}"}
     )
     return {"job_id": result.id}, 202  # the task's id is the job's id
+
+
+@app.post("/imports")
+def start_import():
+    """A Celery group: one transcode per video, one parent job for them all."""
+    user = current_user() or abort(401)
+    if not request.is_json:
+        abort(415)
+    body = request.get_json(silent=True)
+    count = body.get("videos", 3) if isinstance(body, dict) else None
+    if not isinstance(count, int) or not 1 <= count <= 20:
+        abort(400)
+    videos = [f"clip-{i:02}.mp4" for i in range(1, count + 1)]
+    result = progress_group(  # progresscast: the parent and a child job per task
+        [transcode.s(video, 120).set(progress={"name": video}) for video in videos],
+        owner=user,
+        name=f"Import {count} videos",
+    )
+    return {"job_id": result.id}, 202  # the group's id is the parent job's id
 
 
 if __name__ == "__main__":

@@ -45,19 +45,14 @@ celery_app.conf.update(
 )
 def transcode(self, video: str, frames: int = 240) -> dict:
     """A video's transcode (simulated): every stage reports through self.progress."""
-    with self.progress.stage("download", total=8):
+    with self.progress.stage("download", total=8, unit="chunks"):
         for chunk in range(1, 9):
             time.sleep(0.15 * PACE)
             self.progress.advance(message=f"chunk {chunk} of 8")
-    with self.progress.stage("transcode", total=frames):
+    with self.progress.stage("transcode", total=frames, unit="frames"):
         for frame in range(1, frames + 1):
             time.sleep(0.025 * PACE)
             self.progress.advance(message=f"frame {frame} of {frames}")
     with self.progress.stage("publish"):
         time.sleep(0.5 * PACE)
     return {"video": video, "frames": frames}
-
-
-# A group of tasks ("import 10 videos": one parent job, a child job per
-# video, the parent's bar the mean of theirs) comes with job groups (issue 13,
-# item 2); its task goes here, and a button for it on the page.

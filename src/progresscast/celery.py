@@ -31,6 +31,7 @@ at its next ``advance`` or stage change. See docs/celery.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PROGRESS_KEYS", "ProgressTask", "get_tracker"]
+__all__ = ["PROGRESS_KEYS", "ProgressTask", "get_tracker", "progress_group"]
 
 #: the keys of the ``progress={...}`` option of ``apply_async``
 PROGRESS_KEYS = ("owner", "name", "metadata", "stages")
@@ -378,6 +379,81 @@ class ProgressTask(Task):
             store_result=self.store_errors_even_if_ignored if ignored else True,
         )
         raise Ignore(f"progresscast job {request.id} ended: {reason}") from None
+
+
+def progress_group(
+    signatures: Any,
+    *,
+    owner: str,
+    name: str,
+    metadata: Mapping[str, Any] | None = None,
+    app: Celery | None = None,
+):
+    """Send ``signatures`` (of ProgressTasks) as a Celery ``group`` whose
+    tasks are the children of one parent job; return the ``GroupResult``,
+    whose ``id`` is the parent's ``job_id``.
+
+    ::
+
+        result = progress_group(
+            [transcode.s(v).set(progress={"name": f"Video {v}"}) for v in videos],
+            owner=user_id, name=f"Import {len(videos)} videos",
+        )
+
+    Each child is named by its signature's ``progress={"name": ...}`` (else
+    the task's ``progress_name`` or name and its place), with the task's
+    stages. The parent follows the children (docs/protocol.md, "Groups"):
+    cancelling it cancels every task still to finish. Children that cannot
+    be sent fail (``not_sent``), so the group still ends.
+    """
+    from celery import group
+
+    sigs = [sig.clone() for sig in signatures]
+    if not sigs:
+        raise ValueError("progress_group needs at least one signature")
+    specs, ids = [], []
+    for index, sig in enumerate(sigs):
+        task = (app or sig.app or _current_app()).tasks[sig.task]
+        if not isinstance(task, ProgressTask):
+            raise TypeError(f"{sig.task} is not a ProgressTask: it cannot be a child job")
+        given = sig.options.pop("progress", None) or {}
+        unknown = sorted(set(given) - {"name", "metadata", "stages"})
+        if unknown:
+            raise TypeError(f"a child's progress takes name, metadata, stages; not {unknown}")
+        job_id = sig.options.get("task_id") or str(uuid.uuid4())
+        sig.set(task_id=job_id)
+        ids.append(job_id)
+        specs.append(
+            {
+                "name": given.get("name") or f"{task.progress_name or task.name} {index + 1}",
+                "stages": _stage_specs(given.get("stages") or task.stages),
+                "job_id": job_id,
+                "metadata": given.get("metadata"),
+            }
+        )
+    tracker = get_tracker(app or sigs[0].app)
+    parent_id = str(uuid.uuid4())
+    tracker.group(name, specs, owner=owner, job_id=parent_id, metadata=metadata)
+    try:
+        # Each send finds its job queued and continues it (ProgressTask._continues).
+        return group(sigs).apply_async(task_id=parent_id)
+    except Exception as exc:
+        for job_id in ids:
+            with contextlib.suppress(Conflict, JobNotFound):
+                tracker.apply(
+                    job_id,
+                    EventType.JOB_FAILED,
+                    only_if=JobStatus.QUEUED,
+                    error={"type": "not_sent", "message": f"the task was not sent: {exc}"[:2000]},
+                )
+        raise
+
+
+def _current_app():
+    """Celery's current app (for signatures made without one)."""
+    from celery import current_app
+
+    return current_app
 
 
 class _JobEnded(Exception):

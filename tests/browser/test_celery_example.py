@@ -156,3 +156,24 @@ def test_cancel_on_the_page_stops_the_task(example, page):
     cancelled = history(example, page, job_id)[-1]
     assert cancelled["type"] == "job_cancelled"
     assert cancelled["reason"] == "cancelled from the page"
+
+
+def test_a_group_of_tasks_is_one_bar_with_its_videos_listed(example, page):
+    from playwright.sync_api import expect
+
+    sign_in_and_start(page, example, "carol", "warmup.mp4", 8)
+    page.get_by_role("button", name="Import 3 videos").click()
+    job = page.locator("#job")
+    expect(page.locator("#name")).to_have_text("Import 3 videos")
+    group_id = job.get_attribute("data-job-id")
+    # while it runs: its count in jobs, and its videos, each with its own status
+    expect(page.locator("#children li")).to_have_count(3, timeout=TIMEOUT_MS)
+    expect(job).to_have_attribute("data-status", "completed", timeout=TIMEOUT_MS)
+    expect(page.locator("#bar")).to_have_js_property("value", 100)
+    expect(page.locator("#children li[data-status=completed]")).to_have_count(3, timeout=TIMEOUT_MS)
+    expect(page.locator("#children")).to_contain_text("clip-02.mp4: completed 100%")
+
+    events = history(example, page, group_id)
+    assert events[0]["children"]["total"] == 3 and events[-1]["type"] == "job_completed"
+    counted = [e for e in events if e["type"] == "progress_update"]
+    assert counted and counted[-1]["unit"] == "jobs" and counted[-1]["n"] == 3

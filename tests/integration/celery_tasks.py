@@ -36,7 +36,7 @@ def transcode(self, frames: int = 8, pace: float = 0.02) -> dict:
         for _ in range(4):
             time.sleep(pace)
             self.progress.advance()
-    with self.progress.stage("transcode", total=frames):
+    with self.progress.stage("transcode", total=frames, unit="frames"):
         for frame in range(1, frames + 1):
             time.sleep(pace)
             self.progress.advance(message=f"frame {frame} of {frames}")
@@ -101,7 +101,7 @@ def sturdy(self, frames: int = 30, pace: float = 0.05) -> dict:
         for _ in range(2):
             time.sleep(pace)
             self.progress.advance()
-    with self.progress.stage("transcode", total=frames):
+    with self.progress.stage("transcode", total=frames, unit="frames"):
         for _ in range(frames):
             time.sleep(pace)
             self.progress.advance()

@@ -394,3 +394,60 @@ def test_with_acks_late_a_lost_pool_process_runs_the_task_again_on_the_same_job(
     ]
     assert seen[-1]["result"] == {"frames": 30, "redelivered": True}
     celery_state(result, "SUCCESS")
+
+
+# ------------------------------------------------------------------- groups
+
+
+def test_a_group_of_ten_tasks_is_one_parent_that_reaches_100_with_its_last_child(
+    stack, worker, client
+):
+    sigs = [
+        tasks.transcode.s(12, 0.02).set(queue=worker.queue, progress={"name": f"Video {i}"})
+        for i in range(10)
+    ]
+    result = pc_celery.progress_group(sigs, owner="alice", name="Import 10 videos")
+    parent = stack.snapshot(result.id)
+    assert parent["children"]["total"] == 10 and parent["name"] == "Import 10 videos"
+    kids = stack.server.http("GET", f"/api/jobs/{result.id}/children").json()
+    assert [k["name"] for k in kids] == [f"Video {i}" for i in range(10)]
+    assert [k["job_id"] for k in kids] == [r.id for r in result.results]  # job id = task id
+
+    live = client.events_by_job_until_terminal([result.id, *(k["job_id"] for k in kids)], 60)
+    mine = live[result.id]
+    assert mine == stack.history(result.id) and mine[-1]["type"] == "job_completed"
+    assert_gapless(mine)
+    updates = [e for e in mine if e["type"] == "progress_update"]
+    assert all(e["progress"] < 100 for e in updates if e["children"]["completed"] < 10)
+    assert updates[-1]["children"]["completed"] == 10 and updates[-1]["progress"] == 100
+    assert all(live[k["job_id"]][-1]["type"] == "job_completed" for k in kids)
+    # the children's counts and rates reached the browser too
+    frames = [
+        e
+        for e in live[kids[0]["job_id"]]
+        if e["type"] == "progress_update" and e["unit"] == "frames"
+    ]
+    assert frames and frames[-1]["total"] == 12
+    wait_until(lambda: result.ready(), 20, what="the Celery group's results")
+    assert [r["frames"] for r in result.get(timeout=10)] == [12] * 10
+
+
+def test_a_group_with_a_failing_task_fails_once_the_others_have_ended(stack, worker, client):
+    sigs = [tasks.transcode.s(4, 0.01).set(queue=worker.queue) for _ in range(3)]
+    sigs.insert(1, tasks.corrupt.s(0.01).set(queue=worker.queue, progress={"name": "bad.mov"}))
+    result = pc_celery.progress_group(sigs, owner="alice", name="Import 4 videos")
+    end = client.events_by_job_until_terminal([result.id], 60)[result.id][-1]
+    assert end["type"] == "job_failed"
+    assert end["error"]["type"] == "children_failed"
+    assert end["error"]["message"] == "1 of 4 jobs failed: bad.mov"
+    parent = stack.snapshot(result.id)
+    assert parent["children"]["completed"] == 3 and parent["children"]["failed"] == 1
+
+
+def test_cancelling_a_groups_parent_stops_its_tasks(stack, worker, client):
+    sigs = [tasks.endless.s(3000, 0.02).set(queue=worker.queue) for _ in range(2)]
+    result = pc_celery.progress_group(sigs, owner="alice", name="Two endless")
+    events_until(client, result.id, "job_started")
+    assert client.call("cancel_job", {"job_id": result.id, "reason": "enough"})["ok"]
+    end = client.events_by_job_until_terminal([result.id], 30)[result.id][-1]
+    assert end["type"] == "job_cancelled" and end["reason"] == "2 of 2 jobs were cancelled"
