@@ -242,9 +242,14 @@ class ProgressTracker:
                 if last is not None and now - last < self.min_interval:
                     return
                 self._parent_reported[parent_id] = now
-        # Conflict: another process ended it meanwhile; JobNotFound: pruned.
-        with contextlib.suppress(Conflict, JobNotFound):
+        try:
             self._update_parent(parent_id)
+        except (Conflict, JobNotFound):
+            pass  # another process ended it meanwhile, or it was pruned
+        except Exception:
+            # The child's own write has happened: never fail it for its parent.
+            # The parent catches up at its children's next change.
+            log.exception("could not bring group %s up to date", parent_id)
 
     def _update_parent(self, parent_id: str) -> None:
         parent = self.get(parent_id)

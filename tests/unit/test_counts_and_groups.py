@@ -340,3 +340,20 @@ def test_a_group_run_in_a_process_that_died_fails_its_children_and_then_itself(s
     assert sorted(failed) == sorted(k.job_id for k in kids)  # the queued child too
     p = after.get(parent.job_id)
     assert p.status is JobStatus.FAILED and p.error["message"].startswith("2 of 2 jobs failed")
+
+
+def test_a_child_is_never_failed_for_its_parent(tracker, monkeypatch, caplog):
+    from progresscast import StoreUnavailable
+
+    parent, kids = group(tracker, n=2)
+
+    def down(parent_id):
+        raise StoreUnavailable("the parent's side is down")
+
+    monkeypatch.setattr(tracker.store, "list_children", down)
+    events, state = tracker.apply(kids[0].job_id, "job_started")  # the child's write stands
+    assert state.status is JobStatus.RUNNING and kinds(events) == ["job_started"]
+    assert "could not bring group" in caplog.text
+    monkeypatch.undo()
+    tracker.apply(kids[0].job_id, "progress_update", stage_progress=50)  # the parent catches up
+    assert tracker.get(parent.job_id).status is JobStatus.RUNNING
