@@ -290,9 +290,10 @@ class ProgressEmitter:
             pct = self._stage_pct(done)
             if pct is not None:
                 fields["stage_progress"] = round(pct, 4)
-            if done or self._total is not None or self._unit is not None:
+            if done or self._total or self._unit is not None:
                 # The count itself, for its rate (and an indeterminate stage's only news).
-                fields.update(n=done, total=self._total, unit=self._unit)
+                # A total of 0 (no items at all) is no total: nothing to be a share of.
+                fields.update(n=done, total=self._total or None, unit=self._unit)
             return fields
 
     def _tick(self) -> None:

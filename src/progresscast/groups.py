@@ -28,6 +28,9 @@ MAX_CHILDREN = 1000
 BELOW_DONE = 99.9
 #: failed children named in a parent's error
 NAMED_FAILURES = 5
+#: the largest weight of a child (weights are relative: more says nothing,
+#: and sums of huge ones overflow)
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,10 @@ def _spec(child: Any, index: int) -> ChildSpec:
     weight = spec.weight
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
         weight = -1
-    if weight <= 0:
+    if not 0 < weight <= MAX_WEIGHT:
         raise InvalidPayload(
-            f"child {index}: weight must be a positive number",
-            details={"children": {str(index): ["weight must be positive"]}},
+            f"child {index}: weight must be a number more than 0, at most {MAX_WEIGHT:g}",
+            details={"children": {str(index): [f"weight must be in (0, {MAX_WEIGHT:g}]"]}},
         )
     return spec
 
@@ -116,7 +119,7 @@ def aggregate(children: Sequence[JobState]) -> Aggregate:
         pct = 100.0 if child.status is JobStatus.COMPLETED else child.progress
         weights += child.weight
         done += child.weight * pct
-    progress = done / weights if weights else 0.0
+    progress = min(100.0, max(0.0, done / weights)) if weights else 0.0
     if counts["completed"] < counts["total"]:
         progress = min(progress, BELOW_DONE)
     ended = counts["completed"] + counts["failed"] + counts["cancelled"]

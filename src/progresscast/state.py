@@ -601,6 +601,10 @@ def transition(
         b.goto(stage)
         b.apply_pending(fields)
         if "children" in fields:
+            if st.children is None:  # a parent is made so when it is created
+                raise InvalidPayload(
+                    "only a group's parent has children", details={"children": ["not a parent"]}
+                )
             st.children = _check_children(fields["children"])
         b.observe_eta()
         b.emit(

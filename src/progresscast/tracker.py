@@ -136,6 +136,9 @@ class ProgressTracker:
         # When this tracker last brought each running parent up to date
         # (clock time), to throttle a group's progress updates.
         self._parent_reported: dict[str, float] = {}
+        # Parents whose children are being cancelled by this tracker: their
+        # update waits for the last one (not one read of every child per child).
+        self._quiet_parents: set[str] = set()
 
     # ------------------------------------------------------------------ writes
 
@@ -224,7 +227,27 @@ class ProgressTracker:
             if run_here:
                 job.runner = self.runner
         created = self._create(parent, EventType.JOB_QUEUED, now)
-        return created, [self._create(kid, EventType.JOB_QUEUED, now) for kid in kids]
+        states: list[JobState] = []
+        try:
+            for kid in kids:
+                states.append(self._create(kid, EventType.JOB_QUEUED, now))
+        except Exception as exc:
+            # An id taken meanwhile, or the store gone: a group short of
+            # children would wait for them forever. End what was made.
+            error = {"type": "not_created", "message": f"the group was not created: {exc}"[:2000]}
+            with self._states_lock:
+                self._quiet_parents.add(parent.job_id)
+            try:
+                for state in states:
+                    with contextlib.suppress(Exception):
+                        self.apply(state.job_id, EventType.JOB_FAILED, error=error)
+                with contextlib.suppress(Exception):
+                    self.apply(parent.job_id, EventType.JOB_FAILED, error=error)
+            finally:
+                with self._states_lock:
+                    self._quiet_parents.discard(parent.job_id)
+            raise
+        return created, states
 
     def children(self, parent_id: str) -> list[JobState]:
         """A parent's children, in the order they were created."""
@@ -236,12 +259,17 @@ class ProgressTracker:
         or an end."""
         parent_id = child.parent_id
         now = self.clock()
-        if all(e["type"] == EventType.PROGRESS_UPDATE for e in events):
-            with self._states_lock:
+        with self._states_lock:
+            if parent_id in self._quiet_parents:
+                return  # its group is being cancelled: one update at the end
+            if all(e["type"] == EventType.PROGRESS_UPDATE for e in events):
                 last = self._parent_reported.get(parent_id)
                 if last is not None and now - last < self.min_interval:
                     return
-                self._parent_reported[parent_id] = now
+                self._parent_reported.pop(parent_id, None)
+                self._parent_reported[parent_id] = now  # most recent last
+                if len(self._parent_reported) > self.state_cache_size:
+                    del self._parent_reported[next(iter(self._parent_reported))]
         try:
             self._update_parent(parent_id)
         except (Conflict, JobNotFound):
@@ -251,25 +279,45 @@ class ProgressTracker:
             # The parent catches up at its children's next change.
             log.exception("could not bring group %s up to date", parent_id)
 
+    def _reconcile(self, parent_id: str) -> None:
+        """:meth:`_update_parent` from a sweep: any failure is logged."""
+        try:
+            self._update_parent(parent_id)
+        except (Conflict, JobNotFound):
+            pass
+        except Exception:
+            log.exception("could not bring group %s up to date", parent_id)
+
     def _update_parent(self, parent_id: str) -> None:
-        parent = self.get(parent_id)
-        if parent.status.is_terminal:
+        """Bring a parent in line with its children: start it, report them,
+        end it once they all have. Each write expects the parent's seq as
+        read with the children, so one computed from an older reading never
+        lands; another writer's move makes us read and compute again."""
+        for _ in range(self.max_retries):
+            parent = self.get(parent_id)
+            if parent.status.is_terminal:
+                return
+            children = self.store.list_children(parent_id)
+            agg = aggregate(children)
+            seq = parent.seq
+            try:
+                if parent.status is JobStatus.QUEUED:
+                    if agg.counts["queued"] == agg.total and not agg.all_ended:
+                        return  # nothing has started yet
+                    seq = self.apply(parent_id, EventType.JOB_STARTED, expect_seq=seq)[1].seq
+                seq = self.apply(
+                    parent_id, EventType.PROGRESS_UPDATE, expect_seq=seq, **report(agg)
+                )[1].seq
+                if agg.all_ended:
+                    kind, fields = ending(agg, children)
+                    self.apply(parent_id, kind, expect_seq=seq, **fields)
+            except Conflict:
+                continue  # the parent moved on meanwhile: read it and its children again
+            if agg.all_ended:
+                with self._states_lock:
+                    self._parent_reported.pop(parent_id, None)
             return
-        children = self.store.list_children(parent_id)
-        agg = aggregate(children)
-        if parent.status is JobStatus.QUEUED:
-            if agg.counts["queued"] == agg.total and not agg.all_ended:
-                return  # nothing has started yet
-            self.apply(parent_id, EventType.JOB_STARTED, only_if=JobStatus.QUEUED)
-        if not agg.all_ended:
-            self.apply(parent_id, EventType.PROGRESS_UPDATE, **report(agg))
-            return
-        # The final counts first (a terminal event carries no children), then the end.
-        self.apply(parent_id, EventType.PROGRESS_UPDATE, only_if=JobStatus.RUNNING, **report(agg))
-        kind, fields = ending(agg, children)
-        self.apply(parent_id, kind, only_if=JobStatus.RUNNING, **fields)
-        with self._states_lock:
-            self._parent_reported.pop(parent_id, None)
+        log.warning("group %s: gave up updating it after %d tries", parent_id, self.max_retries)
 
     def record(
         self,
@@ -398,6 +446,10 @@ class ProgressTracker:
         clock: Callable[[], float] | None = None,
     ) -> ProgressEmitter:
         """Start a queued job (from :meth:`create_job` or ``POST /api/jobs``)."""
+        if self.get(job_id).children is not None:
+            raise Conflict(
+                f"job {job_id!r} is a group's parent: it starts with its first child", job_id=job_id
+            )
         state = self.apply(job_id, EventType.JOB_STARTED, run_here=True)[1]
         return self._emitter(state, min_interval, clock)
 
@@ -434,12 +486,19 @@ class ProgressTracker:
             raise Conflict(
                 f"job {parent.job_id!r} is already {parent.status.value}", job_id=parent.job_id
             )
-        # Shown on the parent meanwhile (cancel_overdue leaves parents alone).
+        # Shown on the parent meanwhile.
         self.store.request_cancel(parent.job_id, reason, self.clock())
-        for child in self.store.list_children(parent.job_id):
-            if not child.status.is_terminal:
-                with contextlib.suppress(Conflict):  # it ended meanwhile
-                    self.request_cancel(child.job_id, reason)
+        with self._states_lock:
+            self._quiet_parents.add(parent.job_id)
+        try:
+            for child in self.store.list_children(parent.job_id):
+                if not child.status.is_terminal:
+                    with contextlib.suppress(Conflict):  # it ended meanwhile
+                        self.request_cancel(child.job_id, reason)
+        finally:
+            with self._states_lock:
+                self._quiet_parents.discard(parent.job_id)
+        self._update_parent(parent.job_id)
         return self.get(parent.job_id)
 
     def fail_stalled(self, stall_seconds: float) -> list[str]:
@@ -457,7 +516,10 @@ class ProgressTracker:
             if state is None or state.status is not JobStatus.RUNNING or state.updated_at >= cutoff:
                 continue
             if state.children is not None:
-                continue  # a parent waits for its children, which are checked themselves
+                # A parent waits for its children (checked themselves); a
+                # quiet one may have missed its last update: bring it in line.
+                self._reconcile(job_id)
+                continue
             try:
                 self.record(
                     job_id,
@@ -528,7 +590,8 @@ class ProgressTracker:
             if state is None or state.status.is_terminal or state.cancel_requested is None:
                 continue
             if state.children is not None:
-                continue  # a parent ends with its children, which are checked themselves
+                self._reconcile(job_id)  # a parent ends with its children
+                continue
             try:
                 self.record(
                     job_id,

@@ -124,3 +124,11 @@ def test_a_watching_dashboard_gets_the_parents_updates_with_counts(http, alice):
     )
     started = next(e for e in events if e["job_id"] == "g1" and e["type"] == "job_started")
     assert started["children"]["total"] == 3
+
+
+def test_nobody_posts_events_to_a_parent_it_follows_its_children(http):
+    make_group(http)
+    for user in (ALICE, as_user("svc", service=True)):
+        r = post_event(http, "g1", user=user, type="job_started")
+        assert r.status_code == 403 and "follows its children" in r.get_json()["message"]
+    assert http.get("/api/jobs/g1", headers=ALICE).get_json()["status"] == "queued"

@@ -357,3 +357,108 @@ def test_a_child_is_never_failed_for_its_parent(tracker, monkeypatch, caplog):
     monkeypatch.undo()
     tracker.apply(kids[0].job_id, "progress_update", stage_progress=50)  # the parent catches up
     assert tracker.get(parent.job_id).status is JobStatus.RUNNING
+
+
+# ------------------------------------------------------ found in review
+
+
+def test_two_processes_ending_the_last_children_still_end_the_parent(tmp_path, clock):
+    """Two trackers on one store (a server and a worker). B reads the parent
+    queued; before B starts it, A starts it and reports older counts. B's
+    writes expect the seq it read with the children, so it reads again and
+    ends the parent instead of giving up."""
+    from progresscast import ProgressTracker, SQLiteStore
+    from progresscast.groups import aggregate, report
+    from progresscast.state import EventType
+
+    path = str(tmp_path / "shared.db")
+    a = ProgressTracker(SQLiteStore(path), clock=clock)
+    b = ProgressTracker(SQLiteStore(path), clock=clock)
+    try:
+        parent, (c1, c2) = a.group("g", [("a", ["s"]), ("b", ["s"])], owner="ann")
+        a._child_changed = lambda *args: None  # A's own update comes late, below
+        a.record(c1.job_id, EventType.JOB_CANCELLED, reason="x")
+        stale = aggregate(a.store.list_children(parent.job_id))  # c1 ended, c2 queued
+        apply = b.apply
+
+        def racing_apply(job_id, kind, **kw):
+            if job_id == parent.job_id and kind is EventType.JOB_STARTED:
+                a.apply(parent.job_id, EventType.JOB_STARTED)  # lands in between
+                a.apply(parent.job_id, EventType.PROGRESS_UPDATE, **report(stale))
+            return apply(job_id, kind, **kw)
+
+        b.apply = racing_apply
+        b.record(c2.job_id, EventType.JOB_CANCELLED, reason="y")
+        assert a.get(parent.job_id).status is JobStatus.CANCELLED
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_parent_that_missed_its_last_update_is_ended_by_the_sweep(tracker, monkeypatch, clock):
+    parent, kids = group(tracker, n=1)
+    tracker.start(kids[0].job_id)
+    monkeypatch.setattr(tracker, "_update_parent", lambda parent_id: None)  # the update is lost
+    tracker.apply(kids[0].job_id, "job_completed")
+    assert tracker.get(parent.job_id).status is JobStatus.RUNNING
+    monkeypatch.undo()
+    clock.advance(1)
+    assert tracker.fail_stalled(0.5) == []  # the sweep reconciles parents, never fails them
+    assert tracker.get(parent.job_id).status is JobStatus.COMPLETED
+
+
+def test_weights_are_bounded_and_progress_stays_within_0_and_100(tracker):
+    with pytest.raises(InvalidPayload, match="weight"):
+        tracker.group("g", [{"name": "a", "stages": ["x"], "weight": 1e307}], owner="ann")
+    parent, kids = tracker.group(
+        "g", [{"name": n, "stages": ["x"], "weight": 1e6} for n in "abc"], owner="ann"
+    )
+    for kid in kids:
+        tracker.start(kid.job_id)
+        tracker.apply(kid.job_id, "job_completed")
+    assert tracker.get(parent.job_id).status is JobStatus.COMPLETED
+
+
+def test_cancelling_a_big_group_updates_its_parent_once(tracker):
+    parent, kids = tracker.group("g", [(f"c{i}", ["x"]) for i in range(200)], owner="ann")
+    tracker.request_cancel(parent.job_id)
+    assert {tracker.get(k.job_id).status for k in kids} == {JobStatus.CANCELLED}
+    events = tracker.store.events_since(parent.job_id)
+    assert kinds(events) == ["job_queued", "job_started", "progress_update", "job_cancelled"]
+    assert events[-1]["reason"] == "200 of 200 jobs were cancelled"
+
+
+def test_a_stage_with_no_items_at_all_completes(tracker, mono):
+    with tracker.job("import", ["load", "index"], owner="ann", clock=mono) as job:
+        with job.stage("load", total=0):  # an empty input: no share of anything
+            pass
+        with job.stage("index", total=0, unit="rows"):
+            pass
+    assert tracker.get(job.job_id).status is JobStatus.COMPLETED
+
+
+def test_a_parent_is_driven_by_its_children_only(tracker):
+    parent, _ = group(tracker)
+    with pytest.raises(Conflict, match="starts with its first child"):
+        tracker.start(parent.job_id)
+    plain = running(tracker)
+    with pytest.raises(InvalidPayload, match="only a group's parent"):
+        tracker.apply(plain.job_id, "progress_update", children={"total": 1})
+
+
+def test_a_group_that_cannot_be_created_whole_ends_what_was_made(tracker, monkeypatch):
+    create = tracker._create
+    made = []
+
+    def flaky_create(state, kind, now):
+        made.append(state.job_id)
+        if len(made) == 3:  # the parent and one child are stored; the next fails
+            raise RuntimeError("the store went away")
+        return create(state, kind, now)
+
+    monkeypatch.setattr(tracker, "_create", flaky_create)
+    with pytest.raises(RuntimeError):
+        tracker.group("g", [("a", ["x"]), ("b", ["x"]), ("c", ["x"])], owner="ann", job_id="g")
+    parent = tracker.get("g")
+    assert parent.status is JobStatus.FAILED and parent.error["type"] == "not_created"
+    assert [c.status for c in tracker.children("g")] == [JobStatus.FAILED]

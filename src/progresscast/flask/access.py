@@ -49,6 +49,10 @@ def writable_job(tracker: ProgressTracker, principal: Principal, job_id: str) ->
     state = readable_job(tracker, principal, job_id)
     if not can_write(principal, state):
         raise Forbidden("only the job's owner or a service token may post events", job_id=job_id)
+    if state.children is not None:
+        raise Forbidden(
+            "a group's parent follows its children: post events to the children", job_id=job_id
+        )
     return state
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from progresscast.groups import MAX_CHILDREN
+from progresscast.groups import MAX_CHILDREN, MAX_WEIGHT
 from progresscast.protocol import JOB_ID_RE
 from progresscast.state import MAX_UNIT, EventType, JobStatus
 from progresscast.tokens import USER_ID_RE
@@ -125,7 +125,7 @@ class ChildCreateSchema(StrictSchema):
     job_id = fields.String(validate=JobId.validate)
     weight = StrictFloat(
         allow_nan=False,
-        validate=validate.Range(min=0, min_inclusive=False),
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_WEIGHT),
         load_default=1.0,
         metadata={"description": "its weight in the parent's progress"},
     )
