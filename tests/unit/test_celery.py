@@ -23,6 +23,9 @@ VIDEO = [("download", 1), ("transcode", 3)]
 def app(tmp_path, monkeypatch):
     monkeypatch.delenv("PROGRESSCAST_STORE_URL", raising=False)
     monkeypatch.delenv("PROGRESSCAST_MESSAGE_QUEUE_URL", raising=False)
+    # Tasks here are declared shared=False: Celery registers a shared task in
+    # every app finalized later in the process, and these test apps' tasks
+    # share names (a later app, e.g. tests/integration's, would warn).
     app = Celery("unit", set_as_current=False)
     app.conf.update(
         broker_url="memory://",
@@ -43,7 +46,7 @@ def kinds(app, job_id: str) -> list[str]:
 
 
 def test_the_job_is_created_at_send_under_the_task_id_and_ended_by_the_signals(app):
-    @app.task(base=ProgressTask, bind=True, stages=VIDEO)
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=VIDEO)
     def transcode(self, frames):
         with self.progress.stage("download"):
             pass
@@ -76,11 +79,11 @@ def test_the_job_is_created_at_send_under_the_task_id_and_ended_by_the_signals(a
 
 
 def test_the_name_defaults_to_progress_name_then_to_the_task_name(app):
-    @app.task(base=ProgressTask, name="videos.thumbnail")
+    @app.task(shared=False, base=ProgressTask, name="videos.thumbnail")
     def thumbnail():
         pass
 
-    @app.task(base=ProgressTask, progress_name="Thumbnails")
+    @app.task(shared=False, base=ProgressTask, progress_name="Thumbnails")
     def thumbnails():
         pass
 
@@ -92,7 +95,7 @@ def test_the_name_defaults_to_progress_name_then_to_the_task_name(app):
 
 
 def test_stages_can_be_given_at_send(app):
-    @app.task(base=ProgressTask, bind=True, stages=VIDEO)
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=VIDEO)
     def convert(self):
         self.progress.stage("b")
 
@@ -115,7 +118,7 @@ def test_stages_can_be_given_at_send(app):
     ],
 )
 def test_a_send_without_a_proper_owner_is_refused_and_stores_nothing(app, progress, error, words):
-    @app.task(base=ProgressTask)
+    @app.task(shared=False, base=ProgressTask)
     def report():
         pass
 
@@ -126,7 +129,7 @@ def test_a_send_without_a_proper_owner_is_refused_and_stores_nothing(app, progre
 
 
 def test_delay_has_no_owner_and_says_how_to_send(app):
-    @app.task(base=ProgressTask)
+    @app.task(shared=False, base=ProgressTask)
     def report():
         pass
 
@@ -135,7 +138,7 @@ def test_delay_has_no_owner_and_says_how_to_send(app):
 
 
 def test_a_bad_stage_declaration_fails_before_anything_is_sent(app):
-    @app.task(base=ProgressTask, stages=[("download", -1)])
+    @app.task(shared=False, base=ProgressTask, stages=[("download", -1)])
     def broken():
         pass
 
@@ -146,7 +149,7 @@ def test_a_bad_stage_declaration_fails_before_anything_is_sent(app):
 def test_a_send_that_fails_fails_the_job(app):
     app.conf.task_always_eager = False  # a real send, to the in-memory broker
 
-    @app.task(base=ProgressTask)
+    @app.task(shared=False, base=ProgressTask)
     def report(thing):
         pass
 
@@ -158,7 +161,7 @@ def test_a_send_that_fails_fails_the_job(app):
 
 
 def test_a_result_that_is_not_plain_json_is_kept_as_its_repr(app):
-    @app.task(base=ProgressTask)
+    @app.task(shared=False, base=ProgressTask)
     def odd():
         return {"tags": {"a"}}
 
@@ -167,7 +170,7 @@ def test_a_result_that_is_not_plain_json_is_kept_as_its_repr(app):
 
 
 def test_a_failing_task_fails_its_job_with_the_type_message_and_stage(app):
-    @app.task(base=ProgressTask, bind=True, stages=VIDEO)
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=VIDEO)
     def corrupt(self):
         with self.progress.stage("transcode", total=4):
             self.progress.advance()
@@ -182,7 +185,7 @@ def test_a_failing_task_fails_its_job_with_the_type_message_and_stage(app):
 
 
 def test_a_retried_task_stays_one_job_and_catches_up_with_its_stage(app):
-    @app.task(base=ProgressTask, bind=True, stages=VIDEO, max_retries=3)
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=VIDEO, max_retries=3)
     def flaky(self):
         with self.progress.stage("download", total=2):
             self.progress.advance(2)
@@ -233,7 +236,7 @@ def test_the_retry_message_without_a_retry_limit():
 def test_a_cancelled_job_stops_the_task_quietly(app):
     ran_on = []
 
-    @app.task(base=ProgressTask, bind=True)
+    @app.task(shared=False, base=ProgressTask, bind=True)
     def long(self):
         get_tracker(app).request_cancel(self.request.id, "enough")  # a user, meanwhile
         self.progress.check_cancelled()
@@ -250,7 +253,7 @@ def test_a_task_its_worker_was_told_to_revoke_stops_at_its_next_report(app):
     """The threads pool cannot terminate a thread: revoke(terminate=True)
     only adds the id to the worker's revoked set, which the emitter reads."""
 
-    @app.task(base=ProgressTask, bind=True, stages=["a", "b"])
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=["a", "b"])
     def long(self):
         worker_state.revoked.add(self.request.id)  # what the revoke command does
         self.progress.stage("b")
@@ -267,7 +270,7 @@ def test_a_task_its_worker_was_told_to_revoke_stops_at_its_next_report(app):
 def test_a_task_whose_job_has_ended_does_not_run(app):
     ran = []
 
-    @app.task(base=ProgressTask)
+    @app.task(shared=False, base=ProgressTask)
     def report():
         ran.append(True)
 
@@ -281,7 +284,7 @@ def test_a_task_whose_job_has_ended_does_not_run(app):
 
 
 def test_a_task_run_without_a_job_fails_and_says_why(app):
-    @app.task(base=ProgressTask, bind=True)
+    @app.task(shared=False, base=ProgressTask, bind=True)
     def report(self):
         return self.progress
 
@@ -309,7 +312,7 @@ def test_settings_come_from_the_app_then_the_environment(app, tmp_path, monkeypa
 
 
 def test_a_job_the_server_ended_meanwhile_keeps_its_end(app, caplog):
-    @app.task(base=ProgressTask, bind=True)
+    @app.task(shared=False, base=ProgressTask, bind=True)
     def slow(self):
         # The server's stall detection fails the job while the task still runs.
         get_tracker(app).record(
@@ -326,11 +329,11 @@ def test_a_job_the_server_ended_meanwhile_keeps_its_end(app, caplog):
 def test_each_progress_task_of_a_chain_is_a_job_of_its_own(app):
     from celery import chain
 
-    @app.task(base=ProgressTask, bind=True, stages=["fetch"])
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=["fetch"])
     def fetch(self, url):
         return len(url)
 
-    @app.task(base=ProgressTask, bind=True, stages=["store"])
+    @app.task(shared=False, base=ProgressTask, bind=True, stages=["store"])
     def store(self, size):
         return size * 2
 
