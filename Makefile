@@ -72,6 +72,8 @@ screenshots: setup-dev system-deps
 
 # Benchmarks (issue 6): set up, run every comparison side by side (~6 min), then
 # write bench/results/full.json, docs/benchmarks.md and its plots.
+# Then bench/eta.py --save (~1 s, a fake clock): ETA accuracy (issue 14) into
+# bench/results/eta.{json,md} and its section of docs/benchmarks.md.
 # `make bench BENCH_ARGS=--quick` takes ~2 minutes.
 $(VENV)/.bench: $(VENV)/.runtime bench/requirements.txt
 	$(BIN)/pip install --quiet -r bench/requirements.txt
@@ -86,6 +88,7 @@ bench: $(VENV)/.bench bench/node_modules/.installed
 		{ $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq redis-server; } || \
 		echo "no redis-server: the worker + Redis path is skipped"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/eta.py --save
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache instance

@@ -584,6 +584,11 @@ def render(results: dict, docs: Path) -> list[Path]:
     for server in results["latency"]:
         if server["kind"] != "progresscast" and server.get("profile", {}).get("samples"):
             lines += ["", f"### {server['label']}", "", *profile_section(results, server["kind"])]
+    eta_results = BENCH / "results" / "eta.json"  # bench/eta.py --save (make bench)
+    if eta_results.exists():
+        from eta import docs_section
+
+        lines += ["", *docs_section(json.loads(eta_results.read_text()))]
     lines += [""]
     out = docs / "benchmarks.md"
     out.write_text("\n".join(lines))

@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+"""ETA accuracy (issue 14, item 4): how far ``eta_seconds`` is from the truth.
+
+    python bench/eta.py               # the table, plain text
+    python bench/eta.py --markdown    # the table as Markdown (docs/benchmarks.md)
+    python bench/eta.py --json        # every figure, for bench/results/eta.json
+
+Synthetic pipelines run through the real :class:`progresscast.ProgressTracker`
+(an in-memory SQLite store, a fake clock; nothing sleeps), each with the four
+stages and declared weights of the demo (15/60/20/5) and a known real pace.
+Every ``progress_update`` the tracker emits is recorded with the fake time it
+went out. Three estimators are then scored on that one stream of events:
+
+- **progresscast**: the ``eta_seconds`` the tracker put in each event;
+- **tqdm EMA**: tqdm's formula, reimplemented here so the reference stays put
+  when src/progresscast/eta.py changes: bias-corrected EMAs (smoothing 0.3) of
+  the progress and time increments, ETA = (100 − p) × EMA(dt) / EMA(dp);
+- **plain average**: ``elapsed × (100 − p) / p``.
+
+The metric (:func:`mean_relative_error`): at evenly spaced instants from 25 %
+to 95 % of the job's true duration, |estimate − true remaining| / true
+remaining, averaged. The estimate at an instant is the last one made before
+it, counted down by the time since (a watcher's countdown); no estimate yet
+counts as an error of 100 %. The 95 % end keeps the last seconds, where any
+stale estimate divides by nearly zero, from swamping the mean.
+
+Cold runs only, for now: each measured run is the first of its pipeline in a
+fresh store. Issue 14 adds history; the hooks for the "warm" columns (after 3
+and 10 runs of history) are marked ``TODO(warm)`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from progresscast import ProgressTracker, SQLiteStore  # noqa: E402
+
+#: The demo's stages and declared weights (src/progresscast/demo.py STAGES).
+STAGES: dict[str, float] = {
+    "parsing": 0.15,
+    "analyzing": 0.60,
+    "integrating": 0.20,
+    "formatting": 0.05,
+}
+#: Nominal real length of every synthetic job, in fake seconds.
+DURATION = 600.0
+#: A fake epoch to start the clock at.
+T0 = 1_700_000_000.0
+#: The window the error is averaged over, as fractions of the true duration.
+WINDOW = (0.25, 0.95)
+#: Instants sampled in that window.
+SAMPLES = 141
+#: History sizes of the warm columns (issue 14). TODO(warm): measure them.
+WARM_RUNS = (3, 10)
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One piece of work: ``dt`` fake seconds pass, then ``units`` are advanced
+    in stage ``stage`` (an index into the job's stages)."""
+
+    stage: int
+    dt: float
+    units: int
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of pipeline: how its real time is spread and how its work arrives.
+
+    ``durations``: the real share of the job's time spent in each stage (at
+    constant speed); ``weights``: the weights declared to progresscast.
+    ``pace``: ``steady``, ``noisy`` (each tick 50 %–150 % of the nominal speed)
+    or ``stepwise`` (batches of 500 rows in quick bursts, then a pause).
+    ``speed``: a speed factor as a function of the fraction of the work done
+    (slowing down, speeding up). ``fail_at``: the job fails at this fraction
+    of its work instead of completing.
+    """
+
+    name: str
+    label: str
+    durations: tuple[float, ...] = tuple(STAGES.values())
+    weights: tuple[float, ...] = tuple(STAGES.values())
+    pace: str = "steady"
+    speed: Callable[[float], float] | None = None
+    fail_at: float | None = None
+
+    @property
+    def stages(self) -> dict[str, float]:
+        return dict(zip(STAGES, self.weights, strict=True))
+
+
+def _slowing(x: float) -> float:
+    return 1.5 - x  # 1.5× the nominal speed at the start, 0.5× at the end
+
+
+def _speeding(x: float) -> float:
+    return 0.5 + x
+
+
+KINDS: list[Kind] = [
+    Kind("steady", "steady, weights match the real durations"),
+    Kind("noisy", "noisy (±50 % speed), weights match", pace="noisy"),
+    Kind("stepwise", "stepwise (500-row batches, then pauses), weights match", pace="stepwise"),
+    Kind("wrong-40-30-20-10", "steady, real durations 40/30/20/10", durations=(0.4, 0.3, 0.2, 0.1)),
+    Kind("wrong-5-50-5-40", "steady, real durations 5/50/5/40", durations=(0.05, 0.5, 0.05, 0.4)),
+    Kind("slowing", "slowing down (1.5× → 0.5× speed), weights match", speed=_slowing),
+    Kind("speeding", "speeding up (0.5× → 1.5× speed), weights match", speed=_speeding),
+    Kind("fails-halfway", "fails halfway (no ETA error: it has no end)", fail_at=0.5),
+]
+KINDS_BY_NAME = {k.name: k for k in KINDS}
+
+
+def make_trace(kind: Kind, rng: random.Random, duration: float = DURATION) -> list[Tick]:
+    """The ticks of one run of ``kind``: deterministic for a seeded ``rng``."""
+    ticks: list[Tick] = []
+    n_stages = len(kind.durations)
+    for stage, share in enumerate(kind.durations):
+        seconds = share * duration
+        if kind.pace == "stepwise":
+            # Rows come in batches of 500: 10 chunks of 50 rows, 0.2 s apart
+            # (2 s of work), then a pause of 4–12 s (a commit, an upload).
+            batches = max(1, round(seconds / 10.0))
+            for _ in range(batches):
+                for _ in range(10):
+                    ticks.append(Tick(stage, 0.2, 50))
+                ticks.append(Tick(stage, rng.uniform(4.0, 12.0), 0))
+        else:
+            # One tick a second, 10 units each, at the nominal speed.
+            n = max(1, round(seconds))
+            for _ in range(n):
+                dt = 1.0
+                if kind.pace == "noisy":
+                    dt /= rng.uniform(0.5, 1.5)
+                ticks.append(Tick(stage, dt, 10))
+    if kind.speed is not None:
+        # Speed as a function of overall work done: stage s, tick i of n is at
+        # (s + i/n) / n_stages of the stages, near enough for a smooth trend.
+        per_stage = [sum(1 for t in ticks if t.stage == s) for s in range(n_stages)]
+        seen = [0] * n_stages
+        sped = []
+        for t in ticks:
+            x = (t.stage + seen[t.stage] / per_stage[t.stage]) / n_stages
+            seen[t.stage] += 1
+            sped.append(Tick(t.stage, t.dt / kind.speed(x), t.units))
+        ticks = sped
+    if kind.fail_at is not None:
+        ticks = ticks[: int(len(ticks) * kind.fail_at)]
+    return ticks
+
+
+# --------------------------------------------------------------- a real run
+
+
+class FakeClock:
+    """Time that moves only when told (like tests/unit/fakes.py's FakeClock)."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class EventLog:
+    """The Socket.IO ``emit`` the tracker publishes through: keeps each
+    ``progress_update`` with the fake time it was sent at."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.updates: list[tuple[float, float, float | None]] = []  # (t, progress, eta_seconds)
+        self.types: list[str] = []
+
+    def emit(self, event: str, data: Any, to: Any = None, namespace: str | None = None) -> None:
+        self.types.append(event)
+        if event == "progress_update":
+            self.updates.append((self.clock(), data["progress"], data.get("eta_seconds")))
+
+
+@dataclass
+class Run:
+    """One job driven through the tracker: what watchers saw, and the truth."""
+
+    kind: str
+    status: str
+    start: float
+    end: float
+    #: (fake time, overall percent, eta_seconds) of every progress_update
+    updates: list[tuple[float, float, float | None]] = field(default_factory=list)
+    events: int = 0
+
+
+class BenchFailure(Exception):
+    """The failure a ``fail_at`` kind raises inside its job."""
+
+
+def drive(tracker: ProgressTracker, clock: FakeClock, log: EventLog, kind: Kind,
+          trace: list[Tick], name: str | None = None) -> Run:  # fmt: skip
+    """Run ``trace`` as one job of ``kind`` through ``tracker``; ``name`` is the
+    job's name, the same for every run of a pipeline (history, issue 14)."""
+    log.updates, log.types = [], []
+    start = clock()
+    totals = [sum(t.units for t in trace if t.stage == s) for s in range(len(kind.weights))]
+    stages = list(kind.stages)
+    job = tracker.job(name or kind.name, kind.stages, owner="bench", clock=clock)
+    status = "completed"
+    try:
+        with job:
+            current = None
+            for tick in trace:
+                if tick.stage != current:
+                    current = tick.stage
+                    job.stage(stages[current], total=totals[current] or None)
+                clock.advance(tick.dt)
+                if tick.units:
+                    job.advance(tick.units)
+            if kind.fail_at is not None:
+                raise BenchFailure(f"{kind.name}: failed at {kind.fail_at:.0%} of its work")
+            job.complete()
+    except BenchFailure:
+        status = "failed"
+    state = tracker.get(job.job_id)
+    assert state.status.value == status, (state.status, status)
+    return Run(kind.name, status, start, clock(), list(log.updates), len(log.types))
+
+
+def run_kind(kind: Kind, seed: int = 0, history: int = 0, store_url: str = ":memory:") -> Run:
+    """Run ``kind`` once cold in a fresh store and return the measured run.
+
+    ``history``: how many earlier runs of the same pipeline (same job name,
+    other seeds) go through the same store and tracker first.
+    TODO(warm): once issue 14 keeps stage durations in the store, these runs
+    are what the estimator learns from; the warm columns call this with
+    ``history=3`` and ``history=10``. Today's estimator ignores them.
+    """
+    store = SQLiteStore(store_url)
+    clock = FakeClock()
+    log = EventLog(clock)
+    tracker = ProgressTracker(store, log, clock=clock, min_interval=0.1)
+    try:
+        for i in range(history):
+            prior = random.Random(f"{kind.name}/{seed}/history/{i}")
+            drive(tracker, clock, log, kind, make_trace(kind, prior))
+            clock.advance(60.0)
+        rng = random.Random(f"{kind.name}/{seed}")
+        return drive(tracker, clock, log, kind, make_trace(kind, rng))
+    finally:
+        tracker.close()
+
+
+# --------------------------------------------------------------- estimators
+
+#: An estimate series: (time it was made, seconds left then, or None).
+Series = list[tuple[float, float | None]]
+
+
+def progresscast_series(run: Run) -> Series:
+    """The ``eta_seconds`` each progress_update carried."""
+    return [(t, eta) for t, _, eta in run.updates]
+
+
+def tqdm_series(run: Run, smoothing: float = 0.3) -> Series:
+    """tqdm's estimator (tqdm.std ``EMA`` and ``format_meter``) on the same updates:
+    EMAs of dn and dt, bias-corrected by 1 − β^calls; rate = EMA(dn) / EMA(dt)."""
+    beta = 1 - smoothing
+    ema_dp = ema_dt = 0.0
+    calls = 0
+    last_t, last_p = run.start, 0.0
+    out: Series = []
+    for t, p, _ in run.updates:
+        dt, dp = t - last_t, p - last_p
+        if dt > 0 and dp >= 0:
+            ema_dp = smoothing * dp + beta * ema_dp
+            ema_dt = smoothing * dt + beta * ema_dt
+            calls += 1
+        last_t, last_p = t, p
+        if not calls or ema_dp <= 0:
+            out.append((t, None))
+            continue
+        corr = 1 - beta**calls  # the same for both: the ratio needs none, tqdm applies it
+        rate = (ema_dp / corr) / (ema_dt / corr)
+        out.append((t, (100.0 - p) / rate))
+    return out
+
+
+def plain_average_series(run: Run) -> Series:
+    """``elapsed × (100 − p) / p`` at each update."""
+    return [(t, (t - run.start) * (100.0 - p) / p if p > 0 else None) for t, p, _ in run.updates]
+
+
+ESTIMATORS: dict[str, Callable[[Run], Series]] = {
+    "progresscast": progresscast_series,
+    "tqdm EMA": tqdm_series,
+    "plain average": plain_average_series,
+}
+
+
+# ------------------------------------------------------------------- metric
+
+
+def sample_times(
+    start: float, end: float, window: tuple[float, float] = WINDOW, samples: int = SAMPLES
+) -> Iterator[float]:
+    lo, hi = window
+    for i in range(samples):
+        yield start + (end - start) * (lo + (hi - lo) * i / (samples - 1))
+
+
+def estimate_at(series: Series, t: float) -> float | None:
+    """The last estimate made at or before ``t``, counted down to ``t`` (≥ 0)."""
+    made, value = None, None
+    for when, v in series:  # short series: a scan is fast enough and obvious
+        if when > t:
+            break
+        made, value = when, v
+    if made is None or value is None:
+        return None
+    return max(0.0, value - (t - made))
+
+
+def mean_relative_error(
+    series: Series,
+    start: float,
+    end: float,
+    window: tuple[float, float] = WINDOW,
+    samples: int = SAMPLES,
+) -> float:
+    """Mean of |estimate − (end − t)| / (end − t) over the window; a missing
+    estimate counts as 1 (100 %)."""
+    errors = []
+    for t in sample_times(start, end, window, samples):
+        truth = end - t
+        est = estimate_at(series, t)
+        errors.append(1.0 if est is None else abs(est - truth) / truth)
+    return sum(errors) / len(errors)
+
+
+# -------------------------------------------------------------------- table
+
+
+def measure(kinds: list[Kind] = KINDS, seed: int = 0) -> dict[str, Any]:
+    """Every kind, cold, every estimator: the figures behind the table."""
+    rows = []
+    for kind in kinds:
+        run = run_kind(kind, seed)
+        row: dict[str, Any] = {
+            "kind": kind.name,
+            "label": kind.label,
+            "status": run.status,
+            "seconds": round(run.end - run.start, 1),
+            "updates": len(run.updates),
+            "cold": {},
+            # TODO(warm): "warm": {n: {estimator: error}} for n in WARM_RUNS, from
+            # run_kind(kind, seed, history=n); the references don't change with history.
+        }
+        if run.status == "completed":
+            for name, series in ESTIMATORS.items():
+                row["cold"][name] = mean_relative_error(series(run), run.start, run.end)
+        rows.append(row)
+    return {
+        "seed": seed,
+        "duration": DURATION,
+        "window": WINDOW,
+        "samples": SAMPLES,
+        "weights": list(STAGES.values()),
+        "kinds": [{k: v for k, v in asdict(kind).items() if k != "speed"} for kind in kinds],
+        "rows": rows,
+    }
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    names = list(ESTIMATORS)
+    lines = [
+        "| pipeline (declared weights 15/60/20/5) | " + " | ".join(names) + " | best reference |",
+        "|---|" + "---:|" * len(names) + "---:|",
+    ]
+    for row in results["rows"]:
+        cold = row["cold"]
+        if not cold:
+            cells = [f"ran ({row['status']} after {row['seconds']:.0f} s)"] + ["—"] * len(names)
+            lines.append(f"| {row['label']} | " + " | ".join(cells[1:]) + f" | {cells[0]} |")
+            continue
+        best = min(cold["tqdm EMA"], cold["plain average"])
+        cells = [pct(cold[n]) for n in names]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {pct(best)} |")
+    return "\n".join(lines)
+
+
+def plain(results: dict[str, Any]) -> str:
+    names = list(ESTIMATORS)
+    width = max(len(r["kind"]) for r in results["rows"])
+    out = [f"{'kind':<{width}}  " + "  ".join(f"{n:>14}" for n in names)]
+    for row in results["rows"]:
+        cells = [pct(row["cold"].get(n)) if row["cold"] else row["status"] for n in names]
+        out.append(f"{row['kind']:<{width}}  " + "  ".join(f"{c:>14}" for c in cells))
+    return "\n".join(out)
+
+
+#: The section of docs/benchmarks.md this benchmark owns (to the next "## " or the end).
+DOCS_HEADING = "## 6. ETA accuracy"
+RESULTS = ROOT / "bench" / "results"
+
+
+def cold_misses(results: dict[str, Any]) -> list[str]:
+    """Kinds where progresscast's cold error is above the better reference's
+    (progresscast rounds eta_seconds to the ms: a tie is a tie to 0.05 %)."""
+    return [
+        r["kind"]
+        for r in results["rows"]
+        if r["cold"]
+        and r["cold"]["progresscast"]
+        > min(r["cold"]["tqdm EMA"], r["cold"]["plain average"]) + 0.0005  # as shown: 0.1 % steps
+    ]
+
+
+def docs_section(results: dict[str, Any]) -> list[str]:
+    """The "ETA accuracy" section of docs/benchmarks.md, from :func:`measure`'s results."""
+    lo, hi = results["window"]
+    return [
+        DOCS_HEADING,
+        "",
+        "How far the ETA watchers see is from the truth (issue 14). `bench/eta.py` runs synthetic",
+        "pipelines through the real `ProgressTracker` (in-memory SQLite store, a fake clock, so",
+        "the whole table takes about a second and is the same on every machine), each with the",
+        "demo's four stages and declared weights 15/60/20/5, about "
+        f"{results['duration']:.0f} s of fake time and",
+        "a known real pace. Every `progress_update` the tracker emits is recorded; on that one",
+        "stream of events we score *progresscast* (the `eta_seconds` each event carried), *tqdm",
+        "EMA* (tqdm's formula, reimplemented in the bench: bias-corrected EMAs, smoothing 0.3, of",
+        "the progress and time increments) and the *plain average* `elapsed × (100 − p) / p`.",
+        "",
+        f"**Error** = mean of |estimate − true remaining| / true remaining at {results['samples']}",
+        f"evenly spaced instants from {lo:.0%} to {hi:.0%} of the job's true duration. The",
+        "estimate at an instant is the last one made, counted down by the time since. The end is",
+        "left out: there any stale estimate divides by nearly zero. Cold runs: the first run",
+        f"of each pipeline in a fresh store (seed {results['seed']}).",
+        "",
+        markdown(results),
+        "",
+        "Today progresscast's `eta_seconds` *is* tqdm's estimator, so the first two columns are",
+        "equal: this table is the **baseline issue 14 must beat**. Its targets:",
+        "",
+        "- **cold** (first run, no history): no worse than the better reference (the last",
+        f"  column) on each kind — today missed on: {', '.join(cold_misses(results)) or 'none'};",
+        "- **warm** (after 3 and after 10 runs of history): at most 10 % on every kind. The warm",
+        "  columns come with issue 14's history (`run_kind(..., history=n)` in bench/eta.py).",
+        "",
+        "`python bench/eta.py` prints the table; `--markdown`, `--json`; `--save` writes",
+        "bench/results/eta.json and eta.md and this section (`make bench` runs it).",
+    ]
+
+
+def update_docs(path: Path, section: list[str]) -> None:
+    """Put ``section`` in place of the file's own (or at its end): idempotent."""
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines()
+    if DOCS_HEADING in lines:
+        start = lines.index(DOCS_HEADING)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        tail = lines[end:]
+        lines = lines[:start] + section + (["", *tail] if tail else [])
+    else:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += ["", *section]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="ETA accuracy on synthetic pipelines")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--json", action="store_true", help="print every figure as JSON")
+    parser.add_argument(
+        "--save", action="store_true", help="write bench/results/eta.* and the docs section"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default=None, help="comma list of kinds (default: all)")
+    args = parser.parse_args(argv)
+    kinds = [KINDS_BY_NAME[k] for k in args.kinds.split(",")] if args.kinds else KINDS
+    t = time.perf_counter()
+    results = measure(kinds, args.seed)
+    seconds = round(time.perf_counter() - t, 2)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    elif args.markdown:
+        print(markdown(results))
+    else:
+        print(plain(results))
+        print(f"({seconds} s)")
+    if args.save:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "eta.json").write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / "eta.md").write_text(markdown(results) + "\n")
+        update_docs(ROOT / "docs" / "benchmarks.md", docs_section(results))
+        print("wrote bench/results/eta.{json,md}, docs/benchmarks.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

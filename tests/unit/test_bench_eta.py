@@ -1,0 +1,87 @@
+"""bench/eta.py (ETA accuracy, issue 14) measures what it says: a quick run of
+its small kinds, and its metric on traces whose answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+# bench/ is not a package; load bench/eta.py without putting bench/ on sys.path
+# (its lib.py, emitter.py... would shadow other modules).
+_spec = importlib.util.spec_from_file_location(
+    "bench_eta", Path(__file__).resolve().parents[2] / "bench" / "eta.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_eta"] = bench  # dataclasses look their module up
+_spec.loader.exec_module(bench)
+
+
+def test_steady_pipeline_with_matching_weights_is_estimated_exactly():
+    run = bench.run_kind(bench.KINDS_BY_NAME["steady"])
+    assert run.status == "completed"
+    assert run.end - run.start == pytest.approx(bench.DURATION)
+    assert len(run.updates) > 100
+    for name, series in bench.ESTIMATORS.items():
+        error = bench.mean_relative_error(series(run), run.start, run.end)
+        assert error < 0.005, name
+
+
+def test_progresscast_column_is_the_trackers_own_eta():
+    run = bench.run_kind(bench.KINDS_BY_NAME["noisy"])
+    emitted = [eta for _, _, eta in run.updates]
+    assert bench.progresscast_series(run) == [(t, eta) for t, _, eta in run.updates]
+    assert sum(eta is not None for eta in emitted) > len(emitted) - 3
+
+
+def test_wrong_weights_make_the_plain_average_wrong_by_a_known_amount():
+    # Real durations 40/30/20/10 against weights 15/60/20/5: at 25 % of the
+    # time parsing is 62.5 % done, 9.375 % overall; the plain average then
+    # says 25 × 90.625 / 9.375 = 241.7 % of the job is left (true: 75 %).
+    run = bench.run_kind(bench.KINDS_BY_NAME["wrong-40-30-20-10"])
+    series = bench.plain_average_series(run)
+    t = run.start + 0.25 * (run.end - run.start)
+    left = bench.estimate_at(series, t)
+    assert left / (run.end - t) == pytest.approx(241.67 / 75, rel=0.02)
+
+
+def test_metric_on_hand_made_series():
+    start, end = 0.0, 100.0
+    truth = [(t, end - t) for t in range(0, 100)]
+    assert bench.mean_relative_error(truth, start, end) == pytest.approx(0.0)
+    # one exact estimate at the start, counted down: exact everywhere
+    assert bench.mean_relative_error([(0.0, 100.0)], start, end) == pytest.approx(0.0)
+    # twice the truth everywhere: error 100 %
+    double = [(t, 2 * (end - t)) for t in range(0, 100)]
+    assert bench.mean_relative_error(double, start, end, samples=11) == pytest.approx(1.0)
+    # no estimate at all counts as 100 %
+    assert bench.mean_relative_error([(0.0, None)], start, end) == pytest.approx(1.0)
+    assert bench.mean_relative_error([], start, end) == pytest.approx(1.0)
+
+
+def test_traces_are_deterministic_and_the_failing_kind_fails():
+    kind = bench.KINDS_BY_NAME["stepwise"]
+    assert bench.make_trace(kind, random.Random(1)) == bench.make_trace(kind, random.Random(1))
+    run = bench.run_kind(bench.KINDS_BY_NAME["fails-halfway"])
+    assert run.status == "failed"
+    assert run.end - run.start == pytest.approx(bench.DURATION / 2)
+
+
+def test_history_runs_go_through_the_same_store_first():
+    """The hook for issue 14's warm columns: runs before the measured one."""
+    kind = bench.KINDS_BY_NAME["steady"]
+    cold = bench.run_kind(kind)
+    warm = bench.run_kind(kind, history=2)
+    assert warm.start > cold.start + 2 * bench.DURATION
+    assert [p for _, p, _ in warm.updates] == [p for _, p, _ in cold.updates]
+
+
+def test_table_has_a_row_per_kind():
+    results = bench.measure([bench.KINDS_BY_NAME["steady"], bench.KINDS_BY_NAME["fails-halfway"]])
+    table = bench.markdown(results)
+    assert table.count("\n") == 3
+    assert "ran (failed" in table
+    assert bench.cold_misses(results) == []
