@@ -286,7 +286,10 @@ class RedisServer:
         import redis
 
         try:
-            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+            # Closed at once: a client left to the garbage collector warns
+            # (ResourceWarning) in whatever test happens to be running then.
+            with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+                return client.ping()
         except redis.RedisError:
             return False
 

@@ -241,8 +241,8 @@ def test_redis_down_mid_job_then_back_loses_nothing_the_store_holds(tmp_path):
         client.close()
         client = SocketClient(server.url)
         ack = client.call("join_job", {"job_id": job_id, "since": last["seq"]})
-        stored = redis_py.Redis.from_url(redis_srv.url)  # what Redis really holds
-        assert stored.ping()
+        with redis_py.Redis.from_url(redis_srv.url) as stored:  # Redis answers again
+            assert stored.ping()
         history = server.http("GET", f"/api/jobs/{job_id}/events?limit=1000").json()["events"]
         assert_gapless(history)
         assert ack["events"] == [e for e in history if e["seq"] > last["seq"]]
@@ -298,10 +298,8 @@ def test_an_rq_worker_runs_a_queued_job(cluster, spread_clients):
     r = cluster["a"].http("POST", "/api/jobs", json={"name": "rq.pdf", "stages": STAGES})
     job_id = r.json()["job_id"]
     client.call("join_job", {"job_id": job_id})
-    queue = rq.Queue(
-        "progresscast-test",
-        connection=redis_py.Redis.from_url(cluster["env"]["PROGRESSCAST_MESSAGE_QUEUE_URL"]),
-    )
+    connection = redis_py.Redis.from_url(cluster["env"]["PROGRESSCAST_MESSAGE_QUEUE_URL"])
+    queue = rq.Queue("progresscast-test", connection=connection)
     task = queue.enqueue("examples.rq_tasks.check_document", job_id, pages=20, pace=0.02)
     worker = subprocess.Popen(
         [
@@ -331,6 +329,7 @@ def test_an_rq_worker_runs_a_queued_job(cluster, spread_clients):
         assert task.return_value() == "completed"
     finally:
         stop_worker(worker)
+        connection.close()  # not left to the garbage collector (a ResourceWarning elsewhere)
 
 
 def test_readyz_checks_the_store_and_the_queue(cluster):
