@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import Request, current_app, g
+from flask import Request, g
 
 from progresscast import Unauthorized
 from progresscast.tokens import USER_ID_RE, verify_token
+
+from .context import current_progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +67,8 @@ def principal_from(value: Any) -> Principal | None:
     return principal
 
 
-def _extension():
-    return current_app.extensions["progresscast"]
-
-
 def _from_token(token: Any) -> Principal:
-    ext = _extension()
+    ext = current_progress()
     if ext.token_secret is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
     claims = verify_token(ext.token_secret, token, leeway=ext.settings["TOKEN_LEEWAY"])
@@ -80,7 +78,7 @@ def _from_token(token: Any) -> Principal:
 
 
 def _signed_in() -> Principal:
-    progress = _extension()
+    progress = current_progress()
     principal = progress.load_user()
     if principal is None:
         raise Unauthorized(
