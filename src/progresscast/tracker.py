@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -235,17 +235,12 @@ class ProgressTracker:
             # An id taken meanwhile, or the store gone: a group short of
             # children would wait for them forever. End what was made.
             error = {"type": "not_created", "message": f"the group was not created: {exc}"[:2000]}
-            with self._states_lock:
-                self._quiet_parents.add(parent.job_id)
-            try:
+            with self._quiet(parent.job_id):
                 for state in states:
                     with contextlib.suppress(Exception):
                         self.apply(state.job_id, EventType.JOB_FAILED, error=error)
                 with contextlib.suppress(Exception):
                     self.apply(parent.job_id, EventType.JOB_FAILED, error=error)
-            finally:
-                with self._states_lock:
-                    self._quiet_parents.discard(parent.job_id)
             raise
         return created, states
 
@@ -270,23 +265,32 @@ class ProgressTracker:
                 self._parent_reported[parent_id] = now  # most recent last
                 if len(self._parent_reported) > self.state_cache_size:
                     del self._parent_reported[next(iter(self._parent_reported))]
-        try:
-            self._update_parent(parent_id)
-        except (Conflict, JobNotFound):
-            pass  # another process ended it meanwhile, or it was pruned
-        except Exception:
-            # The child's own write has happened: never fail it for its parent.
-            # The parent catches up at its children's next change.
-            log.exception("could not bring group %s up to date", parent_id)
+        # The child's own write has happened: never fail it for its parent,
+        # which catches up at the next change (or the next sweep).
+        self._reconcile(parent_id)
 
     def _reconcile(self, parent_id: str) -> None:
-        """:meth:`_update_parent` from a sweep: any failure is logged."""
+        """:meth:`_update_parent`, any failure logged: another process ending
+        the parent meanwhile, or its pruning, is no failure at all."""
         try:
             self._update_parent(parent_id)
         except (Conflict, JobNotFound):
             pass
         except Exception:
             log.exception("could not bring group %s up to date", parent_id)
+
+    @contextlib.contextmanager
+    def _quiet(self, parent_id: str) -> Iterator[None]:
+        """While this tracker ends a group's children itself, their changes
+        leave the parent alone (one update at the end, not a read of every
+        child per child)."""
+        with self._states_lock:
+            self._quiet_parents.add(parent_id)
+        try:
+            yield
+        finally:
+            with self._states_lock:
+                self._quiet_parents.discard(parent_id)
 
     def _update_parent(self, parent_id: str) -> None:
         """Bring a parent in line with its children: start it, report them,
@@ -488,16 +492,11 @@ class ProgressTracker:
             )
         # Shown on the parent meanwhile.
         self.store.request_cancel(parent.job_id, reason, self.clock())
-        with self._states_lock:
-            self._quiet_parents.add(parent.job_id)
-        try:
+        with self._quiet(parent.job_id):
             for child in self.store.list_children(parent.job_id):
                 if not child.status.is_terminal:
                     with contextlib.suppress(Conflict):  # it ended meanwhile
                         self.request_cancel(child.job_id, reason)
-        finally:
-            with self._states_lock:
-                self._quiet_parents.discard(parent.job_id)
         self._update_parent(parent.job_id)
         return self.get(parent.job_id)
 
