@@ -31,7 +31,6 @@ at its next ``advance`` or stage change. See docs/celery.md.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -285,13 +284,7 @@ class ProgressTask(Task):
             try:
                 return send(args, kwargs, task_id, producer, link, link_error, shadow, **options)
             except Exception as exc:
-                _end(
-                    self,
-                    task_id,
-                    EventType.JOB_FAILED,
-                    only_if=JobStatus.QUEUED,
-                    error={"type": "not_sent", "message": f"the task was not sent: {exc}"[:2000]},
-                )
+                _not_sent(self, task_id, exc)
                 raise
         return send(args, kwargs, task_id, producer, link, link_error, shadow, **options)
 
@@ -411,7 +404,7 @@ def progress_group(
     sigs = [sig.clone() for sig in signatures]
     if not sigs:
         raise ValueError("progress_group needs at least one signature")
-    specs, ids = [], []
+    specs, sent = [], []  # sent: (task, job id) of each child
     for index, sig in enumerate(sigs):
         task = (app or sig.app or _current_app()).tasks[sig.task]
         if not isinstance(task, ProgressTask):
@@ -422,7 +415,7 @@ def progress_group(
             raise TypeError(f"a child's progress takes name, metadata, stages; not {unknown}")
         job_id = sig.options.get("task_id") or str(uuid.uuid4())
         sig.set(task_id=job_id)
-        ids.append(job_id)
+        sent.append((task, job_id))
         specs.append(
             {
                 "name": given.get("name") or f"{task.progress_name or task.name} {index + 1}",
@@ -438,14 +431,8 @@ def progress_group(
         # Each send finds its job queued and continues it (ProgressTask._continues).
         return group(sigs).apply_async(task_id=parent_id)
     except Exception as exc:
-        for job_id in ids:
-            with contextlib.suppress(Conflict, JobNotFound):
-                tracker.apply(
-                    job_id,
-                    EventType.JOB_FAILED,
-                    only_if=JobStatus.QUEUED,
-                    error={"type": "not_sent", "message": f"the task was not sent: {exc}"[:2000]},
-                )
+        for task, job_id in sent:
+            _not_sent(task, job_id, exc)
         raise
 
 
@@ -537,6 +524,19 @@ class _TaskEmitter(ProgressEmitter):
 def _current_emitter(task: ProgressTask, task_id: str | None) -> _TaskEmitter | None:
     emitter = getattr(task.request, _EMITTER, None)
     return emitter if emitter is not None and emitter.job_id == task_id else None
+
+
+def _not_sent(task: Task, job_id: str, exc: BaseException) -> None:
+    """A queued job whose task could not be sent fails (``not_sent``), so
+    nobody waits for it."""
+    message = f"the task was not sent: {exc}"[:2000]
+    _end(
+        task,
+        job_id,
+        EventType.JOB_FAILED,
+        only_if=JobStatus.QUEUED,
+        error={"type": "not_sent", "message": message},
+    )
 
 
 def _end(task: Task, job_id: str, kind: EventType, **fields: Any) -> None:
