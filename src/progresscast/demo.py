@@ -88,14 +88,30 @@ def check_document(
 ) -> str:
     """Create and run one simulated document check; return its job id."""
     pages = rng.randint(20, 160)
-    name = f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf"
+    name = document_name(rng)
     job = tracker.job(name, STAGES, owner=owner, metadata={"pages": pages, "demo": True})
+    run_check(job, pages, sleep, rng, failure_rate)
+    return job.job_id
+
+
+def document_name(rng: random.Random) -> str:
+    return f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf"
+
+
+def run_check(
+    job: ProgressEmitter,
+    pages: int,
+    sleep: Callable[[float], Any],
+    rng: random.Random,
+    failure_rate: float = 0.15,
+) -> None:
+    """:func:`process_document` as a job: a simulated problem ends it as
+    ``job_failed`` (the emitter reports it) and the demo goes on."""
     try:
         with job:
             process_document(job, pages, sleep, rng, failure_rate)
     except DemoDocumentError:
-        pass  # reported as job_failed by the emitter; the demo goes on
-    return job.job_id
+        pass
 
 
 def check_batch(
@@ -107,10 +123,7 @@ def check_batch(
 ) -> str:
     """A batch of ``size`` documents as one group: its children checked one
     after the other, the parent following them. Returns the parent's id."""
-    docs = [
-        (f"{rng.choice(DOCUMENTS)}-{rng.randint(100, 999)}.pdf", rng.randint(10, 60))
-        for _ in range(size)
-    ]
+    docs = [(document_name(rng), rng.randint(10, 60)) for _ in range(size)]
     parent, children = tracker.group(
         f"batch of {size} documents",
         [
@@ -122,12 +135,8 @@ def check_batch(
         run_here=True,
     )
     for child, (_, pages) in zip(children, docs, strict=True):
-        job = tracker.start(child.job_id)
-        try:
-            with job:
-                process_document(job, pages, sleep, rng)
-        except DemoDocumentError:
-            pass  # the child failed; the batch goes on, and fails at its end
+        # A failed child: the batch goes on, and fails at its end.
+        run_check(tracker.start(child.job_id), pages, sleep, rng)
     return parent.job_id
 
 
