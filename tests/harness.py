@@ -102,10 +102,60 @@ def log_tail(path: Path, size: int = 5000) -> str:
     return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
-class AppProcess:
-    """A web app in a process of its own session (so :func:`stop_group` ends
-    gunicorn's worker too), logging to ``log_path``, up once ``health_path``
-    answers 200."""
+class SessionProcess:
+    """A command in a process session of its own (so :func:`stop_group` ends
+    its children too: gunicorn's worker, Celery's pool), logging to
+    ``log_path``; :meth:`start` returns once :meth:`ready` says so."""
+
+    #: what the process is, in failure messages
+    what = "process"
+    #: how much of the log's end a failure shows
+    log_size = 5000
+
+    def __init__(self, cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> None:
+        self.cmd, self.cwd, self.env, self.log_path = cmd, cwd, env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.cmd[-1]
+
+    def start(self, timeout: float = 30) -> SessionProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
+        self._log = log
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            wait_until(self._up, timeout, what=self.describe())
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"{self.what} did not start:\n{self.log()}") from None
+        return self
+
+    def _up(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.what} exited with {self.proc.returncode}:\n{self.log()}")
+        return self.ready()
+
+    def log(self) -> str:
+        return log_tail(self.log_path, self.log_size)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process and every process of its session."""
+        if self.proc is None:
+            return
+        stop_group(self.proc, sig, timeout=15)
+        self._log.close()
+        self.proc = None
+
+
+class AppProcess(SessionProcess):
+    """A web app, up once ``health_path`` answers 200."""
+
+    what = "server"
 
     def __init__(
         self,
@@ -117,45 +167,21 @@ class AppProcess:
         log_path: Path,
         health_path: str = "/healthz",
     ) -> None:
-        self.cmd, self.cwd, self.env, self.port = cmd, cwd, env, port
-        self.log_path, self.health_path = log_path, health_path
-        self.proc: subprocess.Popen | None = None
+        super().__init__(cmd, cwd=cwd, env=env, log_path=log_path)
+        self.port, self.health_path = port, health_path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> AppProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self._log = log
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=log, start_new_session=True
-        )
-        try:
-            wait_until(self._healthy, timeout, what=f"{self.cmd[-1]} on port {self.port}")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"server did not start:\n{self.log()}") from None
-        return self
+    def describe(self) -> str:
+        return f"{self.cmd[-1]} on port {self.port}"
 
-    def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+    def ready(self) -> bool:
         try:
             return requests.get(self.url + self.health_path, timeout=1).status_code == 200
         except requests.RequestException:
             return False
-
-    def log(self) -> str:
-        return log_tail(self.log_path)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the server and every process of its session."""
-        if self.proc is None:
-            return
-        stop_group(self.proc, sig, timeout=15)
-        self._log.close()
-        self.proc = None
 
 
 def gunicorn_cmd(worker: str, port: int, app: str, python: str = sys.executable) -> list[str]:
@@ -365,10 +391,13 @@ class Nginx:
             self.proc = None
 
 
-class CeleryWorker:
-    """``python -m celery -A APP worker`` in a session of its own, consuming
-    ``queue`` as worker ``<queue>@localhost``, logging to ``workdir``; up once
-    it logs that it is ready."""
+class CeleryWorker(SessionProcess):
+    """``python -m celery -A APP worker`` consuming ``queue`` as worker
+    ``<queue>@localhost``, logging to ``workdir``; up once it logs that it
+    is ready."""
+
+    what = "worker"
+    log_size = 20000
 
     def __init__(
         self,
@@ -381,51 +410,38 @@ class CeleryWorker:
         cwd: Path = ROOT,
         concurrency: int | None = None,
     ) -> None:
-        self.app, self.pool, self.queue, self.env, self.cwd = app, pool, queue, env, cwd
+        self.app, self.pool, self.queue = app, pool, queue
         self.concurrency = concurrency or (2 if pool == "prefork" else 4)
         self.name = f"{queue}@localhost"
-        self.log_path = workdir / f"worker-{queue}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 45) -> CeleryWorker:
-        require_component(_has_module("celery"), "celery")
-        cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "--pool", self.pool]
-        cmd += ["-c", str(self.concurrency), "-Q", self.queue, "-n", self.name]
+        cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool]
+        cmd += ["-c", str(self.concurrency), "-Q", queue, "-n", self.name]
         cmd += ["--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
         path = os.pathsep.join(
             filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])
         )
-        env = {**os.environ, **self.env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            cmd, cwd=self.cwd, env=env, stdout=self._log, stderr=self._log, start_new_session=True
+        super().__init__(
+            cmd,
+            cwd=cwd,
+            env={**os.environ, **env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"},
+            log_path=workdir / f"worker-{queue}.log",
         )
-        try:
-            wait_until(self._ready, timeout, what=f"celery worker {self.name}")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"the worker did not start:\n{self.log()}") from None
+
+    def describe(self) -> str:
+        return f"celery worker {self.name}"
+
+    def start(self, timeout: float = 45) -> CeleryWorker:
+        require_component(_has_module("celery"), "celery")
+        super().start(timeout)
         return self
 
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+    def ready(self) -> bool:
         return f"{self.name} ready." in self.log()
-
-    def log(self) -> str:
-        return log_tail(self.log_path, 20000)
 
     def kill(self) -> None:
         """SIGKILL to every process of the worker (main and pool children)."""
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc, timeout=15)
-            self._log.close()
-            self.proc = None
 
 
 def close_dropped_websocket(sio: socketio.Client, reason: Any = None) -> None:
