@@ -64,14 +64,22 @@ def index():
     return render_template("index.html", user=current_user())
 
 
-@app.post("/videos")
-def start_transcode():
+def signed_in_json() -> tuple[str, dict]:
+    """The signed-in user and the request's JSON object, or a 401/415/400.
+    A JSON body: another site's page cannot send one without CORS allowing it."""
     user = current_user() or abort(401)
-    # A JSON body: another site's page cannot send one without CORS allowing it.
     if not request.is_json:
         abort(415)
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("frames", 240), int):
+    if not isinstance(body, dict):
+        abort(400)
+    return user, body
+
+
+@app.post("/videos")
+def start_transcode():
+    user, body = signed_in_json()
+    if not isinstance(body.get("frames", 240), int):
         abort(400)
     video = str(body.get("video") or "holiday.mp4")[:100]
     frames = min(max(body.get("frames", 240), 1), 100_000)
@@ -84,11 +92,8 @@ def start_transcode():
 @app.post("/imports")
 def start_import():
     """A Celery group: one transcode per video, one parent job for them all."""
-    user = current_user() or abort(401)
-    if not request.is_json:
-        abort(415)
-    body = request.get_json(silent=True)
-    count = body.get("videos", 3) if isinstance(body, dict) else None
+    user, body = signed_in_json()
+    count = body.get("videos", 3)
     if not isinstance(count, int) or not 1 <= count <= 20:
         abort(400)
     videos = [f"clip-{i:02}.mp4" for i in range(1, count + 1)]
