@@ -244,6 +244,12 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
         self._subscribed.set()
 
 
+def batches(manager: Any) -> bool:
+    """Whether ``manager`` is one of ours, which delivers ``watch_jobs {batch:
+    true}`` in batches (an app may run another client manager)."""
+    return isinstance(manager, _Batching)
+
+
 def client_manager(message_queue_url: str | None, channel: str, interval: float):
     """The Socket.IO client manager for the app's settings."""
     if message_queue_url:

@@ -23,7 +23,7 @@ from progresscast.tokens import check_secret
 from .api import register_api
 from .auth import Principal, principal_from
 from .background import start_background_tasks
-from .batching import BatchingManager, BatchingRedisManager, client_manager
+from .batching import batches, client_manager
 from .compression import NoWebsocketCompression
 from .direct_websocket import EventletInput, install_direct_websockets
 from .jsonutil import SocketJSON, TolerantPacket
@@ -228,6 +228,7 @@ class AppProgress:
         self.namespace: ProgressNamespace | None = None
         self.token_secret: str | None = None
         self.message_queue_url: str | None = None
+        self.queue_probe: Any = None  # a Redis client for /readyz, made at its first call
         self.http_buckets = BucketMap(settings["HTTP_RATE"], settings["HTTP_BURST"])
         #: set by :meth:`close`: the background sweeps stop
         self.closed = False
@@ -247,6 +248,8 @@ class AppProgress:
         teardown); the extension forgets this app."""
         self.closed = True
         self.tracker.close()
+        if self.queue_probe is not None:
+            self.queue_probe.close()
         if self in self.extension._apps:
             self.extension._apps.remove(self)
 
@@ -275,7 +278,7 @@ def _install_manager(socketio: SocketIO, settings: dict[str, Any], prefix: str) 
     server = socketio.server
     manager = server.manager
     url = settings["MESSAGE_QUEUE_URL"]
-    if isinstance(manager, BatchingManager | BatchingRedisManager):
+    if batches(manager):
         ours = manager  # the app built it with progresscast.flask.client_manager
         url = getattr(manager, "redis_url", None)
     elif type(manager) is python_socketio.RedisManager and not server.manager_initialized:

@@ -121,11 +121,11 @@ def _queue_ready() -> None:
     progress = current_progress()
     if not getattr(progress.socketio.server.manager, "subscribed", True):
         raise Unavailable("not subscribed to the message queue")
-    client = getattr(progress, "_queue_probe", None)
+    client = progress.queue_probe
     if client is None:
         import redis
 
-        client = progress._queue_probe = redis.Redis.from_url(
+        client = progress.queue_probe = redis.Redis.from_url(
             progress.message_queue_url, socket_timeout=1, socket_connect_timeout=1
         )
     client.ping()

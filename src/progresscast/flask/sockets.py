@@ -43,7 +43,7 @@ from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
 from .auth import Principal, socket_principal
-from .batching import BatchingManager, BatchingRedisManager
+from .batching import batches
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
@@ -231,9 +231,8 @@ class ProgressNamespace(Namespace):
             raise Forbidden("only admins may watch all jobs")
         room = ALL_JOBS_ROOM if everyone else user_room(principal.user_id)
         self._wait_subscribed()
-        batch = payload.get("batch") and isinstance(
-            self.socketio.server.manager, BatchingManager | BatchingRedisManager
-        )  # another client manager than ours: events come one by one
+        # With another client manager than ours, events come one by one.
+        batch = payload.get("batch") and batches(self.socketio.server.manager)
         join_room(batched(room) if batch else room)
         now = tracker.clock()
         jobs = tracker.list_jobs(
