@@ -9,7 +9,11 @@ dragged towards zero by the EMA's initial value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .history import History
 
 
 @dataclass(slots=True)
@@ -42,71 +46,317 @@ class EMA:
         return self.last / (1 - beta**self.calls)
 
 
-#: Samples needed before an ETA is reported: one rate is noise, two is a trend.
-MIN_SAMPLES = 2
+#: Weight of a warm run's history against its own pace so far, as a share of
+#: the learned length of a whole run: early on, a run is taken to go at its
+#: history's pace, and its own pace takes over as evidence comes in.
+PRIOR_SHARE = 0.03
+#: How far a run's pace may be from its history's: beyond, the run is so
+#: unlike its history that the history is not much of a guide anyway.
+SPEED_LIMITS = (0.1, 10.0)
 
 
 @dataclass(slots=True)
-class EtaEstimator:
-    """Turns (time, overall percent) observations into ``eta_seconds``.
+class Estimate:
+    """Seconds left (``eta``) and, from history, a range around it."""
 
-    Its fields are plain numbers so a job's estimator can be stored with the
-    job state and picked up by another process.
+    eta: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+#: How far back a pace looks, as a share of the time it has been measured:
+#: from SHORT_HORIZON for work that comes at an even pace (a drift in its
+#: speed is then followed at once) to LONG_HORIZON for work that comes
+#: unevenly (noise and bursts are then averaged out). NOISE_REF is the
+#: unevenness (mean |log| of a report's pace over the average) at which the
+#: horizon is longest.
+SHORT_HORIZON = 0.05
+LONG_HORIZON = 2.0
+NOISE_REF = 0.15
+#: The horizon spans at least this many of the longest gaps between reports,
+#: so that work in bursts and pauses is averaged over whole cycles.
+GAP_HORIZON = 3.0
+#: A report with no work in it counts as this uneven (|log| of the ratio).
+PAUSE_NOISE = 3.0
+#: How slowly the unevenness seen fades, per report.
+NOISE_FADE = 0.98
+#: A trend (recent pace over the longer-run one) is extrapolated to this
+#: power: the stage's rest at the trend, the later stages at twice it.
+TREND_GAIN = 3.0
+#: The share of the gap to a lower estimate closed per report (see _steady).
+GLIDE = 0.1
+
+
+@dataclass(slots=True)
+class Pace:
+    """Seconds per unit of work, over recent time.
+
+    Each sample (``dt`` seconds for ``dx`` work) counts with a weight that
+    fades with the time since it. How fast it fades depends on how uneven the
+    samples are: an even pace that drifts (a job slowing down) is followed
+    closely, an uneven one (noise, bursts and pauses) is averaged over a
+    long time. Unlike tqdm's EMA, which weighs every report alike, a sample
+    counts for the time it spans: ten quick reports in a burst do not outweigh
+    the wait after it.
     """
 
-    smoothing: float = 0.3
-    last_t: float | None = None
-    last_p: float = 0.0
-    dp: EMA | None = None
-    dt: EMA | None = None
+    seconds: float = 0.0
+    work: float = 0.0
+    #: the longest gap between two samples so far
+    gap: float = 0.0
+    #: how uneven the samples are: a smoothed mean |log(sample pace / pace)|
+    noise: float = 0.0
+    samples: int = 0
+    #: the same sums over a four times longer horizon, to see a trend
+    slow_seconds: float = 0.0
+    slow_work: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.dp = self.dp or EMA(self.smoothing)
-        self.dt = self.dt or EMA(self.smoothing)
+    def add(self, dt: float, dx: float, span: float) -> None:
+        """A sample: ``dx`` work in ``dt`` seconds, ``span`` seconds since measuring began."""
+        pace = self.value
+        if pace is not None and dt > 0:
+            deviation = abs(math.log(dt / dx / pace)) if dx > 0 else PAUSE_NOISE
+            # The worst recent unevenness, fading slowly: a burst of even
+            # reports does not make a pipeline that pauses look even.
+            self.noise = max(min(deviation, PAUSE_NOISE), self.noise * NOISE_FADE)
+        self.samples += 1
+        self.gap = max(self.gap, dt)
+        unevenness = min(1.0, self.noise / NOISE_REF) if self.samples > 3 else 1.0
+        share = SHORT_HORIZON + (LONG_HORIZON - SHORT_HORIZON) * unevenness
+        horizon = max(share * span, GAP_HORIZON * self.gap)
+        keep = math.exp(-dt / horizon) if horizon > 0 else 0.0
+        self.seconds = self.seconds * keep + dt
+        self.work = self.work * keep + dx
+        keep = math.exp(-dt / (4 * horizon)) if horizon > 0 else 0.0
+        self.slow_seconds = self.slow_seconds * keep + dt
+        self.slow_work = self.slow_work * keep + dx
 
-    def observe(self, t: float, progress: float) -> float | None:
-        """Record that the job was at ``progress`` percent at time ``t``; return the ETA."""
-        if self.last_t is not None:
-            dt = t - self.last_t
-            dp = progress - self.last_p
-            # Ignore samples with no time or a step back (a retried stage):
-            # they say nothing about the forward rate.
-            if dt > 0 and dp >= 0:
-                self.dp.update(dp)
-                self.dt.update(dt)
-        self.last_t, self.last_p = t, progress
-        return self.eta(progress)
+    @property
+    def trend(self) -> float:
+        """Recent pace over the slower average (2: slowing to half the speed);
+        1 for uneven work, where a trend can't be told from noise."""
+        if self.work <= 0 or self.slow_work <= 0 or self.samples <= 3:
+            return 1.0
+        if self.noise >= NOISE_REF:
+            return 1.0
+        g = (self.seconds / self.work) / (self.slow_seconds / self.slow_work)
+        return min(2.0, max(0.5, g)) ** TREND_GAIN
 
-    def eta(self, progress: float) -> float | None:
-        """Seconds left at the current smoothed rate, or ``None`` without enough signal."""
-        if progress >= 100:
-            return 0.0
-        if self.dp.calls < MIN_SAMPLES:
-            return None
-        dp, dt = self.dp.value, self.dt.value
-        if dp <= 0 or dt <= 0:
-            return None
-        return round((100.0 - progress) * dt / dp, 3)
+    @property
+    def value(self) -> float | None:
+        return self.seconds / self.work if self.work > 0 and self.seconds > 0 else None
 
-    def to_dict(self) -> dict:
+    def to_list(self) -> list[float]:
+        return [
+            self.seconds,
+            self.work,
+            self.gap,
+            self.noise,
+            self.samples,
+            self.slow_seconds,
+            self.slow_work,
+        ]
+
+
+@dataclass(slots=True)
+class Forecast:
+    """Turns a job's stage-by-stage progress into seconds left (issue 14).
+
+    Its fields are plain data so a job's forecast is stored with its state and
+    picked up by whichever process reports next. The state machine tells it
+    when the job starts (with what :class:`~progresscast.history.History`
+    says about the job's stages), when a stage ends, and each observed
+    progress; docs/protocol.md ("ETA, history and learned weights") is the
+    contract.
+
+    - **Warm** (the current stage has history): the current stage's remaining
+      share of its learned duration plus the later stages' learned durations,
+      scaled by how fast this run is going against its history, blended with
+      the current stage's own pace as the stage advances.
+    - **Cold**: the current stage's own recent pace for its rest; the later
+      stages at the job's recent pace per percent of progress.
+    """
+
+    started: float | None = None
+    #: when the current stage's latest attempt began (a retry: progress that
+    #: went back starts one), and its fraction then
+    attempt: tuple[float, float] | None = None
+    stage_started: float | None = None
+    #: seconds each ended stage ran (0 for a skipped one), None while not ended
+    stage_seconds: list[float | None] = field(default_factory=list)
+    stage_pace: Pace = field(default_factory=Pace)  # seconds per whole current stage
+    job_pace: Pace = field(default_factory=Pace)  # seconds per percent of the job
+    #: the previous observation: (time, fraction, progress, stage, eta)
+    last: tuple[float, float, float, int, float | None] | None = None
+    history: History | None = None
+
+    def start(self, now: float, n_stages: int, history: History | None) -> None:
+        """The job started at ``now``, in its first stage."""
+        self.started = self.stage_started = now
+        self.attempt = (now, 0.0)
+        self.stage_seconds = [None] * n_stages
+        self.history = history
+        self.last = (now, 0.0, 0.0, 0, None)
+
+    def enter(self, now: float, current: int, target: int | None) -> None:
+        """Stage ``current`` ended at ``now``; ``target`` (or none) begins,
+        and the stages between were skipped."""
+        if self.stage_started is None or not self.stage_seconds:
+            return  # a job started before forecasts existed
+        self.stage_seconds[current] = round(max(0.0, now - self.stage_started), 3)
+        end = len(self.stage_seconds) if target is None else target
+        for i in range(current + 1, end):
+            self.stage_seconds[i] = 0.0
+        self.stage_started = now
+        self.attempt = (now, 0.0)
+        self.stage_pace = Pace()
+
+    def observe(
+        self, now: float, stage: int, fraction: float, weights: list[float], progress: float
+    ) -> Estimate:
+        """The job is at ``fraction`` (0–1) of stage ``stage`` and ``progress``
+        percent overall at ``now``; ``weights`` are the stages' weights."""
+        if self.started is None or self.attempt is None or not self.stage_seconds:
+            return Estimate()
+        last = self.last or (self.started, 0.0, 0.0, 0, None)
+        same_stage = last[3] == stage
+        dt = now - last[0]
+        if dt > 0 and progress >= last[2]:
+            self.job_pace.add(dt, progress - last[2], now - self.started)
+        t0, f0 = self.attempt
+        if same_stage and fraction < last[1]:  # the stage went back (a retry): start over
+            self.attempt = (now, fraction)
+            self.stage_pace = Pace()
+        else:
+            since = last[0] if same_stage and last[0] >= t0 else t0
+            base = last[1] if same_stage and last[0] >= t0 else f0
+            if now > since and fraction >= base:
+                self.stage_pace.add(now - since, fraction - base, now - t0)
+        estimate = self._estimate(now, stage, fraction, weights)
+        if estimate.eta is not None and same_stage and last[4] is not None:
+            estimate = _steady(estimate, last[4], max(0.0, dt), progress, last[2])
+        estimate = _rounded(estimate)
+        self.last = (now, fraction, progress, stage, estimate.eta)
+        return estimate
+
+    # ------------------------------------------------------------ estimates
+
+    def _estimate(self, now: float, k: int, f: float, weights: list[float]) -> Estimate:
+        h = self.history
+        durations = h.durations if h is not None else [None] * len(weights)
+        own = self.stage_pace.value  # seconds per whole stage
+        per_percent = self.job_pace.value
+        trend = self.stage_pace.trend
+        if own is not None:
+            own *= trend
+        if per_percent is not None:
+            per_percent *= trend * trend
+        if own is not None and weights[k] > 0:
+            # The later stages at this stage's pace, as the stage advances.
+            stage_pp = own / (100.0 * weights[k])
+            per_percent = stage_pp if per_percent is None else f * stage_pp + (1 - f) * per_percent
+        speed = self._speed(k, f, max(0.0, now - self.stage_started), durations)
+        if durations[k] is not None:
+            learned = (1.0 - f) * durations[k] * speed
+            # The stage's own pace takes over as the stage advances.
+            current = learned if own is None else f * (1.0 - f) * own + (1.0 - f) * learned
+        elif own is not None:
+            current = (1.0 - f) * own
+        elif per_percent is not None:
+            current = (1.0 - f) * 100.0 * weights[k] * per_percent
+        else:
+            return Estimate()
+        later = 0.0
+        for i in range(k + 1, len(weights)):
+            if durations[i] is not None:
+                later += durations[i] * speed
+            elif per_percent is not None:
+                later += 100.0 * weights[i] * per_percent
+            else:
+                return Estimate()
+        eta = max(0.0, current + later)
+        if h is None or h.spread is None or durations[k] is None:
+            return Estimate(eta)
+        return Estimate(eta, eta * h.spread[0], eta * h.spread[1])
+
+    def _speed(self, k: int, f: float, in_stage: float, durations: list[float | None]) -> float:
+        """How slow this run is against its history (2: twice as long), 1 without history."""
+        known = [d for d in durations if d is not None]
+        if not known:
+            return 1.0
+        actual = learned = 0.0
+        for s, d in zip(self.stage_seconds[:k], durations[:k], strict=True):
+            if s and d is not None:  # a skipped stage says nothing of the pace
+                actual += s
+                learned += d
+        if durations[k] is not None:
+            actual += in_stage
+            learned += f * durations[k]
+        prior = PRIOR_SHARE * math.fsum(known)
+        if learned + prior <= 0:
+            return 1.0
+        lo, hi = SPEED_LIMITS
+        return min(hi, max(lo, (actual + prior) / (learned + prior)))
+
+    # ------------------------------------------------------------ storage
+
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "last_t": self.last_t,
-            "last_p": self.last_p,
-            "dp": [self.dp.last, self.dp.calls],
-            "dt": [self.dt.last, self.dt.calls],
+            "started": self.started,
+            "attempt": self.attempt,
+            "stage_started": self.stage_started,
+            "stage_seconds": self.stage_seconds,
+            "stage_pace": self.stage_pace.to_list(),
+            "job_pace": self.job_pace.to_list(),
+            "last": self.last,
+            "history": None if self.history is None else self.history.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, data: dict | None, smoothing: float = 0.3) -> EtaEstimator:
-        if not data:
-            return cls(smoothing)
+    def from_dict(cls, data: dict[str, Any] | None) -> Forecast:
+        if not data or "stage_seconds" not in data:
+            return cls()  # none yet, or an estimator's state from before history
+        attempt, last = data.get("attempt"), data.get("last")
         return cls(
-            smoothing,
-            data.get("last_t"),
-            data.get("last_p", 0.0),
-            EMA(smoothing, *data.get("dp", (0.0, 0))),
-            EMA(smoothing, *data.get("dt", (0.0, 0))),
+            data.get("started"),
+            tuple(attempt) if attempt else None,
+            data.get("stage_started"),
+            list(data["stage_seconds"]),
+            Pace(*data.get("stage_pace", ())),
+            Pace(*data.get("job_pace", ())),
+            tuple(last) if last else None,
+            History.from_dict(data.get("history")),
         )
+
+
+def _steady(raw: Estimate, before: float, dt: float, progress: float, was: float) -> Estimate:
+    """``raw``, as far as a countdown from ``before`` (the previous estimate,
+    ``dt`` seconds ago at ``was`` percent) allows: it may always rise (bad
+    news travels at once); it falls by the time that passed plus the share
+    of ``before`` that the work since (``progress - was``) used up, and
+    closes only ``GLIDE`` of the rest of the way down per report."""
+    used = before * max(0.0, progress - was) / max(1e-9, 100.0 - was)
+    countdown = max(0.0, before - dt - used)
+    if raw.eta >= countdown:
+        return raw
+    if raw.eta <= 0 and countdown <= 0:
+        return raw
+    # Evidence that the estimate was too high closes the gap a little per
+    # report: a glide, not a jump. The first estimates of a pipeline that
+    # works in bursts are the worst; it must not be stuck with them.
+    eta = countdown - GLIDE * (countdown - raw.eta)
+    scale = eta / raw.eta if raw.eta > 0 else 1.0
+    low = None if raw.low is None else raw.low * scale
+    high = None if raw.high is None else max(eta, raw.high * scale)
+    return Estimate(eta, low, high)
+
+
+def _rounded(e: Estimate) -> Estimate:
+    if e.eta is None:
+        return Estimate()
+    low = None if e.low is None else round(max(0.0, min(e.low, e.eta)), 1)
+    high = None if e.high is None else round(max(e.high, e.eta), 1)
+    return Estimate(round(max(0.0, e.eta), 3), low, high)
 
 
 @dataclass(slots=True)

@@ -42,11 +42,12 @@ class ChildSpec:
     job_id: str | None = None
     weight: float = 1.0
     metadata: Mapping[str, Any] | None = None
+    kind: str | None = None
 
 
 def child_specs(children: Any) -> list[ChildSpec]:
     """Children as given to :meth:`ProgressTracker.group`: dicts ``{name,
-    stages, job_id?, weight?, metadata?}``, ``(name, stages)`` pairs or
+    stages, job_id?, weight?, metadata?, kind?}``, ``(name, stages)`` pairs or
     :class:`ChildSpec`; 1 to ``MAX_CHILDREN`` of them."""
     if isinstance(children, str | bytes | Mapping) or not isinstance(children, Sequence):
         raise InvalidPayload("children must be a list", details={"children": ["not a list"]})
@@ -66,10 +67,10 @@ def _spec(child: Any, index: int) -> ChildSpec:
     if isinstance(child, ChildSpec):
         spec = child
     elif isinstance(child, Mapping):
-        unknown = set(child) - {"name", "stages", "job_id", "weight", "metadata"}
+        unknown = set(child) - {"name", "stages", "job_id", "weight", "metadata", "kind"}
         if unknown or "name" not in child or "stages" not in child:
             raise InvalidPayload(
-                f"child {index}: give name and stages (and job_id, weight, metadata)",
+                f"child {index}: give name and stages (and job_id, weight, metadata, kind)",
                 details={"children": {str(index): ["name and stages required"]}},
             )
         spec = ChildSpec(**child)

@@ -22,7 +22,8 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import Conflict, InvalidPayload
-from .eta import EtaEstimator, RateMeter
+from .eta import Forecast, RateMeter
+from .history import History
 from .stages import Stage, is_unicode, normalize_stages, overall_progress, stage_index
 
 
@@ -123,6 +124,13 @@ class JobState:
     children: dict[str, int] | None = None
     #: a child's weight in its parent's progress (not on the wire)
     weight: float = 1.0
+    #: the pipeline this job is a run of ("ETA, history and learned
+    #: weights"); ``None``: its name
+    kind: str | None = None
+    #: ``declared``; ``auto`` (learn them at start); ``learned`` (history set them)
+    weights_mode: str = "declared"
+    eta_low: float | None = None
+    eta_high: float | None = None
 
     def __post_init__(self) -> None:
         if not self.stage_status:
@@ -140,6 +148,16 @@ class JobState:
         new.stage_status = list(self.stage_status)
         new.stage_pct = list(self.stage_pct)
         return new
+
+    @property
+    def pipeline(self) -> str:
+        """The job's kind: the one given at creation, else its name."""
+        return self.name if self.kind is None else self.kind
+
+    @property
+    def weights(self) -> str:
+        """``learned`` when history set the stage weights, else ``declared``."""
+        return "learned" if self.weights_mode == "learned" else "declared"
 
     @property
     def stage(self) -> str | None:
@@ -176,6 +194,8 @@ class JobState:
             "stage_progress": self.stage_progress,
             "message": self.message,
             "eta_seconds": self.eta_seconds,
+            "eta_low": self.eta_low,
+            "eta_high": self.eta_high,
             "elapsed_seconds": elapsed,
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
@@ -191,6 +211,8 @@ class JobState:
             "rate": self.rate,
             "parent_id": self.parent_id,
             "children": self.children,
+            "kind": self.pipeline,
+            "weights": self.weights,
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -227,6 +249,10 @@ class JobState:
             "parent_id": self.parent_id,
             "children": self.children,
             "weight": self.weight,
+            "kind": self.kind,
+            "weights_mode": self.weights_mode,
+            "eta_low": self.eta_low,
+            "eta_high": self.eta_high,
         }
 
     @classmethod
@@ -373,14 +399,26 @@ class _Builder:
         self.state = state
         self.now = now
         self.events: list[dict[str, Any]] = []
+        self._forecast: Forecast | None = None
 
-    def emit(self, kind: EventType, **fields: Any) -> None:
+    @property
+    def forecast(self) -> Forecast:
+        """The job's forecast, read from its state once per request."""
+        if self._forecast is None:
+            self._forecast = Forecast.from_dict(self.state.eta)
+        return self._forecast
+
+    def save(self) -> None:
+        """Store the forecast back in the state, if this request touched it."""
+        if self._forecast is not None:
+            self.state.eta = self._forecast.to_dict()
+
+    def emit(self, event_type: EventType, /, **fields: Any) -> None:
         st = self.state
         st.seq += 1
         st.updated_at = self.now
-        self.events.append(
-            {"job_id": st.job_id, "seq": st.seq, "type": kind.value, "ts": iso(self.now), **fields}
-        )
+        head = {"job_id": st.job_id, "seq": st.seq, "type": event_type.value, "ts": iso(self.now)}
+        self.events.append({**head, **fields})
 
     def elapsed(self) -> float | None:
         st = self.state
@@ -403,6 +441,7 @@ class _Builder:
         assert current is not None
         st.stage_status[current] = StageStatus.COMPLETED
         st.stage_pct[current] = 100.0
+        self.forecast.enter(self.now, current, target)
         end = len(st.stages) if target is None else target
         for i in range(current + 1, end):
             st.stage_status[i] = StageStatus.SKIPPED
@@ -485,10 +524,29 @@ class _Builder:
 
     def observe_eta(self) -> None:
         st = self.state
-        est = EtaEstimator.from_dict(st.eta)
-        eta = est.observe(self.now, st.progress)
-        st.eta_seconds = None if self.indeterminate else eta
-        st.eta = est.to_dict()
+        if st.stage_index is None:  # every stage done: nothing left but the end
+            st.eta_seconds, st.eta_low, st.eta_high = 0.0, None, None
+            return
+        weights = [s.weight for s in st.stages]
+        estimate = self.forecast.observe(
+            self.now, st.stage_index, st.stage_progress / 100.0, weights, st.progress
+        )
+        if self.indeterminate:  # counted without a total: nothing honest to say
+            st.eta_seconds = st.eta_low = st.eta_high = None
+        else:
+            st.eta_seconds, st.eta_low, st.eta_high = estimate.eta, estimate.low, estimate.high
+
+    def start(self, history: History | None) -> None:
+        """The job starts now, with what its kind's history says (or nothing)."""
+        st = self.state
+        if st.weights_mode == "auto" and history is not None:
+            learned = history.weights()
+            if learned is not None:
+                st.stages = normalize_stages(
+                    [(s.name, w) for s, w in zip(st.stages, learned, strict=True)]
+                )
+                st.weights_mode = "learned"
+        self.forecast.start(self.now, len(st.stages), history)
 
     def counts(self) -> dict[str, Any]:
         st = self.state
@@ -506,6 +564,8 @@ def new_job(
     parent_id: str | None = None,
     children: int | None = None,
     weight: float = 1.0,
+    kind: str | None = None,
+    weights: str = "declared",
 ) -> JobState:
     """A fresh, not yet stored, job in ``queued`` with ``seq`` 0: a child of
     ``parent_id``, or a parent of ``children`` jobs (weighted ``weight`` in
@@ -514,6 +574,17 @@ def new_job(
         raise InvalidPayload("name must be a non-empty string", details={"name": ["required"]})
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidPayload("metadata must be an object", details={"metadata": ["not an object"]})
+    if kind is not None and not (
+        isinstance(kind, str) and kind.strip() and len(kind) <= MAX_KIND and is_unicode(kind)
+    ):
+        raise InvalidPayload(
+            f"kind must be a non-empty string of at most {MAX_KIND} characters",
+            details={"kind": [f"1-{MAX_KIND} characters"]},
+        )
+    if weights not in WEIGHT_MODES:
+        raise InvalidPayload(
+            'weights must be "declared" or "auto"', details={"weights": ["declared or auto"]}
+        )
     return JobState(
         job_id=job_id,
         name=name,
@@ -527,13 +598,29 @@ def new_job(
         if children is None
         else {**dict.fromkeys(CHILD_COUNTS, 0), "total": children, "queued": children},
         weight=weight,
+        kind=kind,
+        weights_mode=weights,
     )
 
 
+#: what a job may ask of its stage weights at creation
+WEIGHT_MODES = ("declared", "auto")
+#: the longest ``kind`` (as the REST API's ``name``)
+MAX_KIND = 200
+
+
 def transition(
-    state: JobState, kind: str | EventType, fields: Mapping[str, Any], now: float
+    state: JobState,
+    kind: str | EventType,
+    fields: Mapping[str, Any],
+    now: float,
+    *,
+    history: History | None = None,
 ) -> tuple[list[dict[str, Any]], JobState]:
     """Apply one request to ``state`` and return ``(events, new_state)``.
+
+    ``history``: what earlier runs of the job's kind say about its stages,
+    taken in by ``job_started`` (the tracker reads it from the store).
 
     ``state`` is not modified. A fresh job (``seq == 0``) accepts only
     ``job_queued`` or ``job_started``. Raises :class:`Conflict` for an illegal
@@ -572,6 +659,8 @@ def transition(
             "metadata": st.metadata,
             "parent_id": st.parent_id,
             "children": st.children,
+            "kind": st.pipeline,
+            "weights": st.weights,
         }
 
     if kind is EventType.JOB_QUEUED:
@@ -585,6 +674,7 @@ def transition(
         st.started_at = now
         st.stage_index = 0
         st.stage_status[0] = StageStatus.RUNNING
+        b.start(history)
         b.recompute()
         b.emit(kind, **job_fields())
     elif status is not JobStatus.RUNNING and kind in (
@@ -617,6 +707,8 @@ def transition(
             elapsed_seconds=st.elapsed_seconds,
             **b.counts(),
             children=st.children,
+            eta_low=st.eta_low,
+            eta_high=st.eta_high,
         )
     elif kind is EventType.STAGE_COMPLETED:
         stage = _check_text(fields.get("stage"), "stage")
@@ -643,6 +735,7 @@ def transition(
         st.finished_at = now
         st.progress = 100.0
         st.eta_seconds = 0.0
+        st.eta_low = st.eta_high = None
         st.elapsed_seconds = b.elapsed()
         st.result = _check_json(fields.get("result"), "result")
         b.emit(
@@ -659,7 +752,7 @@ def transition(
         b.apply_pending(fields)
         st.status = JobStatus.FAILED if failed else JobStatus.CANCELLED
         st.finished_at = now
-        st.eta_seconds = None
+        st.eta_seconds = st.eta_low = st.eta_high = None
         st.elapsed_seconds = b.elapsed()
         if st.stage_index is not None:
             st.stage_status[st.stage_index] = (
@@ -677,6 +770,7 @@ def transition(
         else:
             reason = _check_text(fields.get("reason"), "reason")
             b.emit(kind, stage=st.stage, progress=st.progress, reason=reason, **end_fields())
+    b.save()
     return b.events, st
 
 

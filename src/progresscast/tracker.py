@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Conflict, InvalidPayload, JobNotFound, SeqConflict
 from .groups import GROUP_STAGE, aggregate, child_specs, ending, report
+from .history import History, run_record
 
 # The protocol's names, importable from here as before (progresscast.protocol has them all).
 from .protocol import (
@@ -101,6 +102,8 @@ class ProgressTracker:
         (:meth:`job`, :meth:`start`) are marked with it, so that its next run
         can end what the last one left behind (:meth:`fail_interrupted`).
         ``None`` (workers): jobs are left to stall detection.
+    :param history_runs: completed runs kept per kind for the ETA (0: none).
+    :param history_days: runs older than this many days are not learned from.
     """
 
     #: how often a write that lost a race with another writer is retried
@@ -117,8 +120,12 @@ class ProgressTracker:
         clock: Callable[[], float] = time.time,
         min_interval: float = 0.1,
         runner: str | None = None,
+        history_runs: int = 20,
+        history_days: float = 30.0,
     ) -> None:
         self.store = store
+        self.history_runs = history_runs
+        self.history_days = history_days
         self.runner = runner
         self.emitter = emitter
         self.namespace = namespace
@@ -152,17 +159,23 @@ class ProgressTracker:
         metadata: Mapping[str, Any] | None = None,
         start: bool = False,
         run_here: bool = False,
+        kind: str | None = None,
+        weights: str = "declared",
     ) -> JobState:
         """Create a job; emits ``job_queued`` (or ``job_started`` with ``start=True``).
 
         ``run_here``: this process runs the pipeline (marks it with
-        :attr:`runner`). Raises :class:`Conflict` if ``job_id`` is taken.
+        :attr:`runner`). ``kind``: the pipeline it is a run of, for the ETA's
+        history (its name by default); ``weights="auto"``: stage weights
+        learned from that history when it starts (docs/protocol.md, "ETA,
+        history and learned weights"). Raises :class:`Conflict` if
+        ``job_id`` is taken.
         """
         job_id = validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex
         # One instant for both: the first event's ts is the job's created_at
         # (and started_at), so clients that fold events agree with snapshots.
         now = self.clock()
-        state = new_job(job_id, name, stages, owner, metadata, now)
+        state = new_job(job_id, name, stages, owner, metadata, now, kind=kind, weights=weights)
         if run_here:
             state.runner = self.runner
         return self._create(state, EventType.JOB_STARTED if start else EventType.JOB_QUEUED, now)
@@ -171,7 +184,8 @@ class ProgressTracker:
         """Store a new job's first event; :class:`Conflict` if its id is taken."""
         job_id = state.job_id
         with self._lock_for(job_id):
-            events, state = transition(state, kind, {}, now)
+            history = self._history(state) if kind is EventType.JOB_STARTED else None
+            events, state = transition(state, kind, {}, now, history=history)
             try:
                 self.store.append(events, state)
             except SeqConflict:
@@ -218,6 +232,7 @@ class ProgressTracker:
                 now,
                 parent_id=parent_id,
                 weight=float(spec.weight),
+                kind=spec.kind,
             )
             for spec in specs
         ]
@@ -344,6 +359,7 @@ class ProgressTracker:
         only_if: JobStatus | None = None,
         expect_seq: int | None = None,
         run_here: bool = False,
+        teach: bool = True,
         **fields: Any,
     ) -> tuple[list[dict[str, Any]], JobState]:
         """Apply one request (``kind`` and its fields) to a job; return its
@@ -354,12 +370,15 @@ class ProgressTracker:
         ``only_if`` (a status) or ``expect_seq``, the request applies only
         while the job is in that status or at that seq (checked atomically
         with the write), else :class:`Conflict`. ``run_here`` marks the job
-        as run by this process (:attr:`runner`). Raises
+        as run by this process (:attr:`runner`). ``teach=False``: a
+        completion that does not enter the kind's ETA history (from a caller
+        not trusted to speak for every user of the pipeline). Raises
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
         with self._lock_for(job_id):
             cached = self._cached(job_id)
             lost_races = 0
+            history = None
             for _ in range(self.max_retries):
                 if lost_races:
                     # Lost a race with another writer: back off a little, with
@@ -373,7 +392,11 @@ class ProgressTracker:
                         raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
                     if expect_seq is not None and state.seq != expect_seq:
                         raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
-                    events, new_state = transition(state, kind, fields, self.clock())
+                    if kind == EventType.JOB_STARTED and history is None:
+                        history = self._history(state)
+                    events, new_state = transition(
+                        state, kind, fields, self.clock(), history=history
+                    )
                     if run_here:
                         new_state.runner = self.runner
                 except (Conflict, InvalidPayload):
@@ -388,12 +411,53 @@ class ProgressTracker:
                     continue  # another writer got there first: re-read and re-apply
                 self._remember(new_state)
                 self._publish(new_state, events)
+                if teach and new_state.status is JobStatus.COMPLETED:
+                    self._learn(new_state)
                 break
             else:
                 raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
         if new_state.parent_id is not None:  # outside the child's lock: the parent takes its own
             self._child_changed(new_state, events)
         return events, new_state
+
+    # ------------------------------------------------------------------ history
+
+    def _history(self, state: JobState) -> History | None:
+        """What the store's runs of ``state``'s kind say about its stages."""
+        if self.history_runs <= 0:
+            return None
+        since = self.clock() - self.history_days * 86400.0
+        try:
+            runs = self.store.runs(state.pipeline, self.history_runs, since=since)
+        except Exception:  # an ETA is not worth failing a job's start over
+            log.warning("ETA history of %r could not be read", state.pipeline, exc_info=True)
+            return None
+        return History.learn([s.name for s in state.stages], runs)
+
+    def _learn(self, state: JobState) -> None:
+        """Add a completed job to its kind's history."""
+        if self.history_runs <= 0:
+            return
+        run = run_record(state)
+        if run is None:
+            return
+        try:
+            self.store.add_run(
+                state.pipeline, run, self.history_runs, max_age=self.history_days * 86400.0
+            )
+        except Exception:  # the job completed; only the next ETA loses
+            log.warning("ETA history of %r was not written", state.pipeline, exc_info=True)
+
+    def history(self, kind: str) -> list[dict[str, Any]]:
+        """The runs of ``kind`` the ETA learns from, newest first."""
+        since = self.clock() - self.history_days * 86400.0
+        return self.store.runs(kind, max(1, self.history_runs), since=since)
+
+    def reset_history(self, kind: str | None = None) -> int:
+        """Forget the ETA history of ``kind`` (of every kind with ``None``);
+        return how many runs were forgotten. Running jobs keep what they
+        learned when they started."""
+        return self.store.reset_history(kind)
 
     def _cached(self, job_id: str) -> JobState | None:
         with self._states_lock:
@@ -427,8 +491,11 @@ class ProgressTracker:
         metadata: Mapping[str, Any] | None = None,
         min_interval: float | None = None,
         clock: Callable[[], float] | None = None,
+        kind: str | None = None,
+        weights: str = "declared",
     ) -> ProgressEmitter:
         """Create and start a job; return its :class:`ProgressEmitter`.
+        ``kind`` and ``weights`` as for :meth:`create_job`.
 
         Use it as a context manager::
 
@@ -438,7 +505,15 @@ class ProgressTracker:
                         job.advance()
         """
         state = self.create_job(
-            name, stages, owner=owner, job_id=job_id, metadata=metadata, start=True, run_here=True
+            name,
+            stages,
+            owner=owner,
+            job_id=job_id,
+            metadata=metadata,
+            start=True,
+            run_here=True,
+            kind=kind,
+            weights=weights,
         )
         return self._emitter(state, min_interval, clock)
 
