@@ -12,6 +12,12 @@ connection within ``--timeout``, 130 interrupted).
 
 ``jobs URL [--status S] [--token TOKEN]`` lists the caller's jobs.
 
+``history [--store URL] [--kind KIND | --reset KIND | --reset-all] [--json]``
+reads the job store directly: the kinds (pipelines) whose completed runs the
+ETA learns from, with their median durations, one kind's runs, or forgets
+them. ``--store`` defaults to ``$PROGRESSCAST_STORE_URL``, else the standalone
+server's SQLite file in the checkout's ``instance/``.
+
 ``--token`` defaults to ``$PROGRESSCAST_TOKEN``.
 """
 
@@ -21,15 +27,20 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .stores import JobStore
 
 SECRET_ENV = "PROGRESSCAST_SECRET_KEY"
 INSTANCE_ENV = "PROGRESSCAST_INSTANCE_PATH"
 TOKEN_ENV = "PROGRESSCAST_TOKEN"
+STORE_ENV = "PROGRESSCAST_STORE_URL"
 
 #: exit codes of `watch` (and `jobs`, for the last two)
 EXIT_COMPLETED, EXIT_FAILED, EXIT_CANCELLED, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -43,12 +54,28 @@ def _instance_path() -> str | None:
     ``make run`` does), the checkout's ``instance/`` (create_app's default), else None."""
     if os.environ.get(INSTANCE_ENV):
         return os.environ[INSTANCE_ENV]
+    root = _checkout()
+    return os.path.join(root, "instance") if root else None
+
+
+def _checkout() -> str | None:
+    """The progresscast checkout this library runs from (``pip install -e .``), or None."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if os.path.isfile(os.path.join(root, "web", "__init__.py")) and os.path.isfile(
         os.path.join(root, "wsgi.py")
     ):
-        return os.path.join(root, "instance")
+        return root
     return None
+
+
+def default_store_url() -> str | None:
+    """``$PROGRESSCAST_STORE_URL``, else the standalone server's default store
+    (config.py: the checkout's ``instance/progresscast.db``, whatever the instance
+    path), else None (an installed library has no server of its own)."""
+    if os.environ.get(STORE_ENV):
+        return os.environ[STORE_ENV]
+    root = _checkout()
+    return f"sqlite:///{os.path.join(root, 'instance', 'progresscast.db')}" if root else None
 
 
 def _demo_secret(path: str) -> str | None:
@@ -368,11 +395,28 @@ def _outcome(snap: dict[str, Any], event: dict[str, Any] | None) -> int:
 def _age(created_at: str | None, now: float) -> str:
     if not created_at:
         return "?"
-    seconds = now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+    return _span(now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp())
+
+
+def _span(seconds: float) -> str:
+    """How long ago, coarsely: ``3d``, ``5h``, ``12m``, ``40s``."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{max(0, int(seconds))}s"
+
+
+def _table(rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> list[str]:
+    """Columns two spaces apart, left-aligned but for the ``right`` ones."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def jobs_table(jobs: list[dict[str, Any]], now: float) -> list[str]:
@@ -389,15 +433,7 @@ def jobs_table(jobs: list[dict[str, Any]], now: float) -> list[str]:
                 _age(job.get("created_at"), now),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if i == 3 else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+    return _table(rows, right=frozenset({3}))
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -441,6 +477,152 @@ def _jobs(args: argparse.Namespace) -> int:
         print("(no jobs)")
     elif total > len(body):
         print(f"... {total - len(body)} more (--limit)")
+    return 0
+
+
+# ------------------------------------------------------------------- history
+
+#: runs read per kind: more than any history keeps (ETA_HISTORY_RUNS)
+HISTORY_READ_LIMIT = 100_000
+
+
+def _seconds(value: float | None) -> str:
+    """A run's or a stage's duration: ``0.4s``, ``12.3s``, ``2m05s``, ``1h10m``."""
+    if value is None:
+        return "?"
+    return f"{value:.1f}s" if value < 59.95 else _duration(value)
+
+
+def _printable(kind: str) -> str:
+    """A kind as typed (``--kind``, ``--reset``), quoted when it holds control characters."""
+    return kind if kind.isprintable() else repr(kind)
+
+
+def _stage_seconds(run: dict[str, Any]) -> list[tuple[str, float]]:
+    """A run's ``[[stage, seconds], ...]``, what is well-formed of it."""
+    pairs = []
+    for item in run.get("stages") or []:
+        if isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[1], int | float):
+            pairs.append((str(item[0]), float(item[1])))
+    return pairs
+
+
+def history_summary(kind: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A kind of ``history_kinds()`` with the medians of its ``runs``: the total
+    (``median_elapsed``) and each stage's (``median_stages``: ``[[stage, seconds],
+    ...]`` in the newest run's stage order, then stages only older runs had)."""
+    elapsed = [float(r["elapsed"]) for r in runs if isinstance(r.get("elapsed"), int | float)]
+    by_stage: dict[str, list[float]] = {}
+    for run in runs:  # newest first: its stages set the order
+        for name, seconds in _stage_seconds(run):
+            by_stage.setdefault(name, []).append(seconds)
+    return {
+        **kind,
+        "median_elapsed": statistics.median(elapsed) if elapsed else None,
+        "median_stages": [[name, statistics.median(v)] for name, v in by_stage.items()],
+    }
+
+
+def history_table(kinds: list[dict[str, Any]], now: float) -> list[str]:
+    """What ``history`` prints: a kind a line, its runs, how long ago the newest
+    finished, the median total and the median of each stage."""
+    rows = [("KIND", "RUNS", "LAST", "MEDIAN", "STAGES (median)")]
+    for kind in kinds:
+        rows.append(
+            (
+                _printable(kind["kind"]),
+                str(kind["runs"]),
+                f"{_span(now - kind['last_finished_at'])} ago",
+                _seconds(kind["median_elapsed"]),
+                " · ".join(f"{name} {_seconds(s)}" for name, s in kind["median_stages"]),
+            )
+        )
+    return _table(rows, right=frozenset({1, 3}))
+
+
+def runs_table(runs: list[dict[str, Any]], now: float) -> list[str]:
+    """What ``history --kind`` prints: a run a line, newest first."""
+    rows = [("FINISHED (UTC)", "AGO", "ELAPSED", "JOB", "STAGES")]
+    for run in runs:
+        finished = run.get("finished_at")
+        known = isinstance(finished, int | float)
+        rows.append(
+            (
+                datetime.fromtimestamp(finished, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                if known
+                else "?",
+                _span(now - finished) if known else "?",
+                _seconds(run.get("elapsed")),
+                str(run.get("job_id")),
+                " · ".join(f"{name} {_seconds(s)}" for name, s in _stage_seconds(run)),
+            )
+        )
+    return _table(rows, right=frozenset({1, 2}))
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .errors import StoreUnavailable
+    from .stores import open_store, sqlite_path
+
+    url = args.store or default_store_url()
+    if not url:
+        print(f"error: no store: pass --store URL or set {STORE_ENV}", file=sys.stderr)
+        return 2
+    path = sqlite_path(url)
+    if path and path != ":memory:" and not os.path.isfile(path):
+        # Reading a store never creates one (a mistyped path would make an empty file).
+        print(f"error: no SQLite store at {path} (--store, ${STORE_ENV})", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreUnavailable, OSError) as exc:
+        print(f"error: cannot open the store {url}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        return _history_with(store, args)
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        store.close()
+
+
+def _history_with(store: JobStore, args: argparse.Namespace) -> int:
+    now = time.time()
+    if args.reset is not None or args.reset_all:
+        kind = None if args.reset_all else args.reset
+        removed = store.reset_history(kind)
+        if args.json:
+            print(json.dumps({"kind": kind, "removed": removed}, ensure_ascii=False))
+        else:
+            which = "every kind" if kind is None else repr(kind)
+            print(f"removed {removed} run{'' if removed == 1 else 's'} of {which}")
+        return 0
+    if args.kind is not None:
+        runs = store.runs(args.kind, HISTORY_READ_LIMIT)
+        if args.json:
+            print(json.dumps({"kind": args.kind, "runs": runs}, indent=2, ensure_ascii=False))
+        elif not runs:
+            print(f"(no runs of {args.kind!r})")
+        else:
+            print(f"{_printable(args.kind)}: {len(runs)} run{'' if len(runs) == 1 else 's'}")
+            for line in runs_table(runs, now):
+                print(line)
+        return 0
+    kinds = [
+        history_summary(kind, store.runs(kind["kind"], max(1, kind["runs"])))
+        for kind in store.history_kinds()
+    ]
+    if args.json:
+        print(json.dumps(kinds, indent=2, ensure_ascii=False))
+    elif not kinds:
+        print("(no history)")
+    else:
+        for line in history_table(kinds, now):
+            print(line)
     return 0
 
 
@@ -538,6 +720,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--timeout", type=_positive, default=10.0, help=argparse.SUPPRESS)
     jobs.set_defaults(run=_jobs)
+
+    history = commands.add_parser(
+        "history",
+        help="list or forget the run history the ETA learns from",
+        description="The job store's run history, per kind (pipeline): the completed runs"
+        " the ETA learns from. Without options: every kind, its runs, when the newest"
+        " finished, the median total and the median of each stage.",
+        epilog="exit codes: 0 done, 2 no such store (or a bad URL), 4 store unreachable",
+    )
+    history.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"the job store (default: ${STORE_ENV}, else the standalone server's"
+        " instance/progresscast.db)",
+    )
+    which = history.add_mutually_exclusive_group()
+    which.add_argument("--kind", help="this kind's runs, newest first")
+    which.add_argument("--reset", metavar="KIND", help="forget this kind's runs")
+    which.add_argument("--reset-all", action="store_true", help="forget every kind's runs")
+    history.add_argument("--json", action="store_true", help="JSON instead of a table")
+    history.set_defaults(run=_history)
     return parser
 
 

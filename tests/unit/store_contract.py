@@ -33,6 +33,20 @@ def seqs(events):
     return [e["seq"] for e in events]
 
 
+def make_run(job_id, finished_at, elapsed=3.5, stages=(("a", 1.0), ("b", 2.5))):
+    """A completed run as the ETA's history keeps it."""
+    return {
+        "job_id": job_id,
+        "finished_at": finished_at,
+        "elapsed": elapsed,
+        "stages": [list(s) for s in stages],
+    }
+
+
+def job_ids(runs):
+    return [r["job_id"] for r in runs]
+
+
 class StoreContract:
     """Behaviour every JobStore must have (DESIGN §2: append + state, seq CAS)."""
 
@@ -408,3 +422,156 @@ class StoreContract:
         self.put(store, step(old, "progress_update", now=T0 + 60, stage_progress=5))
         assert store.stalled(T0 + 50) == []
         assert sorted(store.stalled(T0 + 200)) == ["fresh", "old"]
+
+    # --- the ETA's run history: per kind, the newest completed runs
+
+    def test_a_run_round_trips_as_an_equal_dict(self, store):
+        run = make_run("r1", T0, stages=[["parsing", 1.5], ["analyzing", 0.0], ["b", 2]])
+        run["extra"] = {"n": [1, 2]}
+        store.add_run("pdf", run, keep=20)
+        [back] = store.runs("pdf", 10)
+        assert back == run
+        assert [s[0] for s in back["stages"]] == ["parsing", "analyzing", "b"]
+        assert all(type(s) is list for s in back["stages"])
+        assert store.runs("other", 10) == [] and store.runs("pdf", 0) == []
+
+    def test_runs_are_newest_first_by_finished_at(self, store):
+        for i in (3, 1, 4, 0, 2):  # added out of order
+            store.add_run("k", make_run(f"r{i}", T0 + i), keep=20)
+        assert job_ids(store.runs("k", 10)) == ["r4", "r3", "r2", "r1", "r0"]
+        assert job_ids(store.runs("k", 2)) == ["r4", "r3"]
+
+    def test_runs_that_finished_together_are_ordered_by_job_id(self, store):
+        for job_id in ("b", "c", "a"):
+            store.add_run("k", make_run(job_id, T0), keep=20)
+        assert job_ids(store.runs("k", 10)) == ["c", "b", "a"]
+        store.add_run("k", make_run("d", T0), keep=2)  # and the smaller ids go first
+        assert job_ids(store.runs("k", 10)) == ["d", "c"]
+
+    def test_keep_trims_to_the_newest(self, store):
+        for i in range(8):
+            store.add_run("k", make_run(f"r{i}", T0 + i), keep=5)
+        assert job_ids(store.runs("k", 100)) == ["r7", "r6", "r5", "r4", "r3"]
+        # an older run than all kept ones is trimmed at once
+        store.add_run("k", make_run("late", T0 - 100), keep=5)
+        assert job_ids(store.runs("k", 100)) == ["r7", "r6", "r5", "r4", "r3"]
+        # a smaller keep trims what was kept under a larger one
+        store.add_run("k", make_run("r8", T0 + 8), keep=2)
+        assert job_ids(store.runs("k", 100)) == ["r8", "r7"]
+        assert store.history_kinds() == [{"kind": "k", "runs": 2, "last_finished_at": T0 + 8}]
+
+    def test_keep_0_stores_nothing(self, store):
+        store.add_run("k", make_run("r", T0), keep=0)
+        assert store.runs("k", 10) == [] and store.history_kinds() == []
+
+    def test_the_same_job_is_counted_once(self, store):
+        store.add_run("k", make_run("r", T0, elapsed=5), keep=5)
+        store.add_run("k", make_run("r", T0 + 1, elapsed=6), keep=5)  # e.g. a retried write
+        assert store.runs("k", 10) == [make_run("r", T0 + 1, elapsed=6)]
+        store.add_run("other", make_run("r", T0), keep=5)  # another kind's is its own
+        assert [k["runs"] for k in store.history_kinds()] == [1, 1]
+
+    def test_since_keeps_runs_finished_at_or_after_it(self, store):
+        for i in range(5):
+            store.add_run("k", make_run(f"r{i}", T0 + 10 * i), keep=20)
+        assert job_ids(store.runs("k", 10, since=T0 + 20)) == ["r4", "r3", "r2"]
+        assert job_ids(store.runs("k", 2, since=T0 + 1)) == ["r4", "r3"]
+        assert store.runs("k", 10, since=T0 + 41) == []
+        assert len(store.runs("k", 10, since=T0 - 1e9)) == 5
+
+    def test_max_age_forgets_runs_that_finished_that_long_before(self, store):
+        day = 86400.0
+        store.add_run("k", make_run("old", T0), keep=20, max_age=30 * day)
+        store.add_run("k", make_run("edge", T0 + 10 * day), keep=20, max_age=30 * day)
+        store.add_run("k", make_run("mid", T0 + 20 * day), keep=20, max_age=30 * day)
+        assert job_ids(store.runs("k", 10)) == ["mid", "edge", "old"]
+        store.add_run("k", make_run("new", T0 + 40 * day), keep=20, max_age=30 * day)
+        assert job_ids(store.runs("k", 10)) == ["new", "mid", "edge"]  # 30 days: kept
+        store.add_run("k", make_run("newer", T0 + 41 * day), keep=20, max_age=30 * day)
+        assert job_ids(store.runs("k", 10)) == ["newer", "new", "mid"]
+        # without max_age nothing goes for age
+        store.add_run("k", make_run("later", T0 + 400 * day), keep=20)
+        assert len(store.runs("k", 10)) == 4
+
+    def test_max_age_may_forget_other_kinds_as_old(self, store):
+        day = 86400.0
+        store.add_run("stale", make_run("s", T0), keep=20, max_age=30 * day)
+        store.add_run("recent", make_run("r", T0 + 5 * day), keep=20, max_age=30 * day)
+        store.add_run("now", make_run("n", T0 + 31 * day), keep=20, max_age=30 * day)
+        kinds = [k["kind"] for k in store.history_kinds()]
+        assert "recent" in kinds and "now" in kinds
+        # "stale" may be kept or forgotten, but is never read as recent
+        assert store.runs("stale", 10, since=T0 + day) == []
+
+    @pytest.mark.parametrize(
+        "kinds",
+        [
+            ["a", "a:b", "a:b:c", "a:"],
+            ["x", "x*", "x?", "[x]", "x\\", "x y", "x/y", "x\ny"],
+            ["héllo", "日本語", "emoji 🚀", "a" * 200, "history", "runs:a", "-runs:a"],
+        ],
+    )
+    def test_kinds_are_opaque_strings(self, store, kinds):
+        for i, kind in enumerate(kinds):
+            for j in range(i + 1):  # kind i has i + 1 runs
+                store.add_run(kind, make_run(f"{i}-{j}", T0 + j), keep=20)
+        for i, kind in enumerate(kinds):
+            assert job_ids(store.runs(kind, 100)) == [f"{i}-{j}" for j in reversed(range(i + 1))]
+        assert store.history_kinds() == [
+            {"kind": kind, "runs": i + 1, "last_finished_at": T0 + i}
+            for i, kind in sorted(enumerate(kinds), key=lambda pair: pair[1])
+        ]
+        assert store.reset_history(kinds[1]) == 2
+        assert store.runs(kinds[1], 100) == []
+        assert len(store.runs(kinds[0], 100)) == 1 and len(store.runs(kinds[2], 100)) == 3
+
+    def test_history_kinds_counts_runs_and_the_newest(self, store):
+        assert store.history_kinds() == []
+        for i in range(3):
+            store.add_run("beta", make_run(f"b{i}", T0 + 100 - i), keep=20)
+        store.add_run("alpha", make_run("a", T0 + 0.25), keep=20)
+        assert store.history_kinds() == [
+            {"kind": "alpha", "runs": 1, "last_finished_at": T0 + 0.25},
+            {"kind": "beta", "runs": 3, "last_finished_at": T0 + 100},
+        ]
+
+    def test_reset_one_kind_or_all(self, store):
+        for kind, n in (("a", 3), ("b", 2), ("c", 1)):
+            for i in range(n):
+                store.add_run(kind, make_run(f"{kind}{i}", T0 + i), keep=20)
+        assert store.reset_history("b") == 2
+        assert [k["kind"] for k in store.history_kinds()] == ["a", "c"]
+        assert store.runs("b", 10) == [] and len(store.runs("a", 10)) == 3
+        assert store.reset_history("b") == 0 and store.reset_history("nope") == 0
+        assert store.reset_history() == 4
+        assert store.history_kinds() == [] and store.runs("a", 10) == []
+        assert store.reset_history() == 0
+        # history starts again after a reset
+        store.add_run("a", make_run("again", T0), keep=20)
+        assert job_ids(store.runs("a", 10)) == ["again"]
+
+    def test_history_is_apart_from_jobs(self, store):
+        _, state = self.put(store, create("j1", start=True))
+        self.put(store, step(state, "job_completed", now=T0 + 10))
+        store.add_run("job j1", make_run("j1", T0 + 10), keep=20)
+        assert store.prune(finished_before=T0 + 1000) == 1  # the job goes, its run stays
+        assert job_ids(store.runs("job j1", 10)) == ["j1"]
+        self.put(store, create("j2"))
+        assert store.reset_history() == 1
+        assert self.ids(store.list_jobs()) == ["j2"]  # and a reset leaves jobs alone
+
+    @pytest.mark.parametrize(
+        ("kind", "run"),
+        [
+            ("", make_run("r", T0)),
+            ("k", {"finished_at": T0, "elapsed": 1.0, "stages": []}),
+            ("k", {"job_id": "", "finished_at": T0}),
+            ("k", {"job_id": "r", "elapsed": 1.0, "stages": []}),
+            ("k", {"job_id": "r", "finished_at": "yesterday"}),
+            ("k", {"job_id": "r", "finished_at": float("nan")}),
+        ],
+    )
+    def test_a_malformed_run_is_refused(self, store, kind, run):
+        with pytest.raises(ValueError):
+            store.add_run(kind, run, keep=20)
+        assert store.history_kinds() == []

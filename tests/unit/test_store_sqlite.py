@@ -5,8 +5,8 @@ import pytest
 
 from progresscast import ProgressTracker, SQLiteStore, open_store
 
-from .fakes import FakeClock
-from .store_contract import StoreContract, seqs
+from .fakes import T0, FakeClock
+from .store_contract import StoreContract, job_ids, make_run, seqs
 
 
 class TestSQLiteStore(StoreContract):
@@ -214,3 +214,62 @@ def test_a_file_from_an_older_version_loses_the_index_every_report_rewrote(tmp_p
         }
     finally:
         store.close()
+
+
+def test_history_survives_a_restart(tmp_path):
+    path = str(tmp_path / "progress.db")
+    before = SQLiteStore(path)
+    try:
+        for i in range(3):
+            before.add_run("pdf: a/b", make_run(f"r{i}", T0 + i), keep=20)
+    finally:
+        before.close()
+    after = SQLiteStore(path)  # the server restarted
+    try:
+        assert job_ids(after.runs("pdf: a/b", 10)) == ["r2", "r1", "r0"]
+        assert after.runs("pdf: a/b", 10)[0] == make_run("r2", T0 + 2)
+        assert after.history_kinds() == [
+            {"kind": "pdf: a/b", "runs": 3, "last_finished_at": T0 + 2}
+        ]
+    finally:
+        after.close()
+
+
+def test_a_file_from_before_the_history_opens_and_gets_it(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "before.db")
+    store = SQLiteStore(path)
+    tracker = ProgressTracker(store, clock=FakeClock())
+    tracker.create_job("r", ["a"], owner="alice", job_id="old", start=True)
+    store.close()
+    # what the file looked like before the runs table existed
+    old = sqlite3.connect(path)
+    old.executescript("DROP INDEX runs_kind_finished; DROP INDEX runs_finished; DROP TABLE runs;")
+    assert "runs" not in {r[0] for r in old.execute("SELECT name FROM sqlite_master")}
+    old.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert store.get("old").status == "running"  # its jobs as they were
+        assert store.history_kinds() == [] and store.runs("r", 10) == []
+        store.add_run("r", make_run("old", T0), keep=20)
+        assert job_ids(store.runs("r", 10)) == ["old"]
+        names = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master")}
+        assert {"runs", "runs_kind_finished", "runs_finished"} <= names
+    finally:
+        store.close()
+
+
+def test_two_stores_on_one_file_share_the_history(tmp_path):
+    path = str(tmp_path / "shared.db")
+    first, second = SQLiteStore(path), SQLiteStore(path)  # like two processes
+    try:
+        for i in range(6):
+            (first if i % 2 else second).add_run("k", make_run(f"r{i}", T0 + i), keep=4)
+        assert job_ids(first.runs("k", 10)) == ["r5", "r4", "r3", "r2"]
+        assert second.reset_history("k") == 4
+        assert first.runs("k", 10) == []
+    finally:
+        first.close()
+        second.close()

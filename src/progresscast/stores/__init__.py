@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .base import JobStore
 from .sqlite import SQLiteStore
 
-__all__ = ["JobStore", "SQLiteStore", "open_store"]
+__all__ = ["JobStore", "SQLiteStore", "open_store", "sqlite_path"]
 
 _OPTIONS = {
     "max_events_per_job": int,
@@ -28,6 +28,15 @@ _OPTIONS = {
 }
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names (``:memory:`` included); ``None``
+    for another scheme. ``sqlite:///x.db`` → ``x.db`` (relative),
+    ``sqlite:////x.db`` → ``/x.db``."""
+    if urlsplit(url).scheme != "sqlite":
+        return None
+    return url.split("?", 1)[0][len("sqlite:///") :]
+
+
 def open_store(url: str) -> JobStore:
     """Open the store a URL names; raise ``ValueError`` for an unknown scheme."""
     parts = urlsplit(url)
@@ -35,8 +44,7 @@ def open_store(url: str) -> JobStore:
     options = {k: _OPTIONS[k](v) for k, v in query if k in _OPTIONS}
     driver_query = urlencode([(k, v) for k, v in query if k not in _OPTIONS])
     if parts.scheme == "sqlite":
-        # sqlite:///x.db → "x.db" (relative); sqlite:////x.db → "/x.db"
-        path = url.split("?", 1)[0][len("sqlite:///") :]
+        path = sqlite_path(url)
         if not path:
             raise ValueError(f"store URL {url!r} names no file; try sqlite:///progresscast.db")
         kwargs = {}

@@ -8,11 +8,18 @@ its events. Its one write is :meth:`JobStore.append`: the events of one
 request and the resulting state, together, or not at all. The append is a
 compare-and-set on ``seq`` so that several writers (threads, processes,
 hosts) can never leave a gap or a duplicate in a job's history.
+
+A store also keeps the **run history** the ETA learns from (docs/protocol.md,
+"ETA, history and learned weights"): per kind (pipeline), the newest completed
+runs, each a JSON-able dict ``{"job_id", "finished_at", "elapsed", "stages":
+[[stage, seconds], ...]}``. Kinds are opaque strings; runs are stored as JSON
+and read back as equal dicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..state import JobState, JobStatus
@@ -93,6 +100,43 @@ class JobStore:
         """Delete terminal jobs that finished before this epoch time; return how many."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------ run history
+
+    def add_run(
+        self, kind: str, run: Mapping[str, Any], keep: int, max_age: float | None = None
+    ) -> None:
+        """Add one completed run of pipeline ``kind`` to its history, keeping
+        the newest ``keep`` runs (by ``finished_at``) and, with ``max_age``
+        seconds, none that finished more than ``max_age`` before this one.
+
+        ``run`` is ``{"job_id": str, "finished_at": float, "elapsed": float,
+        "stages": [[name, seconds], ...]}`` (other JSON-able keys are kept).
+        A run whose ``job_id`` is already in the kind's history replaces it,
+        so adding the same run twice counts it once. ``keep <= 0`` stores
+        nothing. With ``max_age``, a store may also forget other kinds' runs
+        that finished that long before this one (Redis lets a kind expire
+        when no run came for ``max_age``): readers ask :meth:`runs` with
+        ``since`` anyway. Raises ``ValueError`` for an empty kind or a run
+        without a string ``job_id`` and a numeric ``finished_at``.
+        """
+        raise NotImplementedError
+
+    def runs(self, kind: str, limit: int, since: float | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs of ``kind``, newest first (ties: the
+        greater ``job_id`` first); with ``since``, only runs whose
+        ``finished_at >= since``. ``[]`` for an unknown kind."""
+        raise NotImplementedError
+
+    def history_kinds(self) -> list[dict[str, Any]]:
+        """Every kind with history: ``[{"kind", "runs", "last_finished_at"}]``
+        (how many runs are kept, the newest one's ``finished_at``), sorted by kind."""
+        raise NotImplementedError
+
+    def reset_history(self, kind: str | None = None) -> int:
+        """Forget the runs of ``kind`` (of every kind with ``None``); return
+        how many runs were removed."""
+        raise NotImplementedError
+
     def checkpoint(self) -> None:
         """Move buffered writes to their final place (SQLite: the WAL into
         the database file). Safe to call from another OS thread; a no-op
@@ -104,3 +148,20 @@ class JobStore:
 
     def close(self) -> None:
         """Release connections and files."""
+
+
+def run_fields(kind: str, run: Mapping[str, Any]) -> tuple[str, float]:
+    """Check what :meth:`JobStore.add_run` relies on; return the run's
+    ``job_id`` and ``finished_at``."""
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"a run's kind must be a non-empty string, not {kind!r}")
+    job_id, finished_at = run.get("job_id"), run.get("finished_at")
+    if not isinstance(job_id, str) or not job_id:
+        raise ValueError(f"a run needs a job_id (a non-empty string), not {job_id!r}")
+    if (
+        isinstance(finished_at, bool)
+        or not isinstance(finished_at, int | float)
+        or not math.isfinite(finished_at)
+    ):
+        raise ValueError(f"a run needs a finite finished_at, not {finished_at!r}")
+    return job_id, float(finished_at)

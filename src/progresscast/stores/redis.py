@@ -15,6 +15,16 @@ Keys (``p`` is the prefix, ``progresscast`` by default)::
     p:cancelling            zset  unfinished jobs with a cancellation request,
                                   score the request's time
     p:children:<parent>     zset  a parent's children, score the creation order
+    p:history:<kind>        zset  the ETA's run history of a kind: job ids,
+                                  score finished_at; the newest ``keep``
+    p:history-runs:<kind>   hash  job id -> the run (JSON), same members
+    p:history-kinds         zset  kinds with history, score the newest run's
+                                  finished_at
+
+A kind is any string (``:`` included): the two keys of a kind differ before
+the kind begins (``history:`` and ``history-runs:``), so no kind's key is
+another kind's. With ``max_age`` a kind's keys expire that long after its
+last run, and adding a run forgets kinds whose newest run is that old.
 
 Every write is one Lua script, so appending events, updating the state and
 moving the indexes happen together or not at all, and the compare-and-set on
@@ -25,14 +35,15 @@ moving the indexes happen together or not at all, and the compare-and-set on
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
 from ..jsoncodec import dumps
 from ..state import JobState, JobStatus
-from .base import JobStore
+from .base import JobStore, run_fields
 
 try:
     import redis
@@ -137,6 +148,86 @@ return 1
 """
 
 
+# ARGV: prefix, kind, job id, finished_at, run JSON, keep, then with max_age
+#       (else ''): finished_at - max_age (the oldest kept), max_age in milliseconds
+_ADD_RUN = """
+local prefix, kind, id = ARGV[1], ARGV[2], ARGV[3]
+local record, keep = ARGV[5], tonumber(ARGV[6])
+local oldest, ttl_ms = ARGV[7], tonumber(ARGV[8])
+local kinds = prefix .. ':history-kinds'
+local order = prefix .. ':history:' .. kind
+local runs = prefix .. ':history-runs:' .. kind
+local function forget(ids)
+  for _, old in ipairs(ids) do
+    redis.call('ZREM', order, old)
+    redis.call('HDEL', runs, old)
+  end
+end
+redis.call('ZADD', order, ARGV[4], id)
+redis.call('HSET', runs, id, record)
+if oldest ~= '' then
+  local cutoff = '(' .. oldest
+  forget(redis.call('ZRANGEBYSCORE', order, '-inf', cutoff))
+  -- kinds whose newest run is that old: every run of theirs is (a few per call)
+  for _, stale in ipairs(redis.call('ZRANGEBYSCORE', kinds, '-inf', cutoff, 'LIMIT', 0, 100)) do
+    if stale ~= kind then
+      redis.call('DEL', prefix .. ':history:' .. stale, prefix .. ':history-runs:' .. stale)
+      redis.call('ZREM', kinds, stale)
+    end
+  end
+end
+local n = redis.call('ZCARD', order)
+if n > keep then forget(redis.call('ZRANGE', order, 0, n - keep - 1)) end
+local newest = redis.call('ZREVRANGE', order, 0, 0, 'WITHSCORES')
+redis.call('ZADD', kinds, newest[2], kind)
+if ttl_ms then
+  redis.call('PEXPIRE', order, ttl_ms)
+  redis.call('PEXPIRE', runs, ttl_ms)
+else  -- no max_age now: none from an earlier call either
+  redis.call('PERSIST', order)
+  redis.call('PERSIST', runs)
+end
+return n
+"""
+
+# ARGV: prefix, kind, since ('-inf' for none), limit
+_RUNS = """
+local order = ARGV[1] .. ':history:' .. ARGV[2]
+local runs = ARGV[1] .. ':history-runs:' .. ARGV[2]
+local ids = redis.call('ZREVRANGEBYSCORE', order, '+inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(ids) do
+  local record = redis.call('HGET', runs, id)
+  if record then out[#out + 1] = record end
+end
+return out
+"""
+
+# ARGV: prefix, kind ('' for every kind). Returns how many runs went.
+_RESET_HISTORY = """
+local prefix = ARGV[1]
+local kinds = prefix .. ':history-kinds'
+local names = {ARGV[2]}
+if ARGV[2] == '' then names = redis.call('ZRANGE', kinds, 0, -1) end
+local removed = 0
+for _, kind in ipairs(names) do
+  local order = prefix .. ':history:' .. kind
+  removed = removed + redis.call('ZCARD', order)
+  redis.call('DEL', order, prefix .. ':history-runs:' .. kind)
+  redis.call('ZREM', kinds, kind)
+end
+return removed
+"""
+
+# ARGV: prefix, kind: drop a kind whose keys expired from the kinds' index.
+_FORGET_EXPIRED_KIND = """
+if redis.call('EXISTS', ARGV[1] .. ':history:' .. ARGV[2]) == 0 then
+  redis.call('ZREM', ARGV[1] .. ':history-kinds', ARGV[2])
+end
+return 1
+"""
+
+
 def _unavailable(method):
     """Turn redis-py's connection errors into StoreUnavailable."""
 
@@ -190,6 +281,10 @@ class RedisStore(JobStore):
         self._append = self.redis.register_script(_APPEND)
         self._cancel = self.redis.register_script(_CANCEL)
         self._delete = self.redis.register_script(_DELETE)
+        self._add_run = self.redis.register_script(_ADD_RUN)
+        self._runs = self.redis.register_script(_RUNS)
+        self._reset_history = self.redis.register_script(_RESET_HISTORY)
+        self._forget_expired_kind = self.redis.register_script(_FORGET_EXPIRED_KIND)
 
     def _job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -315,6 +410,59 @@ class RedisStore(JobStore):
     @_unavailable
     def stalled(self, updated_before: float) -> list[str]:
         return self.redis.zrangebyscore(f"{self.prefix}:running", "-inf", f"({updated_before}")
+
+    # ------------------------------------------------------------ run history
+
+    def _history(self, kind: str) -> str:
+        return f"{self.prefix}:history:{kind}"
+
+    def _history_runs(self, kind: str) -> str:
+        return f"{self.prefix}:history-runs:{kind}"
+
+    @_unavailable
+    def add_run(
+        self, kind: str, run: Mapping[str, Any], keep: int, max_age: float | None = None
+    ) -> None:
+        job_id, finished_at = run_fields(kind, run)
+        if keep <= 0:
+            return
+        ages: list[Any] = ["", ""]
+        if max_age is not None:  # the oldest run kept, and the keys' TTL
+            ages = [repr(finished_at - max_age), max(1, math.ceil(max_age * 1000))]
+        self._add_run(
+            args=[self.prefix, kind, job_id, repr(finished_at), dumps(dict(run)), int(keep), *ages]
+        )
+
+    @_unavailable
+    def runs(self, kind: str, limit: int, since: float | None = None) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        records = self._runs(
+            args=[self.prefix, kind, "-inf" if since is None else repr(float(since)), int(limit)]
+        )
+        return [json.loads(r) for r in records]
+
+    @_unavailable
+    def history_kinds(self) -> list[dict[str, Any]]:
+        names = self.redis.zrange(f"{self.prefix}:history-kinds", 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for kind in names:
+            pipe.zcard(self._history(kind))
+            pipe.zrevrange(self._history(kind), 0, 0, withscores=True)
+        answers = pipe.execute()
+        kinds = []
+        for kind, count, newest in zip(names, answers[::2], answers[1::2], strict=True):
+            if count:
+                kinds.append({"kind": kind, "runs": count, "last_finished_at": newest[0][1]})
+            else:  # its keys expired (max_age): off the index too
+                self._forget_expired_kind(args=[self.prefix, kind])
+        return sorted(kinds, key=lambda entry: entry["kind"])
+
+    @_unavailable
+    def reset_history(self, kind: str | None = None) -> int:
+        if kind == "":
+            return 0
+        return int(self._reset_history(args=[self.prefix, kind or ""]))
 
     @_unavailable
     def ping(self) -> None:

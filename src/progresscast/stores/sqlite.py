@@ -6,6 +6,9 @@ Schema::
          cancel_reason, cancel_requested_at)  -- a pending cancellation request,
                                                -- outside the seq CAS
     events(job_id, seq, event JSON, PRIMARY KEY (job_id, seq))
+    runs(kind, job_id, finished_at, record JSON, PRIMARY KEY (kind, job_id))
+                                               -- the ETA's run history, the
+                                               -- newest ``keep`` per kind
 
 One connection, behind a lock. SQLite serialises writers anyway, every call
 is one short transaction, and a single connection behaves the same under
@@ -22,13 +25,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
 from ..jsoncodec import dumps
 from ..state import TERMINAL, JobState, JobStatus
-from .base import JobStore
+from .base import JobStore, run_fields
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,6 +58,18 @@ CREATE TABLE IF NOT EXISTS events (
     event  TEXT NOT NULL,
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
+-- The ETA's history (add_run): completed runs per kind. Files from before it
+-- get the table when opened.
+CREATE TABLE IF NOT EXISTS runs (
+    kind        TEXT NOT NULL,
+    job_id      TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    record      TEXT NOT NULL,
+    PRIMARY KEY (kind, job_id)
+);
+CREATE INDEX IF NOT EXISTS runs_kind_finished ON runs (kind, finished_at);
+-- max_age: every kind's expired runs go, from this index.
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
 """
 
 #: Events that never change a job's status or finished_at: transition() takes
@@ -331,6 +346,60 @@ class SQLiteStore(JobStore):
             conn.execute("ROLLBACK")
             raise
         return len(ids)
+
+    @_locked
+    def add_run(
+        self, kind: str, run: Mapping[str, Any], keep: int, max_age: float | None = None
+    ) -> None:
+        job_id, finished_at = run_fields(kind, run)
+        if keep <= 0:
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO runs (kind, job_id, finished_at, record) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (kind, job_id) DO UPDATE"
+                " SET finished_at = excluded.finished_at, record = excluded.record",
+                (kind, job_id, finished_at, dumps(dict(run))),
+            )
+            if max_age is not None:
+                conn.execute("DELETE FROM runs WHERE finished_at < ?", (finished_at - max_age,))
+            conn.execute(
+                "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE kind = ?"
+                " ORDER BY finished_at DESC, job_id DESC LIMIT -1 OFFSET ?)",
+                (kind, keep),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_locked
+    def runs(self, kind: str, limit: int, since: float | None = None) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        rows = self._conn().execute(
+            "SELECT record FROM runs WHERE kind = ?"
+            + ("" if since is None else " AND finished_at >= ?")
+            + " ORDER BY finished_at DESC, job_id DESC LIMIT ?",
+            (kind, limit) if since is None else (kind, since, limit),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    @_locked
+    def history_kinds(self) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT kind, COUNT(*), MAX(finished_at) FROM runs GROUP BY kind"
+        )
+        kinds = [{"kind": k, "runs": n, "last_finished_at": last} for k, n, last in rows]
+        return sorted(kinds, key=lambda entry: entry["kind"])
+
+    @_locked
+    def reset_history(self, kind: str | None = None) -> int:
+        if kind is None:
+            return self._conn().execute("DELETE FROM runs").rowcount
+        return self._conn().execute("DELETE FROM runs WHERE kind = ?", (kind,)).rowcount
 
     @_locked
     def ping(self) -> None:
