@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PROGRESS_KEYS", "ProgressTask", "get_tracker", "progress_group"]
 
 #: the keys of the ``progress={...}`` option of ``apply_async``
-PROGRESS_KEYS = ("owner", "name", "metadata", "stages")
+PROGRESS_KEYS = ("owner", "name", "metadata", "stages", "kind", "weights")
 
 #: (celery setting, environment variable, default) of each setting
 _SETTINGS = {
@@ -209,6 +209,9 @@ def _parse_progress(task: ProgressTask, progress: Any) -> dict[str, Any]:
         "name": name,
         "metadata": metadata,
         "stages": _stage_specs(task.stages if stages is None else stages),
+        # Every run of a task is a run of one pipeline, whatever its job's name.
+        "kind": progress.get("kind") or task.name,
+        "weights": progress.get("weights") or task.progress_weights,
     }
 
 
@@ -229,9 +232,10 @@ class ProgressTask(Task):
         transcode.apply_async((42,), progress={"owner": user_id, "name": "Video 42"})
 
     Task options (``@app.task(..., stages=..., progress_name=...)``):
-    :attr:`stages` and :attr:`progress_name`. Send options
+    :attr:`stages`, :attr:`progress_name` and :attr:`progress_weights`. Send options
     (``apply_async(..., progress={...})``): ``owner`` (required), ``name``,
-    ``metadata``, ``stages`` (instead of the task's).
+    ``metadata``, ``stages`` (instead of the task's), ``kind`` (default: the task's
+    name), ``weights``.
     """
 
     #: the job's stages: names (equal weights), ``(name, weight)`` pairs or a
@@ -239,6 +243,9 @@ class ProgressTask(Task):
     stages: Any = ("run",)
     #: the job's name when the sender gives none; ``None``: the task's name
     progress_name: str | None = None
+    #: ``"auto"``: stage weights learned from the task's past runs (its jobs'
+    #: kind is the task's name unless the sender gives ``kind``)
+    progress_weights: str = "declared"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -331,6 +338,8 @@ class ProgressTask(Task):
             owner=spec["owner"],
             job_id=task_id,
             metadata=spec["metadata"],
+            kind=spec["kind"],
+            weights=spec["weights"],
         )
         return task_id
 
@@ -410,9 +419,9 @@ def progress_group(
         if not isinstance(task, ProgressTask):
             raise TypeError(f"{sig.task} is not a ProgressTask: it cannot be a child job")
         given = sig.options.pop("progress", None) or {}
-        unknown = sorted(set(given) - {"name", "metadata", "stages"})
+        unknown = sorted(set(given) - {"name", "metadata", "stages", "kind"})
         if unknown:
-            raise TypeError(f"a child's progress takes name, metadata, stages; not {unknown}")
+            raise TypeError(f"a child's progress takes name, metadata, stages, kind; not {unknown}")
         job_id = sig.options.get("task_id") or str(uuid.uuid4())
         sig.set(task_id=job_id)
         sent.append((task, job_id))
@@ -422,6 +431,7 @@ def progress_group(
                 "stages": _stage_specs(given.get("stages") or task.stages),
                 "job_id": job_id,
                 "metadata": given.get("metadata"),
+                "kind": given.get("kind") or task.name,
             }
         )
     tracker = get_tracker(app or sigs[0].app)

@@ -21,6 +21,8 @@ from .tracker import ProgressTracker
 log = logging.getLogger(__name__)
 
 STAGES = {"parsing": 0.15, "analyzing": 0.60, "integrating": 0.20, "formatting": 0.05}
+#: every check is a run of one pipeline, whatever its document: its ETA learns
+KIND = "document check"
 DOCUMENTS = [
     "contract",
     "annual-report",
@@ -89,7 +91,7 @@ def check_document(
     """Create and run one simulated document check; return its job id."""
     pages = rng.randint(20, 160)
     name = document_name(rng)
-    job = tracker.job(name, STAGES, owner=owner, metadata={"pages": pages, "demo": True})
+    job = tracker.job(name, STAGES, owner=owner, kind=KIND, metadata={"pages": pages, "demo": True})
     run_check(job, pages, sleep, rng, failure_rate)
     return job.job_id
 
@@ -127,7 +129,12 @@ def check_batch(
     parent, children = tracker.group(
         f"batch of {size} documents",
         [
-            {"name": name, "stages": STAGES, "metadata": {"pages": pages, "demo": True}}
+            {
+                "name": name,
+                "stages": STAGES,
+                "kind": KIND,
+                "metadata": {"pages": pages, "demo": True},
+            }
             for name, pages in docs
         ],
         owner=owner,

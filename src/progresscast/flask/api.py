@@ -98,6 +98,8 @@ class Jobs(MethodView):
             job_id=body.get("job_id"),
             metadata=body["metadata"],
             start=body["start"],
+            kind=body.get("kind"),
+            weights=body["weights"],
         )
         return state.snapshot(tracker.clock())
 
@@ -154,9 +156,13 @@ class JobEvents(MethodView):
         A ``progress_update`` naming a later stage completes the current one.
         """
         tracker = get_tracker()
-        writable_job(tracker, http_principal(request), job_id)
+        principal = http_principal(request)
+        writable_job(tracker, principal, job_id)
         kind = body.pop("type")
-        events, state = tracker.apply(job_id, kind, **body)
+        # Only a service or admin token speaks for every user of a pipeline:
+        # another caller's completion does not teach its kind's ETA history.
+        teach = principal.service or principal.admin
+        events, state = tracker.apply(job_id, kind, teach=teach, **body)
         return {"events": events, "job": state.snapshot(tracker.clock())}
 
 

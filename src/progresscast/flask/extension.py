@@ -166,6 +166,8 @@ class ProgressCast:
             namespace=NAMESPACE,
             min_interval=settings["MIN_INTERVAL"],
             runner=settings["SERVER_ID"],
+            history_runs=settings["ETA_HISTORY_RUNS"],
+            history_days=settings["ETA_HISTORY_DAYS"],
         )
         try:
             message_queue_url = _install_manager(socketio, settings, self.config_prefix)

@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from progresscast.groups import MAX_CHILDREN, MAX_WEIGHT
 from progresscast.protocol import JOB_ID_RE
-from progresscast.state import MAX_UNIT, EventType, JobStatus
+from progresscast.state import MAX_UNIT, WEIGHT_MODES, EventType, JobStatus
 from progresscast.tokens import USER_ID_RE
 
 MAX_NAME = 200
@@ -99,6 +99,8 @@ class StageField(fields.Field):
         raise ValidationError("a stage is a name or {name, weight}")
 
 
+KIND_DOC = "the pipeline this job is a run of, for the ETA's history (default: the name)"
+
 STAGE_DOC = {
     "oneOf": [
         {"type": "string", "minLength": 1, "maxLength": 100},
@@ -130,6 +132,7 @@ class ChildCreateSchema(StrictSchema):
         metadata={"description": "its weight in the parent's progress"},
     )
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    kind = fields.String(validate=validate.Length(1, MAX_NAME), metadata={"description": KIND_DOC})
 
 
 class JobCreateSchema(StrictSchema):
@@ -149,6 +152,12 @@ class JobCreateSchema(StrictSchema):
     start = StrictBoolean(
         load_default=False,
         metadata={"description": "emit job_started at once instead of job_queued"},
+    )
+    kind = fields.String(validate=validate.Length(1, MAX_NAME), metadata={"description": KIND_DOC})
+    weights = fields.String(
+        validate=validate.OneOf(WEIGHT_MODES),
+        load_default="declared",
+        metadata={"description": '"auto": stage weights learned from the kind\'s history at start'},
     )
 
     @validates_schema
@@ -240,6 +249,8 @@ class JobSnapshotSchema(Schema):
     stage_progress = fields.Float()
     message = fields.String(allow_none=True)
     eta_seconds = fields.Float(allow_none=True)
+    eta_low = fields.Float(allow_none=True, metadata={"description": "a range, from history"})
+    eta_high = fields.Float(allow_none=True)
     elapsed_seconds = fields.Float(allow_none=True)
     created_at = fields.String()
     started_at = fields.String(allow_none=True)
@@ -261,6 +272,11 @@ class JobSnapshotSchema(Schema):
         values=fields.Integer(),
         allow_none=True,
         metadata={"description": "a parent's children by status, and their total"},
+    )
+    kind = fields.String(metadata={"description": KIND_DOC})
+    weights = fields.String(
+        validate=validate.OneOf(["declared", "learned"]),
+        metadata={"description": '"learned" when history set the stage weights'},
     )
 
 

@@ -85,6 +85,10 @@ class Defaults:
 
     # --- jobs
     MIN_INTERVAL = 0.1  # emitter throttle, seconds
+    # The ETA learns from the newest ETA_HISTORY_RUNS completed runs of each
+    # kind, none older than ETA_HISTORY_DAYS (docs/eta.md). 0 runs: no history.
+    ETA_HISTORY_RUNS = 20
+    ETA_HISTORY_DAYS = 30
     JOIN_MAX_EVENTS = 1000  # more missed events than this: the join ack says `truncated`
     WATCH_MAX_JOBS = 200  # jobs listed in a watch_jobs ack
     BATCH_INTERVAL = 0.1  # seconds between job_events frames for watch_jobs {batch: true}
