@@ -216,10 +216,48 @@ def _stage_label(snap: dict[str, Any]) -> str:
     return label if snap["status"] == "running" else f"{snap['status']} in {label}"
 
 
+def _half_up(value: float) -> int:
+    return math.floor(value + 0.5)  # as browsers round (Python's round() is to even)
+
+
+def _eta_parts(seconds: float) -> tuple[str, str]:
+    """An estimate's coarse units, as the dashboard's (ui.js ``formatEta``):
+    whole seconds under a minute, whole minutes under an hour, then hours
+    (tenths under 10 h). 40 → ``("40", "s")``, 150 → ``("3", "min")``,
+    5400 → ``("1.5", "h")``."""
+    secs = max(0, _half_up(seconds))
+    if secs < 60:
+        return str(secs), "s"
+    minutes = _half_up(secs / 60)
+    if minutes < 60:
+        return str(minutes), "min"
+    hours = secs / 3600
+    if hours < 10:
+        return f"{_half_up(hours * 10) / 10:.1f}".removesuffix(".0"), "h"
+    return str(_half_up(hours)), "h"
+
+
+def _known(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _eta(snap: dict[str, Any]) -> str | None:
-    if snap.get("status") != "running" or snap.get("eta_seconds") is None:
+    """A running job's ETA, as honest as the estimate: ``2–4 min`` or
+    ``40 s–2 min`` with a range (``eta_low``, ``eta_high``; ``about 3 min`` when
+    both ends read the same), ``about 3 min`` or ``about 40 s`` with only
+    ``eta_seconds``; None without an estimate or when the job is not running."""
+    if snap.get("status") != "running":
         return None
-    return _duration(snap["eta_seconds"])
+    low, high, eta = snap.get("eta_low"), snap.get("eta_high"), snap.get("eta_seconds")
+    if _known(low) and _known(high):
+        (a, unit_a), (b, unit_b) = _eta_parts(low), _eta_parts(high)
+        if unit_a == unit_b:
+            return f"about {a} {unit_a}" if a == b else f"{a}–{b} {unit_b}"
+        return f"{a} {unit_a}–{b} {unit_b}"
+    if not _known(eta):
+        return None
+    value, unit = _eta_parts(eta)
+    return f"about {value} {unit}"
 
 
 def _clip(text: str | None, width: int) -> str:

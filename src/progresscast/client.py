@@ -127,6 +127,8 @@ def _fresh(event: Event) -> Snapshot:
         "stage_progress": 0.0,
         "message": None,
         "eta_seconds": None,
+        "eta_low": None,  # the ETA's range, from past runs (extension, issue 14)
+        "eta_high": None,
         "elapsed_seconds": None,
         "created_at": event["ts"],
         "started_at": None,
@@ -143,7 +145,33 @@ def _fresh(event: Event) -> Snapshot:
         "rate": None,
         "parent_id": event.get("parent_id"),
         "children": None,  # set from the event by apply_event
+        # the pipeline this job is a run of, and where its stage weights came
+        # from (extension, issue 14): set from the event by apply_event
+        "kind": event["name"],
+        "weights": "declared",
     }
+
+
+#: the estimate and its range: set by progress updates, kept by stage
+#: transitions, cleared by the events that end a job
+ETA_KEYS = ("eta_seconds", "eta_low", "eta_high")
+
+
+def _kind(snap: Snapshot, event: Event) -> None:
+    """``kind`` and ``weights`` ride on ``job_queued`` and ``job_started``."""
+    for key in ("kind", "weights"):
+        if key in event:
+            snap[key] = event[key]
+
+
+def _weights(snap: Snapshot, event: Event) -> None:
+    """``job_started`` carries the stages with the weights in force (maybe
+    learned at start): each stage takes its weight from it, keeping its
+    status and progress."""
+    weights = {s["name"]: s["weight"] for s in event.get("stages") or ()}
+    for stage in snap["stages"]:
+        if stage["name"] in weights:
+            stage["weight"] = weights[stage["name"]]
 
 
 #: the current stage's count: set by progress updates, cleared by stage
@@ -196,32 +224,40 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
     ``job_queued`` and ``job_started`` carry ``parent_id``; a parent's events
     carry its ``children`` counts whenever they change.
 
+    ETA from history (extension, issue 14): ``job_queued`` and ``job_started``
+    carry ``kind`` and ``weights``, and ``job_started`` the stages with the
+    weights in force (which replace the snapshot's); ``progress_update`` sets
+    ``eta_seconds`` and its range ``eta_low``, ``eta_high``; the events that
+    end a job clear the range.
+
     Two things no event carries: ``cancel_requested`` (a request, not an
     event; kept as it was), and the elapsed time of a running job in a
     snapshot read after its last event, which the server counts up to the
     moment it is read.
     """
-    kind = event.get("type")
-    if kind not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {kind!r}")
+    etype = event.get("type")
+    if etype not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {etype!r}")
     ts = event["ts"]
-    if kind == "job_queued" or (snapshot is None and kind == "job_started"):
+    if etype == "job_queued" or (snapshot is None and etype == "job_started"):
         snap = _fresh(event)
     elif snapshot is None:
-        raise ValueError(f"{kind} needs the job's snapshot; only a first event starts from none")
+        raise ValueError(f"{etype} needs the job's snapshot; only a first event starts from none")
     else:
         if snapshot["job_id"] != event["job_id"]:
             raise ValueError(f"event of job {event['job_id']!r} for job {snapshot['job_id']!r}")
         snap = copy.deepcopy(snapshot)
     snap["seq"] = event["seq"]
 
-    if kind == "job_queued":
-        pass
-    elif kind == "job_started":
+    if etype == "job_queued":
+        _kind(snap, event)
+    elif etype == "job_started":
         snap["name"], snap["owner"] = event["name"], event["owner"]
         snap["metadata"] = copy.deepcopy(event["metadata"])
         if "parent_id" in event:
             snap["parent_id"] = event["parent_id"]
+        _kind(snap, event)
+        _weights(snap, event)
         snap["status"] = "running"
         snap["started_at"] = ts
         if snap["stages"]:
@@ -229,32 +265,36 @@ def apply_event(snapshot: Snapshot | None, event: Event) -> Snapshot:
             snap["stage"] = snap["stages"][0]["name"]
         snap["progress"] = 0.0
         snap["elapsed_seconds"] = 0.0
-    elif kind == "progress_update":
+    elif etype == "progress_update":
         index = _index(snap, event["stage"])
         snap["stage"] = event["stage"]
         snap["stage_progress"] = event["stage_progress"]
         snap["stages"][index]["progress"] = event["stage_progress"]
-        for key in ("progress", "message", "eta_seconds", "elapsed_seconds"):
+        for key in ("progress", "message", "elapsed_seconds"):
             snap[key] = event[key]
+        for key in ETA_KEYS:  # the estimate and its range
+            snap[key] = event.get(key)
         _counts(snap, event, always=True)
-    elif kind == "stage_completed":
+    elif etype == "stage_completed":
         _enter(snap, _index(snap, event["stage"]), _index(snap, event["next_stage"]))
         snap["progress"] = event["progress"]
         snap["elapsed_seconds"] = event["elapsed_seconds"]
-    elif kind == "job_completed":
+    elif etype == "job_completed":
         snap["status"] = "completed"
         snap["finished_at"] = ts
         snap["progress"] = 100.0
         snap["eta_seconds"] = 0.0
+        snap["eta_low"] = snap["eta_high"] = None
         snap["elapsed_seconds"] = event["elapsed_seconds"]
         snap["message"] = event["message"]
         snap["result"] = copy.deepcopy(event["result"])
         _counts(snap, event)  # None: the last stage_completed cleared them
     else:  # job_failed, job_cancelled: with the running stage's last numbers
-        failed = kind == "job_failed"
+        failed = etype == "job_failed"
         snap["status"] = "failed" if failed else "cancelled"
         snap["finished_at"] = ts
-        snap["eta_seconds"] = None
+        for key in ETA_KEYS:
+            snap[key] = None
         for key in ("progress", "stage_progress", "message", "elapsed_seconds"):
             snap[key] = event[key]
         _counts(snap, event)

@@ -338,7 +338,7 @@ SNAP = {
 
 def test_status_line_with_a_count_without_a_total_and_for_a_group():
     assert status_line(SNAP) == (
-        " 62.4% | load (2/2) 25% | 12,400/50,000 rows · 850 rows/s | ETA 45s"
+        " 62.4% | load (2/2) 25% | 12,400/50,000 rows · 850 rows/s | ETA about 45 s"
     )
     # indeterminate: no stage percent (there is none), no ETA (the server sends null)
     indeterminate = {
@@ -373,7 +373,9 @@ def test_status_line_with_a_count_without_a_total_and_for_a_group():
             "queued": 4,
         },
     }
-    assert status_line(parent) == " 30.0% | running | 3/10 jobs · 1 failed · 0.5 jobs/s | ETA 20s"
+    assert status_line(parent) == (
+        " 30.0% | running | 3/10 jobs · 1 failed · 0.5 jobs/s | ETA about 20 s"
+    )
     # ended: its stage completed (no count left) but its children's counts stay
     ended = {
         **parent,
@@ -400,8 +402,8 @@ def test_plain_lines_show_counts():
     display.update({**SNAP, "n": 25000, "stage_progress": 50.0, "progress": 75.0})
     display.close(None)
     assert out.getvalue().splitlines() == [
-        " 62.4% | load (2/2) 25% | 12,400/50,000 rows · 850 rows/s | ETA 45s",
-        " 75.0% | load (2/2) 50% | 25,000/50,000 rows · 850 rows/s | ETA 45s",
+        " 62.4% | load (2/2) 25% | 12,400/50,000 rows · 850 rows/s | ETA about 45 s",
+        " 75.0% | load (2/2) 50% | 25,000/50,000 rows · 850 rows/s | ETA about 45 s",
     ]
 
 

@@ -132,7 +132,7 @@ def test_status_line_and_jobs_table():
         "cancel_requested": None,
         "created_at": "2023-11-14T22:10:20.000Z",
     }
-    assert status_line(snap) == " 57.5% | analyzing (2/2) 50% | ETA 1m15s | page 41 of 82"
+    assert status_line(snap) == " 57.5% | analyzing (2/2) 50% | ETA about 1 min | page 41 of 82"
     done = {**snap, "status": "completed", "stage": None, "progress": 100.0, "message": None}
     assert status_line(done) == "100.0% | completed"
     failed = {**snap, "status": "failed", "message": None}

@@ -12,6 +12,7 @@ import {
   formatCounts,
   formatDateTime,
   formatDuration,
+  formatEta,
   formatPercent,
   h,
   isGroup,
@@ -166,6 +167,7 @@ function jobPage(jobId) {
     const items = [
       ["Job id", h("code", {}, job.job_id)],
       ["Owner", job.owner],
+      ...(job.kind != null && job.kind !== job.name ? [["Kind", job.kind]] : []),
       ["Created", formatDateTime(job.created_at)],
       ["Started", formatDateTime(job.started_at)],
       ["Finished", formatDateTime(job.finished_at)],
@@ -208,7 +210,8 @@ function details(ev) {
     case "job_started": {
       const stages = ev.stages.map((s) => `${s.name} ${Math.round(s.weight * 100)}%`).join(", ");
       const group = ev.children ? ` · a group of ${ev.children.total} jobs` : "";
-      return `${ev.name} — stages ${stages}${group}`;
+      const learned = ev.weights === "learned" ? " (weights learned from past runs)" : "";
+      return `${ev.name} — stages ${stages}${learned}${group}`;
     }
     case "progress_update": {
       const parts = [
@@ -219,7 +222,8 @@ function details(ev) {
         ? formatChildren(ev.children)
         : formatCounts({ ...ev, status: "running" });
       if (counts) parts.push(counts);
-      if (ev.eta_seconds != null) parts.push(`ETA ${formatDuration(ev.eta_seconds)}`);
+      const eta = formatEta(ev);
+      if (eta) parts.push(`ETA ${eta}`);
       if (ev.message) parts.push(`“${ev.message}”`);
       return parts.join(" · ");
     }

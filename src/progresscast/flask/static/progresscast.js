@@ -68,6 +68,8 @@ function newSnapshot(ev) {
     stage_progress: 0,
     message: null,
     eta_seconds: null,
+    eta_low: null, // the ETA's range, from past runs (extension, issue 14)
+    eta_high: null,
     elapsed_seconds: null,
     created_at: ev.ts,
     started_at: null,
@@ -84,7 +86,29 @@ function newSnapshot(ev) {
     rate: null,
     parent_id: ev.parent_id ?? null,
     children: null, // set from the event, below
+    // The pipeline this job is a run of, and whether its stage weights were
+    // learned from past runs (extension, issue 14); both from the event, below.
+    kind: ev.name,
+    weights: "declared",
   };
+}
+
+const ETA_KEYS = ["eta_seconds", "eta_low", "eta_high"];
+
+// `kind` and `weights` ride on job_queued and job_started (extension, issue 14).
+function setKind(job, ev) {
+  if ("kind" in ev) job.kind = ev.kind;
+  if ("weights" in ev) job.weights = ev.weights;
+}
+
+// job_started carries the stages with the weights in force (learned at start,
+// maybe): each stage takes its weight from it and keeps its status and progress.
+function setWeights(job, ev) {
+  if (!Array.isArray(ev.stages)) return;
+  const weights = new Map(ev.stages.map((s) => [s.name, s.weight]));
+  job.stages = job.stages.map((stage) =>
+    weights.has(stage.name) ? { ...stage, weight: weights.get(stage.name) } : stage,
+  );
 }
 
 const COUNT_KEYS = ["n", "total", "unit", "rate"];
@@ -122,6 +146,11 @@ function enterStage(job, current, target) {
  * Returns `snapshot` itself, unchanged, for a duplicate or stale event
  * (`seq <=` the snapshot's), and `null` when there is nothing to apply it to
  * (no snapshot, and the event does not create the job).
+ *
+ * ETA from history (extension, issue 14): progress updates carry the
+ * estimate and its range (`eta_seconds`, `eta_low`, `eta_high`), the ending
+ * events clear the range, and job_started replaces the stages' weights with
+ * the ones in force (learned from past runs when `weights` is "learned").
  */
 export function applyEvent(snapshot, ev) {
   if (snapshot && ev.seq <= snapshot.seq) return snapshot;
@@ -135,9 +164,12 @@ export function applyEvent(snapshot, ev) {
   }
   switch (ev.type) {
     case "job_queued":
+      setKind(job, ev);
       break;
     case "job_started":
       if ("parent_id" in ev) job.parent_id = ev.parent_id ?? null;
+      setKind(job, ev);
+      setWeights(job, ev);
       job.status = "running";
       job.started_at = ev.ts;
       if (job.stages.length) {
@@ -154,7 +186,7 @@ export function applyEvent(snapshot, ev) {
       job.stages[index] = { ...job.stages[index], progress: ev.stage_progress };
       job.progress = ev.progress;
       job.message = ev.message;
-      job.eta_seconds = ev.eta_seconds;
+      for (const key of ETA_KEYS) job[key] = ev[key] ?? null; // the estimate and its range
       job.elapsed_seconds = ev.elapsed_seconds;
       setCounts(job, ev, { always: true });
       break;
@@ -172,6 +204,7 @@ export function applyEvent(snapshot, ev) {
       job.finished_at = ev.ts;
       job.progress = 100;
       job.eta_seconds = 0;
+      job.eta_low = job.eta_high = null;
       job.elapsed_seconds = ev.elapsed_seconds;
       job.result = ev.result;
       job.message = ev.message;
@@ -186,7 +219,7 @@ export function applyEvent(snapshot, ev) {
       job.progress = ev.progress;
       job.stage_progress = ev.stage_progress;
       job.message = ev.message;
-      job.eta_seconds = null;
+      job.eta_seconds = job.eta_low = job.eta_high = null;
       job.elapsed_seconds = ev.elapsed_seconds;
       setCounts(job, ev);
       const index = stageAt(job, ev.stage);

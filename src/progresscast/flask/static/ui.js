@@ -33,6 +33,50 @@ export function formatDuration(seconds) {
   return `${Math.floor(s / 3600)}h ${pad2(Math.floor((s % 3600) / 60))}m`;
 }
 
+// An ETA is an estimate: a whole number of seconds under a minute, whole
+// minutes under an hour, then hours (tenths under 10 h). Half up, as
+// src/progresscast/cli.py rounds. 40 → ["40", "s"], 150 → ["3", "min"],
+// 5400 → ["1.5", "h"].
+function etaParts(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return [String(s), "s"];
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return [String(minutes), "min"];
+  const hours = s / 3600;
+  return [String(hours < 10 ? Math.round(hours * 10) / 10 : Math.round(hours)), "h"];
+}
+
+const known = (x) => x != null && Number.isFinite(x);
+
+/**
+ * A job's (or a progress update's) ETA in words, as honest as the estimate:
+ * with a range (`eta_low`, `eta_high`) "2–4 min" or "40 s–2 min" ("about 3
+ * min" when both ends read the same), with only `eta_seconds` "about 3 min"
+ * or "about 40 s"; null when there is no estimate (yet).
+ */
+export function formatEta(job) {
+  const { eta_seconds: eta, eta_low: low, eta_high: high } = job ?? {};
+  if (known(low) && known(high)) {
+    const [a, unitA] = etaParts(low);
+    const [b, unitB] = etaParts(high);
+    if (unitA === unitB) return a === b ? `about ${a} ${unitA}` : `${a}–${b} ${unitB}`;
+    return `${a} ${unitA}–${b} ${unitB}`;
+  }
+  if (!known(eta)) return null;
+  const [value, unit] = etaParts(eta);
+  return `about ${value} ${unit}`;
+}
+
+/** The numbers behind formatEta, for a title: "142 s left (likely 95–210 s)"; "" without any. */
+export function etaTitle(job) {
+  const { eta_seconds: eta, eta_low: low, eta_high: high } = job ?? {};
+  const secs = (x) => `${formatCount(Math.round(x))} s`;
+  const range =
+    known(low) && known(high) ? `${formatCount(Math.round(low))}–${secs(high)}` : null;
+  if (known(eta)) return range ? `${secs(eta)} left (likely ${range})` : `${secs(eta)} left`;
+  return range ? `likely ${range} left` : "";
+}
+
 /** Whole percent, never rounded up to 100 before the job really is done. */
 export function formatPercent(progress) {
   const p = Math.max(0, Math.min(100, progress ?? 0));
@@ -205,6 +249,11 @@ export class JobCard {
     const id = `job-${job.job_id}`;
     this.name = link ? h("a", { href: jobHref(job.job_id) }) : h("span");
     this.sub = h("span", { class: "job-sub" });
+    this.weightsNote = h(
+      "span",
+      { class: "job-weights", hidden: true },
+      "weights learned from past runs",
+    );
     this.badge = h("span", { class: "badge" });
     this.bar = progressBar();
     this.pct = h("span", { class: "pct", "aria-hidden": "true" });
@@ -241,6 +290,7 @@ export class JobCard {
           { class: "job-title" },
           h(heading, { class: "job-name", id: `${id}-name` }, this.name),
           this.sub,
+          this.weightsNote,
         ),
         this.badge,
       ),
@@ -282,6 +332,14 @@ export class JobCard {
     this.badge.dataset.status = job.status;
     if (cancelling) this.badge.dataset.cancelling = "";
     else delete this.badge.dataset.cancelling;
+    // The stages' shares came from past runs of the same pipeline (issue 14).
+    const learned = job.weights === "learned";
+    this.weightsNote.hidden = !learned;
+    setAttr(
+      this.weightsNote,
+      "title",
+      learned ? `Stage weights learned from past runs of ${job.kind ?? job.name}` : null,
+    );
 
     setText(this.pct, setBar(this.bar, job, `Progress of ${job.name}`));
     const counts = isGroup(job) ? formatChildren(job.children) : formatCounts(job);
@@ -343,13 +401,12 @@ export class JobCard {
     setText(this.elapsedText, formatDuration(elapsed));
     if (job.status === "running") {
       setText(this.etaLabel, "ETA");
-      setText(
-        this.etaText,
-        job.eta_seconds == null ? "estimating…" : formatDuration(job.eta_seconds),
-      );
+      setText(this.etaText, formatEta(job) ?? "estimating…");
+      setAttr(this.etaText, "title", etaTitle(job) || "no estimate yet");
     } else {
       setText(this.etaLabel, "Finished");
       setText(this.etaText, formatDateTime(job.finished_at));
+      setAttr(this.etaText, "title", null);
     }
   }
 
@@ -372,6 +429,14 @@ export class JobCard {
         );
         this.stages.append(chip);
       }
+      // A job's weights may change when it starts (learned from past runs).
+      setText(chip.children[2], weightPercent(stage.weight));
+      const share = "share of the whole job";
+      setAttr(
+        chip.children[2],
+        "title",
+        job.weights === "learned" ? `${share}, learned from past runs` : share,
+      );
       const state = CHIP_STATE[stage.status] ?? stage.status;
       chip.dataset.state = state;
       chip.dataset.stage = stage.name;
