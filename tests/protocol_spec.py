@@ -14,6 +14,7 @@ SNAPSHOT_KEYS = {
     "cancel_requested",  # extension: reason of a pending cancellation, or null
     "n", "total", "unit", "rate",  # extension: the current stage's count
     "parent_id", "children",  # extension: groups
+    "kind", "weights", "eta_low", "eta_high",  # extension: ETA from history
 }  # fmt: skip
 STAGE_KEYS = {"name", "weight", "status", "progress"}
 
@@ -21,12 +22,12 @@ STAGE_KEYS = {"name", "weight", "status", "progress"}
 EVENT_KEYS = {"job_id", "seq", "type", "ts"}
 EVENT_EXTRA_KEYS = {
     "job_queued": {"name", "stages", "owner", "metadata",
-                   "parent_id", "children"},
+                   "parent_id", "children", "kind", "weights"},
     "job_started": {"name", "stages", "owner", "metadata",
-                    "parent_id", "children"},
+                    "parent_id", "children", "kind", "weights"},
     "progress_update": {
         "stage", "stage_progress", "progress", "message", "eta_seconds", "elapsed_seconds",
-        "n", "total", "unit", "rate", "children",
+        "n", "total", "unit", "rate", "children", "eta_low", "eta_high",
     },
     # DESIGN §4 fields, then (after the comment) the extensions in docs/protocol.md
     "stage_completed": {"stage", "next_stage", "progress",

@@ -303,12 +303,12 @@ class Forecast:
     def to_dict(self) -> dict[str, Any]:
         return {
             "started": self.started,
-            "attempt": self.attempt,
+            "attempt": None if self.attempt is None else list(self.attempt),
             "stage_started": self.stage_started,
             "stage_seconds": self.stage_seconds,
             "stage_pace": self.stage_pace.to_list(),
             "job_pace": self.job_pace.to_list(),
-            "last": self.last,
+            "last": None if self.last is None else list(self.last),
             "history": None if self.history is None else self.history.to_dict(),
         }
 

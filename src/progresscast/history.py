@@ -83,7 +83,8 @@ class History:
         return [max(d, floor) for d in self.durations]  # type: ignore[type-var]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"durations": self.durations, "spread": self.spread, "runs": self.runs}
+        spread = None if self.spread is None else list(self.spread)  # as JSON has it
+        return {"durations": self.durations, "spread": spread, "runs": self.runs}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> History | None:

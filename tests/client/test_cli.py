@@ -7,6 +7,7 @@ import contextlib
 import os
 import pty
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -136,7 +137,8 @@ def test_watch_completed_exits_0(shared_server, cli):
     code, out, err = run.finish()
     assert code == 0, (out, err)
     assert "parsing (1/4)" in out and "analyzing (2/4) 25%" in out and "page 10 of 40" in out
-    assert " 30.0% | analyzing (2/4) 25% | page 10 of 40" in out  # 15 + 60 × 0.25
+    # 15 + 60 × 0.25, the ETA (cold: from the pace of the work so far), the message
+    assert re.search(r" 30\.0% \| analyzing \(2/4\) 25% \| ETA about \d+ s \| page 10 of 40", out)
     assert "100.0% | completed" in out
     assert f"completed: report.pdf ({job_id})" in out and 'result: {"pages": 40}' in out
     assert err == ""

@@ -79,6 +79,8 @@ def test_queued_running_completed_events_and_seq():
         "metadata": {"source": "test"},
         "parent_id": None,  # extension: groups
         "children": None,
+        "kind": "report",  # extension: ETA from history (the name when none is given)
+        "weights": "declared",
     }
     assert job.state.status is JobStatus.QUEUED
 
@@ -109,6 +111,8 @@ def test_queued_running_completed_events_and_seq():
         "message",
         "eta_seconds",
         "elapsed_seconds",
+        "eta_low",  # extension: the ETA's range (none without history)
+        "eta_high",
         # extensions: the stage's count (none here) and a parent's children (not a parent)
         "n",
         "total",
