@@ -49,7 +49,7 @@ class EMA:
 #: Weight of a warm run's history against its own pace so far, as a share of
 #: the learned length of a whole run: early on, a run is taken to go at its
 #: history's pace, and its own pace takes over as evidence comes in.
-PRIOR_SHARE = 0.03
+PRIOR_SHARE = 0.1
 #: How far a run's pace may be from its history's: beyond, the run is so
 #: unlike its history that the history is not much of a guide anyway.
 SPEED_LIMITS = (0.1, 10.0)
@@ -255,9 +255,13 @@ class Forecast:
             # The later stages at this stage's pace, as the stage advances.
             stage_pp = own / (100.0 * weights[k])
             per_percent = stage_pp if per_percent is None else f * stage_pp + (1 - f) * per_percent
-        speed = self._speed(k, f, max(0.0, now - self.stage_started), durations)
+        in_stage = max(0.0, now - self.stage_started)
+        speed = self._speed(k, f, in_stage, durations)
         if durations[k] is not None:
-            learned = (1.0 - f) * durations[k] * speed
+            # The stage's rest by its time left, not by its share left: a stage's
+            # learned length runs from its first report to the next stage's,
+            # and work is reported after it is done, so the share runs ahead.
+            learned = max(0.0, durations[k] * speed - in_stage)
             # The stage's own pace takes over as the stage advances.
             current = learned if own is None else f * (1.0 - f) * own + (1.0 - f) * learned
         elif own is not None:
@@ -290,8 +294,10 @@ class Forecast:
                 actual += s
                 learned += d
         if durations[k] is not None:
-            actual += in_stage
-            learned += f * durations[k]
+            # The running stage counts as far as it has gone: its first reports
+            # say little (work is reported after it is done, in steps).
+            actual += f * in_stage
+            learned += f * f * durations[k]
         prior = PRIOR_SHARE * math.fsum(known)
         if learned + prior <= 0:
             return 1.0
