@@ -72,7 +72,7 @@ screenshots: setup-dev system-deps
 
 # Benchmarks (issue 6): set up, run every comparison side by side (~6 min), then
 # write bench/results/full.json, docs/benchmarks.md and its plots.
-# Then bench/eta.py --save (~1 s, a fake clock): ETA accuracy (issue 14) into
+# Then bench/eta.py --save (~20 s, a fake clock): ETA accuracy (issue 14) into
 # bench/results/eta.{json,md} and its section of docs/benchmarks.md.
 # `make bench BENCH_ARGS=--quick` takes ~2 minutes.
 $(VENV)/.bench: $(VENV)/.runtime bench/requirements.txt

@@ -1,5 +1,5 @@
 """bench/eta.py (ETA accuracy, issue 14) measures what it says: a quick run of
-its small kinds, and its metric on traces whose answer is known."""
+its small kinds, cold and warm, and its metric on traces whose answer is known."""
 
 from __future__ import annotations
 
@@ -71,17 +71,61 @@ def test_traces_are_deterministic_and_the_failing_kind_fails():
 
 
 def test_history_runs_go_through_the_same_store_first():
-    """The hook for issue 14's warm columns: runs before the measured one."""
+    """The warm columns: earlier runs of the pipeline, then the same measured run."""
     kind = bench.KINDS_BY_NAME["steady"]
     cold = bench.run_kind(kind)
     warm = bench.run_kind(kind, history=2)
     assert warm.start > cold.start + 2 * bench.DURATION
     assert [p for _, p, _ in warm.updates] == [p for _, p, _ in cold.updates]
+    assert cold.history == 1  # the measured run itself, once completed
+    assert warm.history == 3
 
 
-def test_table_has_a_row_per_kind():
-    results = bench.measure([bench.KINDS_BY_NAME["steady"], bench.KINDS_BY_NAME["fails-halfway"]])
+def test_a_warm_run_learns_what_a_cold_one_cannot_know():
+    kind = bench.KINDS_BY_NAME["wrong-40-30-20-10"]
+    cold = bench.score(bench.run_kind(kind))
+    warm = bench.score(bench.run_kind(kind, history=3))
+    assert cold["progresscast"] > 0.5
+    assert warm["progresscast"] < bench.WARM_TARGET
+    # the references don't learn: the same trace scores the same
+    for name in ("tqdm EMA", "plain average"):
+        assert warm[name] == pytest.approx(cold[name], abs=1e-9)
+
+
+def test_failed_runs_leave_no_history():
+    run = bench.run_kind(bench.KINDS_BY_NAME["fails-halfway"], history=3)
+    assert run.status == "failed"
+    assert run.history == 0
+
+
+def test_table_has_a_row_per_kind_and_the_warm_columns():
+    kinds = [bench.KINDS_BY_NAME["steady"], bench.KINDS_BY_NAME["fails-halfway"]]
+    results = bench.measure(kinds, seeds=1)
+    assert results["seeds"] == [0]
+    steady, failing = results["rows"]
+    assert set(steady["warm"]) == set(bench.WARM_RUNS)
+    for n in bench.WARM_RUNS:
+        assert set(steady["warm"][n]) == set(bench.ESTIMATORS)
+        assert steady["history"][n] == n + 1
+    assert failing["cold"] == {} and failing["warm"] == {}
+    assert all(runs == 0 for runs in failing["history"].values())
+    assert bench.failed_history(results) == [
+        ("fails-halfway", n + 1, 0) for n in (0, *bench.WARM_RUNS)
+    ]
+    assert bench.cold_misses(results) == []
+    assert bench.warm_misses(results) == []
+
     table = bench.markdown(results)
     assert table.count("\n") == 3
-    assert "ran (failed" in table
-    assert bench.cold_misses(results) == []
+    header = table.splitlines()[0]
+    for n in bench.WARM_RUNS:
+        assert f"progresscast after {n} runs" in header
+    assert "(failed after 300 s)" in table
+    assert "history after 11 failed runs: 0 runs ✓" in table
+    assert "✗" not in table
+    assert bench.plain(results).endswith("(seed 0)")
+
+    section = "\n".join(bench.docs_section(results))
+    assert section.startswith(bench.DOCS_HEADING)
+    assert table in section
+    assert "**met** on every kind" in section
