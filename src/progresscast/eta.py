@@ -113,8 +113,12 @@ class Pace:
 
     def add(self, dt: float, dx: float, span: float) -> None:
         """A sample: ``dx`` work in ``dt`` seconds, ``span`` seconds since measuring began."""
+        if not (math.isfinite(dt) and math.isfinite(dx) and dt >= 0 and dx >= 0):
+            return
+        if dx > 0 and not math.isfinite(dt / dx):
+            return  # so little work that its pace is not a number: no sample
         pace = self.value
-        if pace is not None and dt > 0:
+        if pace is not None and dt > 0 and (dx <= 0 or dt / dx / pace > 0):
             deviation = abs(math.log(dt / dx / pace)) if dx > 0 else PAUSE_NOISE
             # The worst recent unevenness, fading slowly: a burst of even
             # reports does not make a pipeline that pauses look even.
@@ -144,7 +148,10 @@ class Pace:
 
     @property
     def value(self) -> float | None:
-        return self.seconds / self.work if self.work > 0 and self.seconds > 0 else None
+        if self.work <= 0 or self.seconds <= 0:
+            return None
+        pace = self.seconds / self.work
+        return pace if math.isfinite(pace) else None
 
     def to_list(self) -> list[float]:
         return [
@@ -345,6 +352,8 @@ def _steady(raw: Estimate, before: float, dt: float, progress: float, was: float
     countdown = max(0.0, before - dt - used)
     if raw.eta >= countdown:
         return raw
+    if dt <= 0 and progress <= was:
+        return Estimate(countdown, raw.low, raw.high)  # nothing new: no reason to fall
     if raw.eta <= 0 and countdown <= 0:
         return raw
     # Evidence that the estimate was too high closes the gap a little per
@@ -358,11 +367,15 @@ def _steady(raw: Estimate, before: float, dt: float, progress: float, was: float
 
 
 def _rounded(e: Estimate) -> Estimate:
-    if e.eta is None:
+    """Rounded for the wire, keeping ``low ≤ eta ≤ high``; nothing when not finite."""
+    if e.eta is None or not math.isfinite(e.eta):
         return Estimate()
-    low = None if e.low is None else round(max(0.0, min(e.low, e.eta)), 1)
-    high = None if e.high is None else round(max(e.high, e.eta), 1)
-    return Estimate(round(max(0.0, e.eta), 3), low, high)
+    eta = round(max(0.0, e.eta), 3)
+    low = high = None
+    if e.low is not None and e.high is not None and math.isfinite(e.low + e.high):
+        low = min(round(max(0.0, e.low), 1), eta)
+        high = max(round(e.high, 1), eta)
+    return Estimate(eta, low, high)
 
 
 @dataclass(slots=True)

@@ -411,7 +411,10 @@ class ProgressTracker:
                     continue  # another writer got there first: re-read and re-apply
                 self._remember(new_state)
                 self._publish(new_state, events)
-                if teach and new_state.status is JobStatus.COMPLETED:
+                # A parent's end follows its children, and its name is whatever
+                # its creator chose: it does not teach history (a user could
+                # otherwise fill any kind's history through groups).
+                if teach and new_state.status is JobStatus.COMPLETED and new_state.children is None:
                     self._learn(new_state)
                 break
             else:
@@ -429,10 +432,10 @@ class ProgressTracker:
         since = self.clock() - self.history_days * 86400.0
         try:
             runs = self.store.runs(state.pipeline, self.history_runs, since=since)
+            return History.learn([s.name for s in state.stages], runs)
         except Exception:  # an ETA is not worth failing a job's start over
             log.warning("ETA history of %r could not be read", state.pipeline, exc_info=True)
             return None
-        return History.learn([s.name for s in state.stages], runs)
 
     def _learn(self, state: JobState) -> None:
         """Add a completed job to its kind's history."""

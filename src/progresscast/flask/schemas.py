@@ -166,6 +166,10 @@ class JobCreateSchema(StrictSchema):
             raise ValidationError("give stages (a job) or children (a group)", "_schema")
         if "children" in data and data["start"]:
             raise ValidationError("a group starts with its first child", "start")
+        if "children" in data and ("kind" in data or data["weights"] != "declared"):
+            raise ValidationError(
+                "a group's parent has no kind or weights; its children may", "kind"
+            )
 
 
 class JobListQuerySchema(StrictSchema):
