@@ -1,10 +1,10 @@
-"""ETA from a smoothed rate of overall progress, and the rate of a counted
-stage, as tqdm does them.
+"""Seconds left (:class:`Forecast`: from a pipeline's history and its own
+pace, issue 14; docs/eta.md) and the rate of a counted stage (:class:`RateMeter`).
 
-tqdm smooths the increments of work (dn) and of time (dt) separately with a
-bias-corrected exponential moving average and divides the two; a single slow
-or fast step moves the estimate only a little, and the first samples are not
-dragged towards zero by the EMA's initial value.
+The rate is tqdm's: the increments of work (dn) and of time (dt) smoothed
+separately with a bias-corrected exponential moving average and divided; a
+single slow or fast step moves it only a little, and the first samples are
+not dragged towards zero by the EMA's initial value.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class Estimate:
 #: from SHORT_HORIZON for work that comes at an even pace (a drift in its
 #: speed is then followed at once) to LONG_HORIZON for work that comes
 #: unevenly (noise and bursts are then averaged out). NOISE_REF is the
-#: unevenness (mean |log| of a report's pace over the average) at which the
-#: horizon is longest.
+#: unevenness (|log| of a report's pace over the average, the worst seen
+#: lately) at which the horizon is longest.
 SHORT_HORIZON = 0.05
 LONG_HORIZON = 2.0
 NOISE_REF = 0.15
@@ -104,7 +104,8 @@ class Pace:
     work: float = 0.0
     #: the longest gap between two samples so far
     gap: float = 0.0
-    #: how uneven the samples are: a smoothed mean |log(sample pace / pace)|
+    #: how uneven the samples are: the worst recent |log(sample pace / pace)|,
+    #: fading by NOISE_FADE per sample
     noise: float = 0.0
     samples: int = 0
     #: the same sums over a four times longer horizon, to see a trend
@@ -176,10 +177,10 @@ class Forecast:
     progress; docs/protocol.md ("ETA, history and learned weights") is the
     contract.
 
-    - **Warm** (the current stage has history): the current stage's remaining
-      share of its learned duration plus the later stages' learned durations,
-      scaled by how fast this run is going against its history, blended with
-      the current stage's own pace as the stage advances.
+    - **Warm** (the current stage has history): the current stage's learned
+      time left plus the later stages' learned durations, scaled by how fast
+      this run is going against its history, blended with the current
+      stage's own pace as the stage advances.
     - **Cold**: the current stage's own recent pace for its rest; the later
       stages at the job's recent pace per percent of progress.
     """
@@ -354,8 +355,6 @@ def _steady(raw: Estimate, before: float, dt: float, progress: float, was: float
         return raw
     if dt <= 0 and progress <= was:
         return Estimate(countdown, raw.low, raw.high)  # nothing new: no reason to fall
-    if raw.eta <= 0 and countdown <= 0:
-        return raw
     # Evidence that the estimate was too high closes the gap a little per
     # report: a glide, not a jump. The first estimates of a pipeline that
     # works in bursts are the worst; it must not be stuck with them.

@@ -378,7 +378,7 @@ class ProgressTracker:
         with self._lock_for(job_id):
             cached = self._cached(job_id)
             lost_races = 0
-            history = None
+            history, history_read = None, False  # read once, even when there is none
             for _ in range(self.max_retries):
                 if lost_races:
                     # Lost a race with another writer: back off a little, with
@@ -392,8 +392,8 @@ class ProgressTracker:
                         raise Conflict(f"job {job_id!r} is {state.status.value}", job_id=job_id)
                     if expect_seq is not None and state.seq != expect_seq:
                         raise Conflict(f"job {job_id!r} moved on to seq {state.seq}", job_id=job_id)
-                    if kind == EventType.JOB_STARTED and history is None:
-                        history = self._history(state)
+                    if kind == EventType.JOB_STARTED and not history_read:
+                        history, history_read = self._history(state), True
                     events, new_state = transition(
                         state, kind, fields, self.clock(), history=history
                     )
@@ -429,9 +429,8 @@ class ProgressTracker:
         """What the store's runs of ``state``'s kind say about its stages."""
         if self.history_runs <= 0:
             return None
-        since = self.clock() - self.history_days * 86400.0
         try:
-            runs = self.store.runs(state.pipeline, self.history_runs, since=since)
+            runs = self.store.runs(state.pipeline, self.history_runs, since=self._history_since())
             return History.learn([s.name for s in state.stages], runs)
         except Exception:  # an ETA is not worth failing a job's start over
             log.warning("ETA history of %r could not be read", state.pipeline, exc_info=True)
@@ -446,15 +445,22 @@ class ProgressTracker:
             return
         try:
             self.store.add_run(
-                state.pipeline, run, self.history_runs, max_age=self.history_days * 86400.0
+                state.pipeline, run, self.history_runs, max_age=self._history_max_age
             )
         except Exception:  # the job completed; only the next ETA loses
             log.warning("ETA history of %r was not written", state.pipeline, exc_info=True)
 
     def history(self, kind: str) -> list[dict[str, Any]]:
         """The runs of ``kind`` the ETA learns from, newest first."""
-        since = self.clock() - self.history_days * 86400.0
-        return self.store.runs(kind, max(1, self.history_runs), since=since)
+        return self.store.runs(kind, max(1, self.history_runs), since=self._history_since())
+
+    @property
+    def _history_max_age(self) -> float:
+        return self.history_days * 86400.0
+
+    def _history_since(self) -> float:
+        """The oldest finish time a run may have to be learned from."""
+        return self.clock() - self._history_max_age
 
     def reset_history(self, kind: str | None = None) -> int:
         """Forget the ETA history of ``kind`` (of every kind with ``None``);
