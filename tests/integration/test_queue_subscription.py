@@ -16,6 +16,7 @@ import requests
 
 from progresscast import NAMESPACE, ProgressTracker
 from progresscast.client import ordered_socketio_client
+from progresscast.protocol import event_rooms
 from tests.harness import (
     DOC_STAGES,
     EVENT_TYPES,
@@ -232,3 +233,41 @@ def test_clients_resume_after_the_queue_restarts(tmp_path, store_redis, mode):
         wait_until(lambda: client.join(job.job_id)["ok"], 30, what="rejoin")
         emitter.complete({"pages": 3})
         assert_holds_the_stored_history(client, worker, job.job_id)
+
+
+@MODES
+def test_events_published_out_of_order_by_two_workers_arrive_in_order(tmp_path, store_redis, mode):
+    """Two workers advance one job (a group's parent, whose children end in
+    different processes): one stores seq 2 and is slow to publish it, the
+    other stores and publishes seq 3 first. Before the fix the server passed
+    3 on first; a client that follows the rules then dropped 2 when it came."""
+    with queue_setup(tmp_path, store_redis, mode, queue_up=True) as (
+        server,
+        _queue_redis,
+        _queue_port,
+        worker,
+        clients,
+    ):
+        wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
+        job = worker.create_job("import", DOC_STAGES, owner="alice")
+        client = ProtocolClient(server.url, "alice")
+        clients.append(client)
+        assert client.join(job.job_id)["ok"]
+
+        slow = ProgressTracker.from_urls(f"{store_redis.url}?prefix=subs")  # stores only
+        try:
+            held = slow.record(job.job_id, "job_started")  # seq 2, not published yet
+        finally:
+            slow.close()
+        worker.record(job.job_id, "progress_update", stage="parsing", stage_progress=40)
+        for event in held:  # the slow worker publishes at last
+            worker.emitter.emit(
+                event["type"], event, to=event_rooms(job.job_id, "alice"), namespace=NAMESPACE
+            )
+        worker.record(job.job_id, "job_completed")
+        assert_holds_the_stored_history(client, worker, job.job_id)
+        # each event came live once, in order: the late copy of seq 2 was dropped
+        live = []
+        while not client.live.empty():
+            live.append(client.live.get_nowait()["seq"])
+        assert live == [2, 3, *range(4, client.last(job.job_id) + 1)]

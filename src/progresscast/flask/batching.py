@@ -25,6 +25,7 @@ from socketio import packet
 from progresscast.protocol import BATCH_EVENT, batched, is_batchable
 
 from .direct_websocket import DirectSockets, broadcast
+from .in_order import JobOrder, job_event
 
 
 class _Fanout(socketio.Manager):
@@ -180,10 +181,33 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
       resume with ``since``, which gives them what was missed.
     """
 
+    #: set by the extension (``JobOrder`` over its store): without it,
+    #: events are delivered in the order they arrive
+    order: JobOrder | None = None
+
     def initialize(self) -> None:
         self._subscribed = self.server.eio.create_event()
         self._was_subscribed = False
         super().initialize()
+
+    def _handle_emit(self, message):
+        # Every emit, this server's own and those from the queue, passes
+        # here: the one place to put each job's events back in seq order.
+        event = job_event(message) if self.order is not None else None
+        if event is None:
+            return super()._handle_emit(message)
+        handle = super()._handle_emit
+
+        def send(e):
+            handle(message if e is event else {**message, "event": e["type"], "data": [e]})
+
+        self.order.deliver(event, send)
+        return None
+
+    def note_read(self, job_id: str, seq: int) -> None:
+        """A client read ``job_id`` from the store up to ``seq`` (in_order.py)."""
+        if self.order is not None:
+            self.order.note_read(job_id, seq)
 
     @property
     def subscribed(self) -> bool:
@@ -234,6 +258,8 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
                 "message queue subscription restored; closing %d connections so they resume",
                 len(sockets),
             )
+            if self.order is not None:
+                self.order.forget_all()  # every client starts over with a read
             for sock in sockets:
                 with contextlib.suppress(Exception):
                     # abort: no Engine.IO CLOSE packet, so every client takes

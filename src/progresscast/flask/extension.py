@@ -23,9 +23,10 @@ from progresscast.tokens import check_secret
 from .api import register_api
 from .auth import Principal, principal_from
 from .background import start_background_tasks
-from .batching import batches, client_manager
+from .batching import BatchingRedisManager, batches, client_manager
 from .compression import NoWebsocketCompression
 from .direct_websocket import EventletInput, install_direct_websockets
+from .in_order import JobOrder
 from .jsonutil import SocketJSON, TolerantPacket
 from .pages import register_pages
 from .settings import PREFIX, read_settings
@@ -171,6 +172,10 @@ class ProgressCast:
         )
         try:
             message_queue_url = _install_manager(socketio, settings, self.config_prefix)
+            manager = socketio.server.manager
+            if isinstance(manager, BatchingRedisManager) and manager.order is None:
+                # events from several publishers, back in seq order (in_order.py)
+                manager.order = JobOrder(tracker.store.events_since)
         except Exception:
             tracker.close()
             raise

@@ -202,6 +202,7 @@ class ProgressNamespace(Namespace):
         # after the join, so it reaches us live; nothing falls in between.
         join_room(job_room(job_id))
         read = tracker.read_since(job_id, since, self.config["JOIN_MAX_EVENTS"])
+        self._note_read(job_id, read.state.seq)
         ack: dict[str, Any] = {"ok": True, "job": read.snapshot}
         if read.events is not None:
             ack["events"] = read.events
@@ -217,6 +218,13 @@ class ProgressNamespace(Namespace):
         wait = getattr(self.socketio.server.manager, "wait_subscribed", None)
         if wait is not None and not wait(self.config["QUEUE_READY_TIMEOUT"]):
             raise Unavailable("not subscribed to the message queue yet; retry shortly")
+
+    def _note_read(self, job_id: str, seq: int) -> None:
+        """Tell our client manager what a client read, so that an event that
+        comes after a gap is filled from the store (in_order.py)."""
+        note = getattr(self.socketio.server.manager, "note_read", None)
+        if note is not None:
+            note(job_id, seq)
 
     @socket_request(_ref)
     def on_leave_job(self, principal: Principal, payload: dict) -> dict:
@@ -238,6 +246,8 @@ class ProgressNamespace(Namespace):
         jobs = tracker.list_jobs(
             None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]
         )
+        for job in jobs:
+            self._note_read(job.job_id, job.seq)
         return {"ok": True, "jobs": [job.snapshot(now) for job in jobs]}
 
     @socket_request(_empty)
