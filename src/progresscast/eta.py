@@ -49,7 +49,7 @@ class EMA:
 #: Weight of a warm run's history against its own pace so far, as a share of
 #: the learned length of a whole run: early on, a run is taken to go at its
 #: history's pace, and its own pace takes over as evidence comes in.
-PRIOR_SHARE = 0.1
+PRIOR_SHARE = 0.05
 #: How far a run's pace may be from its history's: beyond, the run is so
 #: unlike its history that the history is not much of a guide anyway.
 SPEED_LIMITS = (0.1, 10.0)
@@ -197,12 +197,16 @@ class Forecast:
     #: the previous observation: (time, fraction, progress, stage, eta)
     last: tuple[float, float, float, int, float | None] | None = None
     history: History | None = None
+    #: seconds each stage lost to attempts that went back (retries): they say
+    #: nothing of how fast this run goes
+    retried: list[float] = field(default_factory=list)
 
     def start(self, now: float, n_stages: int, history: History | None) -> None:
         """The job started at ``now``, in its first stage."""
         self.started = self.stage_started = now
         self.attempt = (now, 0.0)
         self.stage_seconds = [None] * n_stages
+        self.retried = [0.0] * n_stages
         self.history = history
         self.last = (now, 0.0, 0.0, 0, None)
 
@@ -233,6 +237,8 @@ class Forecast:
             self.job_pace.add(dt, progress - last[2], now - self.started)
         t0, f0 = self.attempt
         if same_stage and fraction < last[1]:  # the stage went back (a retry): start over
+            if len(self.retried) == len(self.stage_seconds):
+                self.retried[stage] += now - t0
             self.attempt = (now, fraction)
             self.stage_pace = Pace()
         else:
@@ -263,13 +269,16 @@ class Forecast:
             # The later stages at this stage's pace, as the stage advances.
             stage_pp = own / (100.0 * weights[k])
             per_percent = stage_pp if per_percent is None else f * stage_pp + (1 - f) * per_percent
-        in_stage = max(0.0, now - self.stage_started)
-        speed = self._speed(k, f, in_stage, durations)
+        # Only the stage's latest attempt counts: one that went back (a retry)
+        # starts over from its fraction then.
+        t0, f0 = self.attempt
+        in_attempt = max(0.0, now - t0)
+        speed = self._speed(k, f - f0, in_attempt, durations)
         if durations[k] is not None:
             # The stage's rest by its time left, not by its share left: a stage's
             # learned length runs from its first report to the next stage's,
             # and work is reported after it is done, so the share runs ahead.
-            learned = max(0.0, durations[k] * speed - in_stage)
+            learned = max(0.0, durations[k] * speed * (1.0 - f0) - in_attempt)
             # The stage's own pace takes over as the stage advances.
             current = learned if own is None else f * (1.0 - f) * own + (1.0 - f) * learned
         elif own is not None:
@@ -291,21 +300,29 @@ class Forecast:
             return Estimate(eta)
         return Estimate(eta, eta * h.spread[0], eta * h.spread[1])
 
-    def _speed(self, k: int, f: float, in_stage: float, durations: list[float | None]) -> float:
-        """How slow this run is against its history (2: twice as long), 1 without history."""
+    def _speed(
+        self, k: int, done: float, in_attempt: float, durations: list[float | None]
+    ) -> float:
+        """How slow this run is against its history (2: twice as long), 1
+        without history. ``done``: the share of stage ``k`` its latest
+        attempt did in ``in_attempt`` seconds."""
         known = [d for d in durations if d is not None]
         if not known:
             return 1.0
+        retried = self.retried if len(self.retried) == len(durations) else [0.0] * len(durations)
         actual = learned = 0.0
-        for s, d in zip(self.stage_seconds[:k], durations[:k], strict=True):
+        for s, d, lost in zip(self.stage_seconds[:k], durations[:k], retried, strict=False):
             if s and d is not None:  # a skipped stage says nothing of the pace
-                actual += s
+                actual += max(0.0, s - lost)
                 learned += d
         if durations[k] is not None:
-            # The running stage counts as far as it has gone: its first reports
-            # say little (work is reported after it is done, in steps).
-            actual += f * in_stage
-            learned += f * f * durations[k]
+            # The running stage counts as far as its latest attempt has gone:
+            # its time so far against its history's time for that share. (It
+            # once counted by its share, as its first reports lag the work;
+            # then a run twice as slow as its history showed it only a third
+            # of the way in. The prior damps the first reports enough.)
+            actual += in_attempt
+            learned += done * durations[k]
         prior = PRIOR_SHARE * math.fsum(known)
         if learned + prior <= 0:
             return 1.0
@@ -324,6 +341,7 @@ class Forecast:
             "job_pace": self.job_pace.to_list(),
             "last": None if self.last is None else list(self.last),
             "history": None if self.history is None else self.history.to_dict(),
+            "retried": self.retried,
         }
 
     @classmethod
@@ -340,6 +358,7 @@ class Forecast:
             Pace(*data.get("job_pace", ())),
             tuple(last) if last else None,
             History.from_dict(data.get("history")),
+            list(data.get("retried") or ()),
         )
 
 

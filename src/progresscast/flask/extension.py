@@ -175,7 +175,9 @@ class ProgressCast:
             manager = socketio.server.manager
             if isinstance(manager, BatchingRedisManager) and manager.order is None:
                 # events from several publishers, back in seq order (in_order.py)
-                manager.order = JobOrder(tracker.store.events_since)
+                manager.order = JobOrder(
+                    lambda job_id, since, limit: tracker.events_page(job_id, since, limit).events
+                )
         except Exception:
             tracker.close()
             raise

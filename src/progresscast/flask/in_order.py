@@ -62,8 +62,8 @@ def job_event(message: dict[str, Any]) -> dict[str, Any] | None:
 class JobOrder:
     """The highest ``seq`` delivered per job, and the rule above.
 
-    ``read_events(job_id, since, limit)`` reads stored events with
-    ``seq > since``, ascending (``JobStore.events_since``).
+    ``read_events(job_id, since, limit)`` reads up to ``limit`` stored events
+    with ``seq > since``, ascending (the tracker's ``events_page``).
     """
 
     def __init__(self, read_events: ReadEvents, capacity: int = 100_000) -> None:
