@@ -200,6 +200,9 @@ class Forecast:
     #: seconds each stage lost to attempts that went back (retries): they say
     #: nothing of how fast this run goes
     retried: list[float] = field(default_factory=list)
+    #: the stage that was under way when the forecast was rebuilt (resume):
+    #: its measured time is only part of it
+    partial: int | None = None
 
     def start(self, now: float, n_stages: int, history: History | None) -> None:
         """The job started at ``now``, in its first stage."""
@@ -208,20 +211,39 @@ class Forecast:
         self.stage_seconds = [None] * n_stages
         self.retried = [0.0] * n_stages
         self.history = history
+        self.partial = None
         self.last = (now, 0.0, 0.0, 0, None)
+
+    def resume(
+        self, now: float, started: float, n_stages: int, stage: int, fraction: float
+    ) -> None:
+        """Rebuild the forecast of a job already under way without one (it
+        was stored by a version before issue 14, as across an upgrade):
+        cold, with the job's average pace so far as its first sample. What
+        ran before is unknown, so this run teaches no history."""
+        self.start(started, n_stages, None)
+        self.stage_started = now
+        self.attempt = (now, fraction)
+        self.partial = stage
+        # As if last seen at the start with this stage's fraction: the next
+        # observation samples the job's pace since the start, not the stage's.
+        self.last = (started, fraction, 0.0, stage, None)
 
     def enter(self, now: float, current: int, target: int | None) -> None:
         """Stage ``current`` ended at ``now``; ``target`` (or none) begins,
         and the stages between were skipped."""
         if self.stage_started is None or not self.stage_seconds:
             return  # a job started before forecasts existed
-        self.stage_seconds[current] = round(max(0.0, now - self.stage_started), 3)
+        took = round(max(0.0, now - self.stage_started), 3)
+        self.stage_seconds[current] = None if current == self.partial else took
         end = len(self.stage_seconds) if target is None else target
         for i in range(current + 1, end):
             self.stage_seconds[i] = 0.0
         self.stage_started = now
         self.attempt = (now, 0.0)
-        self.stage_pace = Pace()
+        # A new stage's pace starts afresh, but as uneven as the last one's:
+        # a pipeline that works in bursts does so in every stage.
+        self.stage_pace = Pace(noise=self.stage_pace.noise)
 
     def observe(
         self, now: float, stage: int, fraction: float, weights: list[float], progress: float
@@ -263,12 +285,19 @@ class Forecast:
         trend = self.stage_pace.trend
         if own is not None:
             own *= trend
-        if per_percent is not None:
-            per_percent *= trend * trend
+        job_pp = per_percent = None if per_percent is None else per_percent * trend * trend
+        # How uneven this stage's work comes (0: even, 1: noise, bursts). An
+        # uneven stage's own pace is a poor sample: the job's pace, measured
+        # over more work, counts for more.
+        uneven = min(1.0, self.stage_pace.noise / NOISE_REF)
+        if k == 0 and self.stage_pace.samples <= 3:
+            uneven = 1.0  # nothing seen yet
         if own is not None and weights[k] > 0:
-            # The later stages at this stage's pace, as the stage advances.
+            # The later stages at this stage's pace, as the stage advances
+            # (unless it comes unevenly).
             stage_pp = own / (100.0 * weights[k])
-            per_percent = stage_pp if per_percent is None else f * stage_pp + (1 - f) * per_percent
+            g = f * (1.0 - uneven)
+            per_percent = stage_pp if per_percent is None else g * stage_pp + (1 - g) * per_percent
         # Only the stage's latest attempt counts: one that went back (a retry)
         # starts over from its fraction then.
         t0, f0 = self.attempt
@@ -282,6 +311,11 @@ class Forecast:
             # The stage's own pace takes over as the stage advances.
             current = learned if own is None else f * (1.0 - f) * own + (1.0 - f) * learned
         elif own is not None:
+            if job_pp is not None:
+                # Its own pace as the stage advances; when it comes unevenly,
+                # the job's pace weighs in until the stage is well under way.
+                g = 1.0 - (1.0 - f) * uneven
+                own = g * own + (1.0 - g) * 100.0 * weights[k] * job_pp
             current = (1.0 - f) * own
         elif per_percent is not None:
             current = (1.0 - f) * 100.0 * weights[k] * per_percent
@@ -342,6 +376,7 @@ class Forecast:
             "last": None if self.last is None else list(self.last),
             "history": None if self.history is None else self.history.to_dict(),
             "retried": self.retried,
+            "partial": self.partial,
         }
 
     @classmethod
@@ -359,6 +394,7 @@ class Forecast:
             tuple(last) if last else None,
             History.from_dict(data.get("history")),
             list(data.get("retried") or ()),
+            data.get("partial"),
         )
 
 

@@ -528,9 +528,11 @@ class _Builder:
             st.eta_seconds, st.eta_low, st.eta_high = 0.0, None, None
             return
         weights = [s.weight for s in st.stages]
-        estimate = self.forecast.observe(
-            self.now, st.stage_index, st.stage_progress / 100.0, weights, st.progress
-        )
+        fraction = st.stage_progress / 100.0
+        if self.forecast.started is None and st.started_at is not None:
+            # Under way without a forecast (stored before issue 14): rebuild one.
+            self.forecast.resume(self.now, st.started_at, len(st.stages), st.stage_index, fraction)
+        estimate = self.forecast.observe(self.now, st.stage_index, fraction, weights, st.progress)
         if self.indeterminate:  # counted without a total: nothing honest to say
             st.eta_seconds = st.eta_low = st.eta_high = None
         else:

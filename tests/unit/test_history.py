@@ -505,10 +505,16 @@ def test_a_running_job_from_before_history_finishes_without_teaching(store, cloc
     events, state = transition(state, "progress_update", {"stage_progress": 50}, clock())
     store.append(events, JobState.from_record(old_record(state)))
     upgraded = ProgressTracker(store, clock=clock)  # nothing cached: reads the store
-    for pct in (60, 70):
-        clock.advance(1.0)
-        _, st = upgraded.apply(state.job_id, "progress_update", stage_progress=pct)
-        assert st.eta_seconds is None or st.eta_seconds >= 0
+    # It gets a cold ETA at once, from its average pace since the start
+    # (parsing, 15 % of the job, 60 % done in 3 s: 3 s per 9 %, 30.3 s for the
+    # 91 % left), then from its own pace as it goes. (Before: none until it ended.)
+    clock.advance(1.0)
+    _, st = upgraded.apply(state.job_id, "progress_update", stage_progress=60)
+    assert st.eta_seconds == pytest.approx(3.0 / 9.0 * 91.0, rel=0.01)
+    clock.advance(1.0)
+    _, st = upgraded.apply(state.job_id, "progress_update", stage_progress=70)
+    plain = 4.0 / 10.5 * 89.5  # 70 % of parsing in 4 s, at that pace
+    assert st.eta_seconds == pytest.approx(plain, rel=0.2)
     clock.advance(1.0)
     upgraded.apply(state.job_id, "stage_completed", next_stage="formatting")
     _, st = upgraded.apply(state.job_id, "job_completed")
