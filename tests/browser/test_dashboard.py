@@ -3,11 +3,14 @@ over REST step by step, and the demo pipeline running inside the server."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 
 import pytest
 from playwright.sync_api import expect
 
+from progresscast import SQLiteStore
 from tests.browser.conftest import dashboard_url
 from tests.browser.support import (
     CHIP_RECORDER,
@@ -313,3 +316,38 @@ def test_demo_mode_runs_jobs_to_their_end(tmp_path, page):
             assert_stages_moved_in_order(history, job_id)
     finally:
         demo.stop()
+
+
+def test_a_warm_job_shows_its_range_on_its_card_and_its_timeline(live_server, user, page):
+    """With 3 runs of its kind in the store, a job's ETA is a range: the card
+    says "7–13 min" (not a precise number it doesn't have), the exact seconds
+    sit in the title, and the job page's timeline shows the same range."""
+    kind = f"range check {user}"
+    store = SQLiteStore(str(live_server.workdir / "progresscast.db"))  # the server's own
+    try:
+        now = time.time()
+        for i, scale in enumerate((1.0, 1.5, 2.0)):  # runs of 400, 600 and 800 s
+            stages = [[s["name"], 400.0 * s["weight"] * scale] for s in STAGES]
+            run = {"job_id": f"seed-{i}", "finished_at": now - 60 * (3 - i), "stages": stages}
+            store.add_run(kind, {**run, "elapsed": 400.0 * scale}, keep=20)
+    finally:
+        store.close()
+    job_id = create_job(live_server, user, name="warm.pdf", kind=kind, start=True)["job_id"]
+    post(live_server, user, job_id, type="progress_update", stage="parsing", stage_progress=10)
+    snap = get_job(live_server, user, job_id)
+    low, eta, high = snap["eta_low"], snap["eta_seconds"], snap["eta_high"]
+    assert low is not None and low < eta < high, snap  # the server gave a range
+
+    page.goto(dashboard_url(live_server, user))
+    shown = card(page, job_id).locator("dd.eta")
+    expect(shown).to_have_text(re.compile(r"^\d+–\d+ min$"))
+    a, b = (int(x) for x in re.findall(r"\d+", shown.inner_text()))
+    assert a * 60 <= low + 30 and high - 30 <= b * 60, (a, b, low, high)  # whole minutes
+    expect(shown).to_have_attribute(
+        "title", f"{round(eta)} s left (likely {round(low)}–{round(high)} s)"
+    )
+
+    page.goto(dashboard_url(live_server, user, f"/jobs/{job_id}"))
+    expect(page.locator("#events tr").nth(0).locator("td.details")).to_contain_text(
+        f"ETA {a}–{b} min"
+    )
