@@ -15,9 +15,12 @@ So the server keeps, per job, the highest seq it delivered:
   on their way. They are stored already (a seq is written only once the one
   before it is), so they are read from the store and delivered first.
 
-A job the server has not delivered anything of starts from the seq a
-``join_job`` or ``watch_jobs`` read (:meth:`JobOrder.note_read`), or from
-its first event. Only the newest ``capacity`` jobs are remembered.
+A job starts from the seq a client read before joining it or watching it
+(:meth:`JobOrder.note_read`): everything up to there is the client's from
+the store. A job first seen through one of its events, with nobody's read
+to start from, starts there; an older event that comes later is passed on
+as it comes, since nothing says whether someone still needs it. Only the
+newest ``capacity`` jobs are remembered.
 """
 
 from __future__ import annotations
@@ -69,29 +72,40 @@ class JobOrder:
     def __init__(self, read_events: ReadEvents, capacity: int = 100_000) -> None:
         self._read = read_events
         self._capacity = capacity
-        self._last: OrderedDict[str, int] = OrderedDict()
+        # job -> [the highest seq delivered, the lowest seq known to be
+        # covered: 0 after a read, else the first seq seen]
+        self._seen: OrderedDict[str, list[int]] = OrderedDict()
         # Held while delivering too: two callers (the queue listener and a
         # request emitting here) must not deliver a job's events interleaved.
         self._lock = threading.Lock()
 
     def note_read(self, job_id: str, seq: int) -> None:
-        """A client read the job from the store up to ``seq``: a later event
-        above ``seq + 1`` is a gap to fill. Ignored once the job has a
-        delivered seq (events up to it may already be on their way)."""
+        """The job is at ``seq`` in the store, read before a client joins it:
+        a later event above ``seq + 1`` is a gap to fill. Ignored once the
+        job is known (events up to it may already be on their way)."""
         with self._lock:
-            if job_id not in self._last:
-                self._remember(job_id, seq)
+            if job_id not in self._seen:
+                self._remember(job_id, seq, 0)
 
     def deliver(self, event: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         """Pass ``event`` and any stored events missing before it to ``send``,
         in order, unless it was delivered already."""
         job_id, seq = event["job_id"], event["seq"]
         with self._lock:
-            last = self._last.get(job_id)
-            if last is not None and seq <= last:
+            seen = self._seen.get(job_id)
+            if seen is None:
+                self._remember(job_id, seq, seq)
+                send(event)
+                return
+            last, floor = seen
+            if seq < floor:  # older than the first one seen: pass it on
+                seen[1] = seq
+                send(event)
+                return
+            if seq <= last:
                 return  # a late copy of an event delivered from the store
             missing: list[dict[str, Any]] = []
-            if last is not None and 1 < seq - last <= MAX_FILL + 1:
+            if 1 < seq - last <= MAX_FILL + 1:
                 try:
                     stored = self._read(job_id, last, seq - last - 1)
                     missing = [e for e in stored if e["seq"] < seq]
@@ -99,7 +113,7 @@ class JobOrder:
                     # Delivered anyway: a client that sees the gap rejoins
                     # with since (docs/protocol.md, Resume).
                     log.exception("could not read job %s's events after %d", job_id, last)
-            self._remember(job_id, seq)
+            self._remember(job_id, seq, floor)
             for early in missing:
                 send(early)
             send(event)
@@ -108,13 +122,13 @@ class JobOrder:
         """Forget every job: after the queue subscription was lost, every
         connection is closed and the clients start over with a read."""
         with self._lock:
-            self._last.clear()
+            self._seen.clear()
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._seen)
 
-    def _remember(self, job_id: str, seq: int) -> None:
-        self._last[job_id] = seq
-        self._last.move_to_end(job_id)
-        if len(self._last) > self._capacity:
-            self._last.popitem(last=False)
+    def _remember(self, job_id: str, seq: int, floor: int) -> None:
+        self._seen[job_id] = [seq, floor]
+        self._seen.move_to_end(job_id)
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)

@@ -196,13 +196,15 @@ class ProgressNamespace(Namespace):
     def on_join_job(self, principal: Principal, payload: dict) -> dict:
         tracker = get_tracker()
         job_id, since = payload["job_id"], payload.get("since")
-        readable_job(tracker, principal, job_id)
+        state = readable_job(tracker, principal, job_id)
         self._wait_subscribed()
+        # Before joining: events after this seq reach the room in seq order
+        # (in_order.py); the read below covers everything up to it.
+        self._note_read(job_id, state.seq)
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
         join_room(job_room(job_id))
         read = tracker.read_since(job_id, since, self.config["JOIN_MAX_EVENTS"])
-        self._note_read(job_id, read.state.seq)
         ack: dict[str, Any] = {"ok": True, "job": read.snapshot}
         if read.events is not None:
             ack["events"] = read.events
