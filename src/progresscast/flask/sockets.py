@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
@@ -32,6 +32,7 @@ from progresscast import (
 )
 from progresscast.protocol import (
     ALL_JOBS_ROOM,
+    NOTICE,
     REQUESTS,
     SESSION_EXPIRED,
     batched,
@@ -47,8 +48,12 @@ from .batching import batches
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
+from .metrics import ENGINEIO_REASONS
 from .origin import same_site_connect
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,7 @@ class Connection:
     principal: Principal
     requests: TokenBucket  # the request rate limit
     strikes: TokenBucket  # refusals tolerated before a flood is disconnected
+    cut: str | None = None  # why the server is closing it (metrics: disconnects by reason)
 
 
 class ProgressNamespace(Namespace):
@@ -77,6 +83,8 @@ class ProgressNamespace(Namespace):
         # connections[sid] = Connection; per_user[user_id] = open connections
         self.connections: dict[str, Connection] = {}
         self.per_user: Counter[str] = Counter()
+        #: the app's metrics (metrics.py), set by the extension; None: not measured
+        self.metrics: Metrics | None = None
 
     def principal(self) -> Principal:
         return self.connections[request.sid].principal
@@ -93,6 +101,16 @@ class ProgressNamespace(Namespace):
             sid, self.namespace
         ):
             return super().trigger_event(event, *args)
+        ack = self._request(sid, event, *args)
+        if self.metrics is not None:
+            # Client-chosen names are bounded to the protocol's.
+            name = event if event in REQUESTS else "malformed" if event == MALFORMED else "unknown"
+            ok = isinstance(ack, dict) and ack.get("ok")
+            result = "ok" if ok else (ack or {}).get("error", {}).get("code", "internal")
+            self.metrics.socket_request(name, result)
+        return ack
+
+    def _request(self, sid: str, event: str, *args: Any) -> Any:
         refusal = self._admit(sid)
         if refusal is not None:
             return refusal
@@ -123,6 +141,7 @@ class ProgressNamespace(Namespace):
             return None
         if not conn.strikes.take():
             log.warning("disconnecting %s (%s): request flood", sid, conn.principal.user_id)
+            conn.cut = "flood"
             self._after_ack(self.socketio.server.disconnect, sid, namespace=self.namespace)
         return error_ack(
             RateLimited(f"more than {self.config['SOCKET_RATE']} requests per second; slow down")
@@ -140,6 +159,9 @@ class ProgressNamespace(Namespace):
 
     def expire(self, sid: str) -> None:
         """Tell a connection its token expired, then close it."""
+        conn = self.connections.get(sid)
+        if conn is not None:
+            conn.cut = "expired"
         self.socketio.emit(
             SESSION_EXPIRED,
             {"code": "unauthorized", "message": "token expired; reconnect with a fresh token"},
@@ -174,6 +196,8 @@ class ProgressNamespace(Namespace):
                     f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
                 )
         except ProgressCastError as exc:
+            if self.metrics is not None:
+                self.metrics.refused(exc.code)
             raise ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.connections[request.sid] = Connection(
             principal,
@@ -181,6 +205,8 @@ class ProgressNamespace(Namespace):
             TokenBucket(config["SOCKET_STRIKES_RATE"], config["SOCKET_STRIKES_BURST"]),
         )
         self.per_user[principal.user_id] += 1
+        if self.metrics is not None:
+            self.metrics.connected()
 
     def on_disconnect(self, reason: Any = None) -> None:
         conn = self.connections.pop(request.sid, None)
@@ -189,6 +215,56 @@ class ProgressNamespace(Namespace):
             self.per_user[user] -= 1
             if self.per_user[user] <= 0:
                 del self.per_user[user]
+            if self.metrics is not None:
+                self.metrics.disconnected(conn.cut or self._cut_reason(request.sid, reason))
+
+    def _cut_reason(self, sid: str, reason: Any) -> str:
+        """Why a connection ended: the server's own reason for cutting it
+        (a slow reader...), else python-engineio's."""
+        server = self.socketio.server
+        eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
+        sock = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        return getattr(sock, "cut_reason", None) or ENGINEIO_REASONS.get(reason, "other")
+
+    # ------------------------------------------------------------------ admin
+
+    def run_admin(self, command: dict[str, Any]) -> int:
+        """Carry out an admin command on this server's connections (admin.py
+        sends it to every server through the client manager); returns how
+        many it reached.
+
+        ``{"action": "notice", "notice": {...}, "user"?: id}`` emits the
+        ``notice`` event, to every connection or to one user's;
+        ``{"action": "disconnect", "user"?: id, "sid"?: sid}`` drops them.
+        """
+        user, sid = command.get("user"), command.get("sid")
+        targets = [
+            s
+            for s, conn in list(self.connections.items())
+            if (sid is None or s == sid) and (user is None or conn.principal.user_id == user)
+        ]
+        if not targets:
+            return 0
+        server = self.socketio.server
+        if command.get("action") == "notice":
+            everyone = user is None and sid is None
+            server.emit(
+                NOTICE,
+                command["notice"],
+                to=None if everyone else targets,
+                namespace=self.namespace,
+                ignore_queue=True,  # every server runs the command itself
+            )
+            return len(targets)
+        if command.get("action") == "disconnect":
+            for target in targets:
+                conn = self.connections.get(target)
+                if conn is not None:
+                    conn.cut = "admin"
+                    server.disconnect(target, namespace=self.namespace, ignore_queue=True)
+            return len(targets)
+        log.warning("unknown admin command %r", command.get("action"))
+        return 0
 
     # --------------------------------------------------------------- requests
 
