@@ -141,8 +141,7 @@ class ProgressNamespace(Namespace):
             return None
         if not conn.strikes.take():
             log.warning("disconnecting %s (%s): request flood", sid, conn.principal.user_id)
-            conn.cut = "flood"
-            self._after_ack(self.socketio.server.disconnect, sid, namespace=self.namespace)
+            self._after_ack(self.cut, sid, "flood")
         return error_ack(
             RateLimited(f"more than {self.config['SOCKET_RATE']} requests per second; slow down")
         )
@@ -159,16 +158,28 @@ class ProgressNamespace(Namespace):
 
     def expire(self, sid: str) -> None:
         """Tell a connection its token expired, then close it."""
-        conn = self.connections.get(sid)
-        if conn is not None:
-            conn.cut = "expired"
         self.socketio.emit(
             SESSION_EXPIRED,
             {"code": "unauthorized", "message": "token expired; reconnect with a fresh token"},
             to=sid,
             namespace=self.namespace,
         )
-        self.socketio.server.disconnect(sid, namespace=self.namespace)
+        self.cut(sid, "expired")
+
+    def cut(self, sid: str, reason: str) -> None:
+        """Close this server's connection ``sid`` (the metrics count ``reason``)."""
+        conn = self.connections.get(sid)
+        if conn is None:
+            return
+        conn.cut = reason
+        self.socketio.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
+        if self.connections.get(sid) is conn:
+            # python-socketio sends the client its DISCONNECT before it runs
+            # the disconnect handler; a client that closes its transport in
+            # between (possible when something yields there, as the Admin
+            # UI's development mode does) makes Flask-SocketIO skip the
+            # handler. Forget the connection here then.
+            self._forget(sid, reason)
 
     def expired_sids(self, now: float) -> list[str]:
         return [
@@ -209,14 +220,17 @@ class ProgressNamespace(Namespace):
             self.metrics.connected()
 
     def on_disconnect(self, reason: Any = None) -> None:
-        conn = self.connections.pop(request.sid, None)
+        self._forget(request.sid, reason)
+
+    def _forget(self, sid: str, reason: Any) -> None:
+        conn = self.connections.pop(sid, None)
         if conn is not None:
             user = conn.principal.user_id
             self.per_user[user] -= 1
             if self.per_user[user] <= 0:
                 del self.per_user[user]
             if self.metrics is not None:
-                self.metrics.disconnected(conn.cut or self._cut_reason(request.sid, reason))
+                self.metrics.disconnected(conn.cut or self._cut_reason(sid, reason))
 
     def _cut_reason(self, sid: str, reason: Any) -> str:
         """Why a connection ended: the server's own reason for cutting it
@@ -256,12 +270,9 @@ class ProgressNamespace(Namespace):
                 ignore_queue=True,  # every server runs the command itself
             )
             return len(targets)
-        if command.get("action") == "disconnect":
+        if command.get("action") == "disconnect" and (user or sid):
             for target in targets:
-                conn = self.connections.get(target)
-                if conn is not None:
-                    conn.cut = "admin"
-                    server.disconnect(target, namespace=self.namespace, ignore_queue=True)
+                self.cut(target, "admin")
             return len(targets)
         log.warning("unknown admin command %r", command.get("action"))
         return 0
