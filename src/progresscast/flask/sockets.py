@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
@@ -48,12 +48,9 @@ from .batching import batches
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
-from .metrics import ENGINEIO_REASONS
+from .metrics import ENGINEIO_REASONS, Metrics
 from .origin import same_site_connect
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
-
-if TYPE_CHECKING:
-    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
