@@ -80,6 +80,8 @@ def validate_job_id(job_id: Any) -> str:
 BATCH_EVENT = "job_events"
 #: to a connection whose token expired, just before it is closed
 SESSION_EXPIRED = "session_expired"
+#: an operator's message (``POST /api/admin/notice``): ``{id, message, level, ts}``
+NOTICE = "notice"
 
 
 class Request(StrEnum):
@@ -104,6 +106,7 @@ __all__ = [
     "JOB_ID_RE",
     "JOB_ROOM_PREFIX",
     "NAMESPACE",
+    "NOTICE",
     "REQUESTS",
     "SESSION_EXPIRED",
     "USER_ROOM_PREFIX",

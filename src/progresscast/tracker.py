@@ -55,6 +55,7 @@ __all__ = [
     "JobRead",
     "ProgressTracker",
     "SocketEmitter",
+    "TrackerObserver",
     "event_rooms",
     "job_room",
     "user_room",
@@ -68,6 +69,22 @@ class SocketEmitter(Protocol):
     def emit(
         self, event: str, data: Any, *, to: Any = None, namespace: str | None = None
     ) -> Any: ...
+
+
+class TrackerObserver(Protocol):
+    """What a tracker reports to, when given one (``tracker.observer``): the
+    server's metrics (progresscast.flask.metrics). Durations are seconds,
+    measured with ``time.perf_counter``; without an observer nothing is timed.
+    """
+
+    def applied(self, kind: str, seconds: float) -> None:
+        """A request (:meth:`ProgressTracker.apply`) was stored and published."""
+
+    def stored(self, events: list[dict[str, Any]], seconds: float) -> None:
+        """``events`` were appended to the store."""
+
+    def published(self, events: list[dict[str, Any]], seconds: float, failed: int) -> None:
+        """``events`` were emitted; ``failed`` of them could not be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +121,8 @@ class ProgressTracker:
         ``None`` (workers): jobs are left to stall detection.
     :param history_runs: completed runs kept per kind for the ETA (0: none).
     :param history_days: runs older than this many days are not learned from.
+    :param observer: told how long updates, store appends and emits take
+        (:class:`TrackerObserver`); ``None``: nothing is measured.
     """
 
     #: how often a write that lost a race with another writer is retried
@@ -122,8 +141,10 @@ class ProgressTracker:
         runner: str | None = None,
         history_runs: int = 20,
         history_days: float = 30.0,
+        observer: TrackerObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer = observer
         self.history_runs = history_runs
         self.history_days = history_days
         self.runner = runner
@@ -187,7 +208,7 @@ class ProgressTracker:
             history = self._history(state) if kind is EventType.JOB_STARTED else None
             events, state = transition(state, kind, {}, now, history=history)
             try:
-                self.store.append(events, state)
+                self._append(events, state)
             except SeqConflict:
                 raise Conflict(f"job {job_id!r} already exists", job_id=job_id) from None
             self._remember(state)
@@ -375,6 +396,7 @@ class ProgressTracker:
         not trusted to speak for every user of the pipeline). Raises
         :class:`JobNotFound`, :class:`Conflict` or :class:`InvalidPayload`.
         """
+        started = time.perf_counter() if self.observer is not None else 0.0
         with self._lock_for(job_id):
             cached = self._cached(job_id)
             lost_races = 0
@@ -404,7 +426,7 @@ class ProgressTracker:
                         continue  # judged on our cached copy: judge again on the store's
                     raise
                 try:
-                    new_state.cancel_requested = self.store.append(events, new_state)
+                    new_state.cancel_requested = self._append(events, new_state)
                 except SeqConflict:
                     self._forget(job_id)
                     lost_races += 1
@@ -419,6 +441,8 @@ class ProgressTracker:
                 break
             else:
                 raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
+        if self.observer is not None:
+            self.observer.applied(str(kind), time.perf_counter() - started)
         if new_state.parent_id is not None:  # outside the child's lock: the parent takes its own
             self._child_changed(new_state, events)
         return events, new_state
@@ -857,13 +881,27 @@ class ProgressTracker:
     def _lock_for(self, job_id: str) -> threading.Lock:
         return self._locks[hash(job_id) % len(self._locks)]
 
+    def _append(self, events: list[dict[str, Any]], state: JobState) -> str | None:
+        """``store.append``, timed for the observer."""
+        if self.observer is None:
+            return self.store.append(events, state)
+        started = time.perf_counter()
+        cancel_requested = self.store.append(events, state)
+        self.observer.stored(events, time.perf_counter() - started)
+        return cancel_requested
+
     def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
         if self.emitter is None:
             return
         rooms = event_rooms(state.job_id, state.owner)
+        started = time.perf_counter() if self.observer is not None else 0.0
+        failed = 0
         for event in events:
             try:
                 self.emitter.emit(event["type"], event, to=rooms, namespace=self.namespace)
             except Exception:
                 # The event is stored; clients that resume with `since` get it.
+                failed += 1
                 log.exception("could not publish %s seq=%s", event["type"], event["seq"])
+        if self.observer is not None:
+            self.observer.published(events, time.perf_counter() - started, failed)

@@ -5,6 +5,7 @@ harming anyone else, and python-engineio's own path still there when turned off.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -173,6 +174,13 @@ def test_a_client_that_stops_reading_is_cut_off_and_nobody_else_waits(slow_serve
     # The server carries on.
     later = clients(server.url)
     assert later.call("join_job", {"job_id": job_id})["job"]["seq"] == 1 + posted
+    # And its metrics say why the slow one went (issue 15).
+    counted = re.compile(r'^progresscast_disconnects_total\{reason="slow_reader"\} 1\.0$', re.M)
+    wait_until(
+        lambda: counted.search(requests.get(f"{server.url}/metrics", timeout=10).text),
+        10,
+        what="the slow reader in the metrics",
+    )
 
 
 def test_pings_keep_an_idle_connection_alive(tmp_path, clients):

@@ -187,7 +187,14 @@ def test_wheel_metadata_declares_the_flask_extra(wheel):
         text = zf.read(metadata).decode()
     assert "Provides-Extra: flask" in text
     # what progresscast.flask imports, whatever else brings it along
-    for requirement in ("flask", "flask-socketio", "flask-smorest", "flask-cors", "webargs"):
+    for requirement in (
+        "flask",
+        "flask-socketio",
+        "flask-smorest",
+        "flask-cors",
+        "webargs",
+        "prometheus-client",
+    ):
         assert re.search(
             rf"^Requires-Dist: {re.escape(requirement)}\b.*extra == \"flask\"", text, re.M
         ), f"the flask extra does not require {requirement}"

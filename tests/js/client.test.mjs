@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { applyEvent } from "../../src/progresscast/flask/static/progresscast.js";
 import {
   STAGES,
+  api,
   client,
   comparable,
   createJob,
@@ -387,3 +388,23 @@ test(
     assertExactlyOnceInOrder(seen.events, 2);
   },
 );
+
+test("onNotice gets an operator's notice to the user", needsServer, async (t) => {
+  const user = uniqueUser("notice");
+  const pc = client(t, { token: token(user) });
+  const notices = [];
+  pc.onNotice((notice) => notices.push(notice));
+  await waitFor(() => pc.state === "connected", "a connection");
+  const sent = await api(
+    "ops",
+    "POST",
+    "/api/admin/notice",
+    { message: "maintenance at 18:00", level: "warning", user },
+    [200],
+    { admin: true },
+  );
+  assert.equal(sent.delivered, 1);
+  await waitFor(() => notices.length === 1, "the notice");
+  assert.deepEqual(notices[0], sent.notice);
+  assert.equal(notices[0].level, "warning");
+});

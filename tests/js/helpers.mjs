@@ -23,10 +23,11 @@ export const STAGES = [
 const b64url = (data) => Buffer.from(data).toString("base64url");
 
 /** An HS256 token for `user`, like progresscast.tokens.issue_token. */
-export function token(user, { ttl = 600 } = {}) {
+export function token(user, { ttl = 600, admin = false } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
-  const body = b64url(JSON.stringify({ sub: user, iat: now, exp: now + ttl }));
+  const claims = { sub: user, iat: now, exp: now + ttl, ...(admin ? { admin: true } : {}) };
+  const body = b64url(JSON.stringify(claims));
   const sig = createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
   return `${head}.${body}.${sig}`;
 }
@@ -39,10 +40,13 @@ export function uniqueUser(prefix) {
 }
 
 /** A REST call as `user`; returns the parsed JSON, throws on an unexpected status. */
-export async function api(user, method, path, body, expect = [200, 201, 202]) {
+export async function api(user, method, path, body, expect = [200, 201, 202], claims = {}) {
   const res = await fetch(URL + path, {
     method,
-    headers: { Authorization: `Bearer ${token(user)}`, "Content-Type": "application/json" },
+    headers: {
+      Authorization: `Bearer ${token(user, claims)}`,
+      "Content-Type": "application/json",
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });

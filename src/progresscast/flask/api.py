@@ -4,7 +4,7 @@ at ``<prefix>/api/openapi.json``."""
 from __future__ import annotations
 
 import flask_smorest
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.views import MethodView
 from flask_smorest import Api
 
@@ -185,10 +185,10 @@ class JobCancel(MethodView):
         return state.snapshot(tracker.clock())
 
 
-@blp.before_request
-def _guard() -> None:
+def guard() -> None:
     """Rate limit per user (per address for calls without identity), 429
-    beyond it; cross-site writes refused for callers signed in by cookie."""
+    beyond it; cross-site writes refused for callers signed in by cookie.
+    Runs before every request of the API's blueprints."""
     progress = current_progress()
     try:  # bucket keys (not Socket.IO rooms)
         principal = http_principal(request)
@@ -202,6 +202,19 @@ def _guard() -> None:
         check_cookie_write(
             request.environ, request.method, progress.settings["CORS_ALLOWED_ORIGINS"]
         )
+
+
+def count_request(response: Response) -> Response:
+    """Count the request in the app's metrics, by endpoint and status
+    (after every request of the API's blueprints)."""
+    metrics = current_progress().metrics
+    if metrics is not None:
+        metrics.http_request(request.endpoint, response.status_code)
+    return response
+
+
+blp.before_request(guard)
+blp.after_request(count_request)
 
 
 #: flask-smorest's settings, given to it with the extension's config prefix
@@ -218,7 +231,7 @@ API_DEFAULTS = {
 }
 
 
-def register_api(app: Flask, url_prefix: str, config_prefix: str) -> None:
+def register_api(app: Flask, url_prefix: str, config_prefix: str) -> ProgressApi:
     """The REST API at ``<url_prefix>/api``, its OpenAPI document at
     ``<url_prefix>/api/openapi.json``."""
     for key, value in {**API_DEFAULTS, "OPENAPI_URL_PREFIX": url_prefix + "/api"}.items():
@@ -231,3 +244,4 @@ def register_api(app: Flask, url_prefix: str, config_prefix: str) -> None:
     # "jobs" names the API's tag and endpoints, unless the app has a "jobs" of its own.
     name = "jobs" if "jobs" not in app.blueprints else "progresscast_jobs"
     api.register_blueprint(blp, name=name, url_prefix=url_prefix + "/api/jobs")
+    return api

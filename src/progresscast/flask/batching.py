@@ -22,15 +22,24 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
-from progresscast.protocol import BATCH_EVENT, batched, is_batchable
+from progresscast.protocol import BATCH_EVENT, NAMESPACE, batched, is_batchable
 
 from .direct_websocket import DirectSockets, broadcast
 from .in_order import JobOrder, job_event
+
+#: the event name under which an admin command travels to every server
+#: (:meth:`_Batching.admin`); also the room it is addressed to, which no
+#: connection is in, so a server that does not know it delivers it to nobody
+ADMIN_COMMAND = "progresscast:admin"
 
 
 class _Fanout(socketio.Manager):
     """Room delivery that encodes and frames a packet once for all its
     websocket clients (direct_websocket.py), when the server has them."""
+
+    #: the app's metrics (metrics.py), set by the extension: deliveries on
+    #: ``/progress`` are counted there
+    metrics = None
 
     def emit(
         self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
@@ -38,6 +47,11 @@ class _Fanout(socketio.Manager):
         room = to or room
         eio = self.server.eio
         if callback is not None or not isinstance(eio.sockets, DirectSockets):
+            if self.metrics is not None and namespace == NAMESPACE:
+                skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+                self.metrics.delivered(
+                    sum(sid not in skip for sid, _ in self.get_participants(namespace, room))
+                )
             return super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
             )
@@ -55,12 +69,17 @@ class _Fanout(socketio.Manager):
             return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        eio_sids = [
+            eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip
+        ]
         broadcast(
             eio,
-            [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip],
+            eio_sids,
             message.encode(),
             lambda eio_sid: self.server._send_eio_packet(eio_sid, message),
         )
+        if self.metrics is not None and namespace == NAMESPACE:
+            self.metrics.delivered(len(eio_sids))
         return None
 
 
@@ -75,6 +94,20 @@ class _Batching(_Fanout):
     """
 
     batch_interval = 0.1
+    #: ``handler(command) -> int``: carries out an admin command on this
+    #: server's connections (the extension's namespace, sockets.py)
+    admin_handler = None
+
+    def admin(self, command: dict[str, Any]) -> int:
+        """Carry out an admin command (a JSON object: a notice to deliver,
+        connections to drop) on this server's connections and, with a
+        message queue, on every other server's; returns how many of this
+        server's connections it reached."""
+        return self._admin_here(command)
+
+    def _admin_here(self, command: dict[str, Any]) -> int:
+        handler = self.admin_handler
+        return handler(command) if handler is not None else 0
 
     def initialize(self) -> None:
         super().initialize()
@@ -137,9 +170,11 @@ class _Batching(_Fanout):
         own_frame = {key for key, rooms in rooms_of.items() if len(rooms) > 1}
         own_frame.update((ns, sid) for ns, _, _, direct in pending for sid in direct)
         # socketio.Manager.emit: deliver here only (no re-batching, no publishing)
+        delivered = 0
         for (namespace, room), events in by_room.items():
             members = self.rooms.get(namespace, {}).get(room, ())
             skip = [sid for sid in members if (namespace, sid) in own_frame]
+            delivered += len(members) - len(skip)
             socketio.Manager.emit(
                 self, BATCH_EVENT, {"events": events}, namespace, room=room, skip_sid=skip
             )
@@ -153,7 +188,10 @@ class _Batching(_Fanout):
                 if ns == namespace and sid not in direct and any(t in rooms for t in targets)
             ]
             if events:
+                delivered += 1
                 socketio.Manager.emit(self, BATCH_EVENT, {"events": events}, namespace, room=sid)
+        if self.metrics is not None:
+            self.metrics.delivered(delivered)
 
 
 class BatchingManager(_Batching):
@@ -190,7 +228,39 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
         self._was_subscribed = False
         super().initialize()
 
+    def admin(self, command: dict[str, Any]) -> int:
+        count = self._admin_here(command)
+        # As an emit to a room nobody is in: a server that runs another
+        # manager, or an older progresscast, delivers it to nobody.
+        self._publish(
+            {
+                "method": "emit",
+                "event": ADMIN_COMMAND,
+                "data": [command],
+                "binary": False,
+                "namespace": NAMESPACE,
+                "room": ADMIN_COMMAND,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+        )
+        return count
+
+    def _publish(self, data):
+        # python-socketio's RedisManager logs a failed publish and returns
+        # None; a publish that reached Redis returns its subscriber count.
+        result = super()._publish(data)
+        if result is None and self.metrics is not None:
+            self.metrics.publish_failed()
+        return result
+
     def _handle_emit(self, message):
+        if message.get("event") == ADMIN_COMMAND:
+            data = message.get("data")
+            if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+                self._admin_here(data[0])
+            return None
         # Every emit, this server's own and those from the queue, passes
         # here: the one place to put each job's events back in seq order.
         event = job_event(message) if self.order is not None else None
@@ -261,6 +331,7 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
             if self.order is not None:
                 self.order.forget_all()  # every client starts over with a read
             for sock in sockets:
+                sock.cut_reason = "queue_lost"  # for the metrics (sockets.py)
                 with contextlib.suppress(Exception):
                     # abort: no Engine.IO CLOSE packet, so every client takes
                     # it for a dropped transport and reconnects by itself

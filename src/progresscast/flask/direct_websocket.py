@@ -114,6 +114,8 @@ class DirectSocket(engineio.socket.Socket):
     _message_bytes = 0
     _inbox: deque | None = None  # complete messages waiting for the receiver
     _pinger: Pinger | None = None
+    #: why the server cut the connection, when it did (metrics.py counts it)
+    cut_reason: str | None = None
 
     # -- sending -------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class DirectSocket(engineio.socket.Socket):
                     self.sid,
                     self._backlog_bytes,
                 )
+                self.cut_reason = "slow_reader"
                 self._abort()
             return
         try:
@@ -162,7 +165,9 @@ class DirectSocket(engineio.socket.Socket):
             while backlog:
                 self._sock.sendall(backlog[0])
                 self._backlog_bytes -= len(backlog.popleft())
-        except OSError:  # includes the timeout
+        except OSError as exc:  # includes the timeout
+            if isinstance(exc, TimeoutError):
+                self.cut_reason = "slow_reader"
             self._abort()
         finally:
             self._backlog = None
@@ -320,6 +325,7 @@ class DirectSocket(engineio.socket.Socket):
                 self._message_bytes += len(event.data)
                 if self._message_bytes > self.server.max_http_buffer_size:
                     self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
+                    self.cut_reason = "too_large"
                     return True
                 if event.message_finished:
                     parts, self._message_parts, self._message_bytes = self._message_parts, [], 0

@@ -20,6 +20,7 @@ from progresscast.protocol import NAMESPACE
 from progresscast.ratelimit import BucketMap
 from progresscast.tokens import check_secret
 
+from .admin import instrument_admin_ui, register_admin
 from .api import register_api
 from .auth import Principal, principal_from
 from .background import start_background_tasks
@@ -28,6 +29,7 @@ from .compression import NoWebsocketCompression
 from .direct_websocket import EventletInput, install_direct_websockets
 from .in_order import JobOrder
 from .jsonutil import SocketJSON, TolerantPacket
+from .metrics import Metrics, register_metrics
 from .pages import register_pages
 from .settings import PREFIX, read_settings
 from .sockets import ProgressNamespace
@@ -184,11 +186,15 @@ class ProgressCast:
         state = AppProgress(self, app, socketio, settings, tracker)
         state.token_secret = _token_secret(settings, app)
         state.message_queue_url = message_queue_url
+        if settings["METRICS"]:
+            state.metrics = tracker.observer = Metrics(state)
         app.extensions["progresscast"] = state
         self._apps.append(state)
 
-        register_api(app, settings["URL_PREFIX"], self.config_prefix)
+        api = register_api(app, settings["URL_PREFIX"], self.config_prefix)
+        register_admin(api, settings["URL_PREFIX"])
         register_pages(app, settings["URL_PREFIX"])
+        register_metrics(app, settings["URL_PREFIX"])
         origins = settings["CORS_ALLOWED_ORIGINS"]
         if origins:  # else same origin only (no CORS headers)
             CORS(
@@ -201,8 +207,14 @@ class ProgressCast:
             )
 
         state.namespace = ProgressNamespace(NAMESPACE, settings)
+        state.namespace.metrics = state.metrics
         socketio.on_namespace(state.namespace)
         server = socketio.server
+        if batches(server.manager):
+            server.manager.metrics = state.metrics
+            # admin disconnects and notices, from this or any other server
+            server.manager.admin_handler = state.namespace.run_admin
+        state.admin_ui = instrument_admin_ui(socketio, settings)
         if server.packet_class is Packet:  # not when the app chose another serializer
             server.packet_class = _tolerant_packet()
         if settings["DIRECT_WEBSOCKET"]:
@@ -238,6 +250,10 @@ class AppProgress:
         self.token_secret: str | None = None
         self.message_queue_url: str | None = None
         self.queue_probe: Any = None  # a Redis client for /readyz, made at its first call
+        #: the app's Prometheus metrics (metrics.py); None when METRICS is off
+        self.metrics: Metrics | None = None
+        #: python-socketio's Admin UI instrumentation, when ADMIN_UI_PASSWORD is set
+        self.admin_ui: Any = None
         self.http_buckets = BucketMap(settings["HTTP_RATE"], settings["HTTP_BURST"])
         #: set by :meth:`close`: the background sweeps stop
         self.closed = False

@@ -73,6 +73,20 @@ class Defaults:
     HTTP_RATE = 50  # requests per second per user (or per address for anonymous calls)
     HTTP_BURST = 100
 
+    # --- operators: metrics and the Socket.IO Admin UI
+    # Prometheus metrics at <prefix>/metrics (metrics.py), served to this host
+    # only (a request from loopback that no proxy forwarded) or to a bearer of
+    # METRICS_TOKEN. False: no /metrics, nothing measured.
+    METRICS = True
+    METRICS_TOKEN: str | None = None  # at least 16 characters; None: localhost only
+    # python-socketio's Admin UI (its instrument()) on the namespace /admin,
+    # for these credentials; off while ADMIN_UI_PASSWORD is None. "production"
+    # mode sends server statistics only; "development" also every socket, its
+    # handshake headers and its events (admin.py).
+    ADMIN_UI_USERNAME = "admin"
+    ADMIN_UI_PASSWORD: str | None = None
+    ADMIN_UI_MODE = "production"
+
     # --- the fast websocket path (eventlet only)
     # permessage-deflate: off, since deflating each small event once per client
     # is the dominant cost of a delivery (compression.py, docs/benchmarks.md).
@@ -133,6 +147,14 @@ def read_settings(config: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, 
         raise ValueError(
             f"{prefix}URL_PREFIX must start with '/' and not end with it: {prefix_url!r}"
         )
+    token = settings["METRICS_TOKEN"]
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        raise ValueError(f"{prefix}METRICS_TOKEN must be a string of at least 16 characters")
+    password = settings["ADMIN_UI_PASSWORD"]
+    if password is not None and (not isinstance(password, str) or len(password) < 12):
+        raise ValueError(f"{prefix}ADMIN_UI_PASSWORD must be a string of at least 12 characters")
+    if settings["ADMIN_UI_MODE"] not in ("production", "development"):
+        raise ValueError(f"{prefix}ADMIN_UI_MODE must be 'production' or 'development'")
     return settings
 
 

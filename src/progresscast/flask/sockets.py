@@ -32,6 +32,7 @@ from progresscast import (
 )
 from progresscast.protocol import (
     ALL_JOBS_ROOM,
+    NOTICE,
     REQUESTS,
     SESSION_EXPIRED,
     batched,
@@ -47,6 +48,7 @@ from .batching import batches
 from .context import get_tracker
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
+from .metrics import ENGINEIO_REASONS, Metrics
 from .origin import same_site_connect
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
@@ -64,6 +66,7 @@ class Connection:
     principal: Principal
     requests: TokenBucket  # the request rate limit
     strikes: TokenBucket  # refusals tolerated before a flood is disconnected
+    cut: str | None = None  # why the server is closing it (metrics: disconnects by reason)
 
 
 class ProgressNamespace(Namespace):
@@ -77,6 +80,8 @@ class ProgressNamespace(Namespace):
         # connections[sid] = Connection; per_user[user_id] = open connections
         self.connections: dict[str, Connection] = {}
         self.per_user: Counter[str] = Counter()
+        #: the app's metrics (metrics.py), set by the extension; None: not measured
+        self.metrics: Metrics | None = None
 
     def principal(self) -> Principal:
         return self.connections[request.sid].principal
@@ -93,6 +98,16 @@ class ProgressNamespace(Namespace):
             sid, self.namespace
         ):
             return super().trigger_event(event, *args)
+        ack = self._request(sid, event, *args)
+        if self.metrics is not None:
+            # Client-chosen names are bounded to the protocol's.
+            name = event if event in REQUESTS else "malformed" if event == MALFORMED else "unknown"
+            ok = isinstance(ack, dict) and ack.get("ok")
+            result = "ok" if ok else (ack or {}).get("error", {}).get("code", "internal")
+            self.metrics.socket_request(name, result)
+        return ack
+
+    def _request(self, sid: str, event: str, *args: Any) -> Any:
         refusal = self._admit(sid)
         if refusal is not None:
             return refusal
@@ -123,7 +138,7 @@ class ProgressNamespace(Namespace):
             return None
         if not conn.strikes.take():
             log.warning("disconnecting %s (%s): request flood", sid, conn.principal.user_id)
-            self._after_ack(self.socketio.server.disconnect, sid, namespace=self.namespace)
+            self._after_ack(self.cut, sid, "flood")
         return error_ack(
             RateLimited(f"more than {self.config['SOCKET_RATE']} requests per second; slow down")
         )
@@ -146,7 +161,22 @@ class ProgressNamespace(Namespace):
             to=sid,
             namespace=self.namespace,
         )
-        self.socketio.server.disconnect(sid, namespace=self.namespace)
+        self.cut(sid, "expired")
+
+    def cut(self, sid: str, reason: str) -> None:
+        """Close this server's connection ``sid`` (the metrics count ``reason``)."""
+        conn = self.connections.get(sid)
+        if conn is None:
+            return
+        conn.cut = reason
+        self.socketio.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
+        if self.connections.get(sid) is conn:
+            # python-socketio sends the client its DISCONNECT before it runs
+            # the disconnect handler; a client that closes its transport in
+            # between (possible when something yields there, as the Admin
+            # UI's development mode does) makes Flask-SocketIO skip the
+            # handler. Forget the connection here then.
+            self._forget(sid, reason)
 
     def expired_sids(self, now: float) -> list[str]:
         return [
@@ -174,6 +204,8 @@ class ProgressNamespace(Namespace):
                     f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
                 )
         except ProgressCastError as exc:
+            if self.metrics is not None:
+                self.metrics.refused(exc.code)
             raise ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.connections[request.sid] = Connection(
             principal,
@@ -181,14 +213,66 @@ class ProgressNamespace(Namespace):
             TokenBucket(config["SOCKET_STRIKES_RATE"], config["SOCKET_STRIKES_BURST"]),
         )
         self.per_user[principal.user_id] += 1
+        if self.metrics is not None:
+            self.metrics.connected()
 
     def on_disconnect(self, reason: Any = None) -> None:
-        conn = self.connections.pop(request.sid, None)
+        self._forget(request.sid, reason)
+
+    def _forget(self, sid: str, reason: Any) -> None:
+        conn = self.connections.pop(sid, None)
         if conn is not None:
             user = conn.principal.user_id
             self.per_user[user] -= 1
             if self.per_user[user] <= 0:
                 del self.per_user[user]
+            if self.metrics is not None:
+                self.metrics.disconnected(conn.cut or self._cut_reason(sid, reason))
+
+    def _cut_reason(self, sid: str, reason: Any) -> str:
+        """Why a connection ended: the server's own reason for cutting it
+        (a slow reader...), else python-engineio's."""
+        server = self.socketio.server
+        eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
+        sock = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        return getattr(sock, "cut_reason", None) or ENGINEIO_REASONS.get(reason, "other")
+
+    # ------------------------------------------------------------------ admin
+
+    def run_admin(self, command: dict[str, Any]) -> int:
+        """Carry out an admin command on this server's connections (admin.py
+        sends it to every server through the client manager); returns how
+        many it reached.
+
+        ``{"action": "notice", "notice": {...}, "user"?: id}`` emits the
+        ``notice`` event, to every connection or to one user's;
+        ``{"action": "disconnect", "user"?: id, "sid"?: sid}`` drops them.
+        """
+        user, sid = command.get("user"), command.get("sid")
+        targets = [
+            s
+            for s, conn in list(self.connections.items())
+            if (sid is None or s == sid) and (user is None or conn.principal.user_id == user)
+        ]
+        if not targets:
+            return 0
+        server = self.socketio.server
+        if command.get("action") == "notice":
+            everyone = user is None and sid is None
+            server.emit(
+                NOTICE,
+                command["notice"],
+                to=None if everyone else targets,
+                namespace=self.namespace,
+                ignore_queue=True,  # every server runs the command itself
+            )
+            return len(targets)
+        if command.get("action") == "disconnect" and (user or sid):
+            for target in targets:
+                self.cut(target, "admin")
+            return len(targets)
+        log.warning("unknown admin command %r", command.get("action"))
+        return 0
 
     # --------------------------------------------------------------- requests
 

@@ -305,6 +305,7 @@ export class ProgressClient {
     this.state = "reconnecting";
     this._stateListeners = new Set();
     this._errorListeners = new Set();
+    this._noticeListeners = new Set();
 
     this.socket = io(String(url).replace(/\/+$/, "") + NAMESPACE, {
       auth: (cb) => this._auth(cb),
@@ -321,6 +322,9 @@ export class ProgressClient {
     this.socket.on("disconnect", (reason) => this._onDisconnect(reason));
     this.socket.on("connect_error", (err) => this._onConnectError(err));
     this.socket.on("session_expired", (data) => this._onSessionExpired(data));
+    this.socket.on("notice", (notice) => {
+      for (const cb of this._noticeListeners) cb(notice);
+    });
     this.socket.io.on("reconnect_attempt", () => this._setState(this._offlineOr("reconnecting")));
     this.socket.io.on("reconnect_failed", () => this._setState("offline"));
     if (typeof globalThis.addEventListener === "function") {
@@ -484,6 +488,15 @@ export class ProgressClient {
   onError(cb) {
     this._errorListeners.add(cb);
     return () => this._errorListeners.delete(cb);
+  }
+
+  /**
+   * `cb({id, message, level, ts})` for every operator's notice (`notice`
+   * events: maintenance announcements and the like); returns an unsubscribe.
+   */
+  onNotice(cb) {
+    this._noticeListeners.add(cb);
+    return () => this._noticeListeners.delete(cb);
   }
 
   /** Disconnect for good. */

@@ -759,6 +759,19 @@ export function startPage({ io }) {
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(`The server refused the token: ${err.message}. Sign in again.`);
   });
+  pc.onNotice(showNotice);
   window.progresscast = pc; // for the console
   return pc;
+}
+
+/** An operator's notice (POST /api/admin/notice) as a banner until dismissed. */
+function showNotice(notice) {
+  const el = document.getElementById("notice");
+  if (!el || typeof notice?.message !== "string") return;
+  el.dataset.level = ["info", "warning", "critical"].includes(notice.level) ? notice.level : "info";
+  el.replaceChildren(
+    h("span", { class: "notice-text" }, notice.message),
+    h("button", { type: "button", class: "linklike", onclick: () => (el.hidden = true) }, "Dismiss"),
+  );
+  el.hidden = false;
 }
