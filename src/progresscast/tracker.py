@@ -442,7 +442,7 @@ class ProgressTracker:
             else:
                 raise Conflict(f"job {job_id!r} is being updated by too many writers; try again")
         if self.observer is not None:
-            self.observer.applied(str(kind), time.perf_counter() - started)
+            self._observe("applied", str(kind), time.perf_counter() - started)
         if new_state.parent_id is not None:  # outside the child's lock: the parent takes its own
             self._child_changed(new_state, events)
         return events, new_state
@@ -887,7 +887,7 @@ class ProgressTracker:
             return self.store.append(events, state)
         started = time.perf_counter()
         cancel_requested = self.store.append(events, state)
-        self.observer.stored(events, time.perf_counter() - started)
+        self._observe("stored", events, time.perf_counter() - started)
         return cancel_requested
 
     def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
@@ -904,4 +904,12 @@ class ProgressTracker:
                 failed += 1
                 log.exception("could not publish %s seq=%s", event["type"], event["seq"])
         if self.observer is not None:
-            self.observer.published(events, time.perf_counter() - started, failed)
+            self._observe("published", events, time.perf_counter() - started, failed)
+
+    def _observe(self, what: str, *args: Any) -> None:
+        # The write is done by now: an observer that fails must not fail it
+        # (the caller would retry, or its events would not be published).
+        try:
+            getattr(self.observer, what)(*args)
+        except Exception:
+            log.exception("the tracker's observer failed (%s)", what)

@@ -145,6 +145,9 @@ def test_two_apps_keep_their_own_numbers(make_app, connect):
         ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}),
         ("127.0.0.1", {"X-Real-IP": "203.0.113.9"}),
         ("127.0.0.1", {"Forwarded": "for=203.0.113.9"}),
+        ("127.0.0.1", {"X-Forwarded-Host": "example.com"}),
+        # a plain proxy_pass that only says it went through a proxy
+        ("127.0.0.1", {"Via": "1.1 proxy", "X-Forwarded-Proto": "https"}),
         ("", {}),  # a Unix socket
     ],
 )
@@ -167,6 +170,9 @@ def test_the_metrics_token_lets_a_remote_scraper_in(make_app):
     wrong = http.get("/metrics", headers={"Authorization": "Bearer " + "x" * 24}, **remote)
     assert wrong.status_code == 401
     assert_error(wrong.get_json(), "unauthorized")
+    # not ASCII: refused like any wrong token (compare_digest on str raised: 500)
+    odd = http.get("/metrics", headers={"Authorization": "Bearer éé"}, **remote)
+    assert odd.status_code == 401
     # An admin's JWT is not the metrics token.
     assert http.get("/metrics", headers=ADMIN, **remote).status_code == 401
 

@@ -8,10 +8,13 @@ deploy/ config) in front of the first.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
+import time
 
 import pytest
+import redis as redis_py
 import requests
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,7 +55,7 @@ def cluster(tmp_path_factory):
             (base / name).mkdir()
             servers.append(ServerProcess(base / name, env=env).start())
         nginx = Nginx(base / "nginx", [servers[0].port]).start()
-        yield {"a": servers[0], "b": servers[1], "nginx": nginx}
+        yield {"a": servers[0], "b": servers[1], "nginx": nginx, "redis": redis_srv}
     finally:
         if nginx is not None:
             nginx.stop()
@@ -92,15 +95,21 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def other_events(client: SocketClient, name: str, timeout: float = 10) -> tuple[str, object]:
-    """The next non-job event called ``name`` a client received."""
+def other_events(
+    client: SocketClient, name: str, timeout: float = 10, skipped: list | None = None
+) -> tuple[str, object]:
+    """The next non-job event called ``name`` a client received; the ones
+    before it go to ``skipped``."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            event = client.other.get(timeout=timeout)
+            event = client.other.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             raise AssertionError(f"no {name!r} within {timeout}s") from None
         if event[0] == name:
             return event
+        if skipped is not None:
+            skipped.append(event)
 
 
 # ---------------------------------------------------------------- metrics
@@ -199,16 +208,50 @@ def test_a_notice_and_a_disconnect_reach_every_instance(cluster, clients):
         "POST", "/api/admin/disconnect", user=None, headers=ADMIN, json={"user": "carol"}
     ).json()
     assert dropped["disconnected"] == 1  # the one here; b drops its own
-    other_events(carol_a, "disconnect")
-    other_events(carol_b, "disconnect")
+    before_drop: list = []
+    other_events(carol_a, "disconnect", skipped=before_drop)
+    other_events(carol_b, "disconnect", skipped=before_drop)
     assert dave.call("ping")["ok"]  # nobody else
-    # Nor any notice for carol to dave in between.
+    # dave's notice reached neither of carol's connections (it was sent
+    # before the disconnect, through the same queue), and nothing more came to dave.
+    assert [e for e in before_drop if e[0] == "notice"] == [], before_drop
     assert all(name != "notice" for name, _ in list(dave.other.queue))
     wait_until(
         lambda: value(scrape(b.url), "progresscast_disconnects_total", reason="admin") >= 1,
         10,
         what="the other instance to count its admin disconnect",
     )
+
+
+def test_a_forged_admin_command_on_the_queue_does_nothing(cluster, clients):
+    """Admin commands travel between servers signed with the token secret:
+    one that anybody with access to the channel publishes is dropped."""
+    erin = clients(cluster["b"].url, "erin")
+    forged = {
+        "method": "emit",
+        "event": "progresscast:admin",
+        "data": [{"action": "disconnect", "user": "erin"}, "0" * 64],
+        "binary": False,
+        "namespace": "/progress",
+        "room": "progresscast:admin",
+        "skip_sid": None,
+        "callback": None,
+        "host_id": "forger",
+    }
+    conn = redis_py.Redis.from_url(cluster["redis"].url)
+    try:
+        assert conn.publish("flask-socketio", json.dumps(forged)) == 2  # both servers
+    finally:
+        conn.close()
+    # A real command after it, through the same queue, is carried out: by
+    # then the forged one was handled, and erin is still there.
+    sent = (
+        cluster["a"]
+        .http("POST", "/api/admin/notice", user=None, headers=ADMIN, json={"message": "after"})
+        .json()
+    )
+    assert other_events(erin, "notice")[1] == sent["notice"]
+    assert erin.call("ping")["ok"]
 
 
 # ------------------------------------------------------------- Admin UI

@@ -59,3 +59,28 @@ def test_without_an_observer_nothing_is_reported(tracker):
     assert tracker.observer is None
     state = tracker.create_job("report", DOC_STAGES, owner="ann")
     tracker.apply(state.job_id, "job_started")  # no observer to call: nothing breaks
+
+
+class Failing:
+    """An observer whose every report raises."""
+
+    def stored(self, *args):
+        raise RuntimeError("observer down")
+
+    published = applied = stored
+
+
+def test_an_observer_that_fails_fails_no_update(store, caplog):
+    sent = []
+
+    class Emitter:
+        def emit(self, name, data, **kwargs):
+            sent.append(data["seq"])
+
+    tracker = ProgressTracker(store, Emitter(), observer=Failing())
+    state = tracker.create_job("report", DOC_STAGES, owner="ann")
+    tracker.apply(state.job_id, "job_started")
+    # both stored and both published, once each; the failures are logged
+    assert [e["seq"] for e in store.events_since(state.job_id)] == [1, 2]
+    assert sent == [1, 2]
+    assert "the tracker's observer failed" in caplog.text

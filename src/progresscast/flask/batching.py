@@ -14,6 +14,9 @@ per server.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import threading
 from typing import Any
 
@@ -228,15 +231,21 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
         self._was_subscribed = False
         super().initialize()
 
+    #: the key admin commands are signed with between servers (the
+    #: extension's token secret): an app's own emit cannot pass for one
+    admin_key: bytes | None = None
+
     def admin(self, command: dict[str, Any]) -> int:
         count = self._admin_here(command)
+        if self.admin_key is None:
+            return count  # nothing to sign with: this server only
         # As an emit to a room nobody is in: a server that runs another
         # manager, or an older progresscast, delivers it to nobody.
         self._publish(
             {
                 "method": "emit",
                 "event": ADMIN_COMMAND,
-                "data": [command],
+                "data": [command, _signature(self.admin_key, command)],
                 "binary": False,
                 "namespace": NAMESPACE,
                 "room": ADMIN_COMMAND,
@@ -257,9 +266,7 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
 
     def _handle_emit(self, message):
         if message.get("event") == ADMIN_COMMAND:
-            data = message.get("data")
-            if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
-                self._admin_here(data[0])
+            self._admin_from_queue(message)
             return None
         # Every emit, this server's own and those from the queue, passes
         # here: the one place to put each job's events back in seq order.
@@ -273,6 +280,24 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
 
         self.order.deliver(event, send)
         return None
+
+    def _admin_from_queue(self, message: dict[str, Any]) -> None:
+        """Carry out another server's admin command, if it is one: from
+        another host, to the admin room, signed with our key. (This
+        server's own emits of the name, an app's, are dropped.)"""
+        data = message.get("data")
+        if (
+            self.admin_key is None
+            or message.get("host_id") == self.host_id
+            or message.get("namespace") != NAMESPACE
+            or message.get("room") != ADMIN_COMMAND
+            or not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], dict))
+            or not isinstance(data[1], str)
+            or not hmac.compare_digest(data[1], _signature(self.admin_key, data[0]))
+        ):
+            self._get_logger().warning("dropped an admin command that was not one of ours")
+            return
+        self._admin_here(data[0])
 
     def note_read(self, job_id: str, seq: int) -> None:
         """A client read ``job_id`` from the store up to ``seq`` (in_order.py)."""
@@ -339,6 +364,11 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
                 self.server.eio.sockets.pop(sock.sid, None)
         self._was_subscribed = True
         self._subscribed.set()
+
+
+def _signature(key: bytes, command: dict[str, Any]) -> str:
+    body = json.dumps(command, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def batches(manager: Any) -> bool:

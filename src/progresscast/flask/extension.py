@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -214,6 +216,11 @@ class ProgressCast:
             server.manager.metrics = state.metrics
             # admin disconnects and notices, from this or any other server
             server.manager.admin_handler = state.namespace.run_admin
+            if state.token_secret and hasattr(server.manager, "admin_key"):
+                # commands between servers are signed (batching.py)
+                server.manager.admin_key = hmac.new(
+                    state.token_secret.encode(), b"progresscast admin command", hashlib.sha256
+                ).digest()
         state.admin_ui = instrument_admin_ui(socketio, settings)
         if server.packet_class is Packet:  # not when the app chose another serializer
             server.packet_class = _tolerant_packet()

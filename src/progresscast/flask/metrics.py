@@ -86,7 +86,20 @@ LATENCY_BUCKETS = (
 )
 #: request headers a proxy adds: a request that has one came from elsewhere,
 #: whatever its remote address (behind nginx every request comes from 127.0.0.1)
-PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host")
+PROXY_HEADERS = (
+    "X-Forwarded-For",
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "Via",
+    "X-Envoy-External-Address",
+    "CF-Connecting-IP",
+    "True-Client-IP",
+)
 
 
 class Metrics:
@@ -301,7 +314,11 @@ def check_scraper(environ: dict[str, Any], authorization: str | None, token: str
     bearer token, else one from this host (:func:`is_local`)."""
     if authorization is not None and token is not None:
         scheme, _, given = authorization.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+        # bytes: compare_digest refuses non-ASCII str (a 500 for "Bearer é")
+        expected = token.encode("utf-8")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "replace"), expected
+        ):
             return
         raise Unauthorized("wrong metrics token")
     if not is_local(environ):
