@@ -73,6 +73,10 @@ class Estimate:
 SHORT_HORIZON = 0.05
 LONG_HORIZON = 2.0
 NOISE_REF = 0.15
+#: The job's pace's LONG_HORIZON when the current stage's work comes
+#: unevenly: nearly all of the time measured, as the plain average does.
+#: (Longer still follows a job that speeds up worse than tqdm's EMA does.)
+UNEVEN_JOB_HORIZON = 10.0
 #: The horizon spans at least this many of the longest gaps between reports,
 #: so that work in bursts and pauses is averaged over whole cycles.
 GAP_HORIZON = 3.0
@@ -111,6 +115,8 @@ class Pace:
     #: the same sums over a four times longer horizon, to see a trend
     slow_seconds: float = 0.0
     slow_work: float = 0.0
+    #: LONG_HORIZON for this pace, if not the default
+    long_horizon: float = 0.0
 
     def add(self, dt: float, dx: float, span: float) -> None:
         """A sample: ``dx`` work in ``dt`` seconds, ``span`` seconds since measuring began."""
@@ -127,7 +133,8 @@ class Pace:
         self.samples += 1
         self.gap = max(self.gap, dt)
         unevenness = min(1.0, self.noise / NOISE_REF) if self.samples > 3 else 1.0
-        share = SHORT_HORIZON + (LONG_HORIZON - SHORT_HORIZON) * unevenness
+        long_horizon = self.long_horizon or LONG_HORIZON
+        share = SHORT_HORIZON + (long_horizon - SHORT_HORIZON) * unevenness
         horizon = max(share * span, GAP_HORIZON * self.gap)
         keep = math.exp(-dt / horizon) if horizon > 0 else 0.0
         self.seconds = self.seconds * keep + dt
@@ -163,6 +170,7 @@ class Pace:
             self.samples,
             self.slow_seconds,
             self.slow_work,
+            self.long_horizon,
         ]
 
 
@@ -256,6 +264,10 @@ class Forecast:
         same_stage = last[3] == stage
         dt = now - last[0]
         if dt > 0 and progress >= last[2]:
+            # Work that comes unevenly (noise, bursts) is best averaged over
+            # all of it: the job's pace then looks back further.
+            uneven = min(1.0, self.stage_pace.noise / NOISE_REF)
+            self.job_pace.long_horizon = LONG_HORIZON + (UNEVEN_JOB_HORIZON - LONG_HORIZON) * uneven
             self.job_pace.add(dt, progress - last[2], now - self.started)
         t0, f0 = self.attempt
         if same_stage and fraction < last[1]:  # the stage went back (a retry): start over
