@@ -211,6 +211,11 @@ class Forecast:
     #: the stage that was under way when the forecast was rebuilt (resume):
     #: its measured time is only part of it
     partial: int | None = None
+    #: the current stage's fraction when its learned time starts: 0, or that
+    #: of its first report when that report is what began it (a report that
+    #: names the next stage ends the last one: work done before it is in
+    #: the last stage's time)
+    entry: float = 0.0
 
     def start(self, now: float, n_stages: int, history: History | None) -> None:
         """The job started at ``now``, in its first stage."""
@@ -220,6 +225,7 @@ class Forecast:
         self.retried = [0.0] * n_stages
         self.history = history
         self.partial = None
+        self.entry = 0.0
         self.last = (now, 0.0, 0.0, 0, None)
 
     def resume(
@@ -248,7 +254,7 @@ class Forecast:
         for i in range(current + 1, end):
             self.stage_seconds[i] = 0.0
         self.stage_started = now
-        self.attempt = (now, 0.0)
+        self.attempt, self.entry = (now, 0.0), 0.0
         # A new stage's pace starts afresh, but as uneven as the last one's:
         # a pipeline that works in bursts does so in every stage.
         self.stage_pace = Pace(noise=self.stage_pace.noise)
@@ -270,6 +276,10 @@ class Forecast:
             self.job_pace.long_horizon = LONG_HORIZON + (UNEVEN_JOB_HORIZON - LONG_HORIZON) * uneven
             self.job_pace.add(dt, progress - last[2], now - self.started)
         t0, f0 = self.attempt
+        if not same_stage and t0 == now and f0 == 0.0:
+            # This report began the stage: its time starts here, at this fraction.
+            self.attempt, self.entry = (now, fraction), fraction
+            t0, f0 = self.attempt
         if same_stage and fraction < last[1]:  # the stage went back (a retry): start over
             if len(self.retried) == len(self.stage_seconds):
                 self.retried[stage] += now - t0
@@ -314,12 +324,16 @@ class Forecast:
         # starts over from its fraction then.
         t0, f0 = self.attempt
         in_attempt = max(0.0, now - t0)
-        speed = self._speed(k, f - f0, in_attempt, durations)
+        # The latest attempt's share of the stage's learned time (all of it
+        # for a first attempt), and the part of that share done so far.
+        span = (1.0 - f0) / (1.0 - self.entry) if self.entry < 1.0 else 1.0
+        done = (f - f0) / (1.0 - f0) if f0 < 1.0 else 1.0
+        speed = self._speed(k, done * span, in_attempt, durations)
         if durations[k] is not None:
             # The stage's rest by its time left, not by its share left: a stage's
             # learned length runs from its first report to the next stage's,
             # and work is reported after it is done, so the share runs ahead.
-            learned = max(0.0, durations[k] * speed * (1.0 - f0) - in_attempt)
+            learned = max(0.0, durations[k] * speed * span - in_attempt)
             # The stage's own pace takes over as the stage advances.
             current = learned if own is None else f * (1.0 - f) * own + (1.0 - f) * learned
         elif own is not None:
@@ -389,6 +403,7 @@ class Forecast:
             "history": None if self.history is None else self.history.to_dict(),
             "retried": self.retried,
             "partial": self.partial,
+            "entry": self.entry,
         }
 
     @classmethod
@@ -407,6 +422,7 @@ class Forecast:
             History.from_dict(data.get("history")),
             list(data.get("retried") or ()),
             data.get("partial"),
+            data.get("entry") or 0.0,
         )
 
 

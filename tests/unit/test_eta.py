@@ -547,3 +547,34 @@ def test_learned_weights_keep_overall_progress_exact_and_monotonic(tracker, cloc
     (done,) = [e for e in run.events if e["type"] == "job_completed"]
     assert done["progress"] == 100.0
     assert state.progress == 100.0
+
+
+def coarse_run(tracker, clock, durations=REAL, steps=4) -> list[tuple[float, float]]:
+    """One run whose stages each report ``steps`` times, after the work:
+    the first report of a stage names it (no stage_completed), so the
+    stage before ends there. Returns (true seconds left, eta) per report."""
+    job = tracker.create_job("pdf", DECLARED, owner="alice", start=True).job_id
+    total, t, seen = sum(durations.values()), 0.0, []
+    for stage, seconds in durations.items():
+        for i in range(1, steps + 1):
+            clock.advance(seconds / steps)
+            t += seconds / steps
+            _, st = tracker.apply(
+                job, "progress_update", stage=stage, stage_progress=100.0 * i / steps
+            )
+            seen.append((total - t, st.eta_seconds))
+    tracker.apply(job, "job_completed")
+    return seen
+
+
+def test_a_stage_begun_by_its_first_report_counts_its_learned_time_from_there(tracker, clock):
+    """A report that names the next stage ends the last one there: the new
+    stage's learned time runs from that report, at that report's fraction.
+    Before, it counted from fraction 0, so the run looked a quarter stage
+    ahead of its history at each stage's first report (ETA 12 % short)."""
+    for _ in range(3):
+        coarse_run(tracker, clock)
+    seen = coarse_run(tracker, clock)
+    firsts = [seen[i] for i in (4, 8, 12)]  # the first reports of stages 2 to 4
+    for left, eta in firsts:
+        assert eta == pytest.approx(left, rel=0.03), firsts
