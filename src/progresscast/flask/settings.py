@@ -97,6 +97,14 @@ class Defaults:
     # Bytes a slow reader may have waiting before it is disconnected (it resumes).
     WEBSOCKET_MAX_BACKLOG = 4 * 1024 * 1024
 
+    # --- Server-Sent Events (<prefix>/api/jobs/<id>/stream, <prefix>/api/stream)
+    SSE_HEARTBEAT = 15.0  # seconds between ": ping" comments, so proxies keep a quiet stream
+    SSE_RETRY_MS = 2000  # the `retry:` a stream starts with: EventSource's reconnect delay
+    # Events waiting for a slow reader before its stream is cut (it resumes
+    # with Last-Event-ID).
+    SSE_MAX_BACKLOG = 1000
+    SSE_TOKEN_TTL = 60  # seconds a stream token (POST <prefix>/api/stream-tokens) opens streams
+
     # --- jobs
     MIN_INTERVAL = 0.1  # emitter throttle, seconds
     # The ETA learns from the newest ETA_HISTORY_RUNS completed runs of each
