@@ -15,6 +15,8 @@ the OpenAPI document: a schema-driven client or fuzzer would hang on them.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -115,9 +117,30 @@ def _note_read(progress: AppProgress, job_id: str, seq: int) -> None:
         note(job_id, seq)
 
 
+#: the kernel's send buffer of a stream's socket. Linux grows it up to 4 MiB
+#: by itself: a reader that stopped reading would hold that much before the
+#: server's writes stall and SSE_MAX_BACKLOG could notice it.
+SEND_BUFFER = 64 * 1024
+
+
 def _client_socket(environ: dict[str, Any]) -> Any:
-    """The client's socket, where the server says (gunicorn, werkzeug)."""
-    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    """The client's socket, where the server says (eventlet.wsgi, which
+    gunicorn's eventlet worker runs; gunicorn's other workers; werkzeug),
+    with its send buffer bounded (:data:`SEND_BUFFER`)."""
+    sock = next(
+        (
+            environ[k]
+            for k in ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket")
+            if k in environ
+        ),
+        None,
+    )
+    if sock is None and hasattr(environ.get("eventlet.input"), "get_socket"):
+        sock = environ["eventlet.input"].get_socket()
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    return sock
 
 
 def _since() -> int | None:
