@@ -168,3 +168,14 @@ def test_the_hub_cuts_a_stream_past_its_backlog_and_keeps_the_others():
 )
 def test_a_message_is_one_data_line_of_json(args, wire):
     assert message(*args) == wire
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SSE_HEARTBEAT", 0), ("SSE_TOKEN_TTL", 7200), ("SSE_MAX_BACKLOG", 0), ("SSE_HEARTBEAT", "x")],
+)
+def test_sse_settings_are_checked(name, value):
+    from progresscast.flask.settings import read_settings
+
+    with pytest.raises(ValueError, match=name):
+        read_settings({f"PROGRESSCAST_{name}": value})

@@ -42,61 +42,64 @@ def auth(user: str, **claims) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_for(user, **claims)}"}
 
 
+def side_by_side(calls) -> None:
+    """Run each call in a thread of its own and wait for all (a server takes
+    a second or two to start and to stop)."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    """One eventlet server on SQLite, with nginx (deploy/nginx.conf) in front."""
+def servers(tmp_path_factory):
+    """Every process of the module, started and stopped side by side: one
+    eventlet server on SQLite with nginx (deploy/nginx.conf) in front, and
+    two instances on one Redis, ``a`` under eventlet and ``b`` under gevent."""
     base = tmp_path_factory.mktemp("sse")
-    server = ServerProcess(base, env=ENV).start()
-    nginx = None
-    try:
-        nginx = Nginx(base / "nginx", [server.port]).start()
-        yield server, nginx
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def server(single):
-    return single[0]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Two instances on one Redis: ``a`` under eventlet, ``b`` under gevent."""
-    base = tmp_path_factory.mktemp("sse-cluster")
     redis_srv = RedisServer(base).start()
-    env = {
+    shared = {
         **ENV,
         "PROGRESSCAST_STORE_URL": f"{redis_srv.url}?prefix=sse",
         "PROGRESSCAST_MESSAGE_QUEUE_URL": redis_srv.url,
     }
-    servers = []
+    for name in ("single", "a", "b"):
+        (base / name).mkdir()
+    procs = {
+        "single": ServerProcess(base / "single", env=ENV),
+        "a": ServerProcess(base / "a", env=shared),
+        "b": ServerProcess(
+            base / "b", env={**shared, "PROGRESSCAST_ASYNC_MODE": "gevent"}, worker="gevent"
+        ),
+    }
+    nginx = None
     try:
-        (base / "a").mkdir()
-        (base / "b").mkdir()
-        servers.append(ServerProcess(base / "a", env=env))
-        servers.append(
-            ServerProcess(
-                base / "b", env={**env, "PROGRESSCAST_ASYNC_MODE": "gevent"}, worker="gevent"
-            )
-        )
-        starting = [threading.Thread(target=s.start) for s in servers]
-        for thread in starting:
-            thread.start()
-        for thread in starting:
-            thread.join()
-        for s in servers:
-            assert s.app is not None, s.log()
-        yield {"a": servers[0], "b": servers[1], "redis": redis_srv}
+        side_by_side(p.start for p in procs.values())
+        for p in procs.values():
+            assert p.app is not None, p.log()
+        nginx = Nginx(base / "nginx", [procs["single"].port]).start()
+        yield {**procs, "nginx": nginx, "redis": redis_srv}
     finally:
-        stopping = [threading.Thread(target=s.stop) for s in servers]
-        for thread in stopping:
-            thread.start()
-        for thread in stopping:
-            thread.join()
+        if nginx is not None:
+            nginx.stop()
+        side_by_side(p.stop for p in procs.values())
         redis_srv.stop()
+
+
+@pytest.fixture(scope="module")
+def single(servers):
+    return servers["single"], servers["nginx"]
+
+
+@pytest.fixture(scope="module")
+def server(servers):
+    return servers["single"]
+
+
+@pytest.fixture(scope="module")
+def cluster(servers):
+    return servers
 
 
 def create(server: ServerProcess, user: str = "alice") -> str:

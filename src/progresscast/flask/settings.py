@@ -161,6 +161,15 @@ def read_settings(config: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, 
     password = settings["ADMIN_UI_PASSWORD"]
     if password is not None and (not isinstance(password, str) or len(password) < 12):
         raise ValueError(f"{prefix}ADMIN_UI_PASSWORD must be a string of at least 12 characters")
+    for name in ("SSE_HEARTBEAT", "SSE_TOKEN_TTL"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{prefix}{name} must be a positive number of seconds")
+    if settings["SSE_TOKEN_TTL"] > 3600:
+        raise ValueError(f"{prefix}SSE_TOKEN_TTL is at most 3600: stream tokens are short-lived")
+    backlog = settings["SSE_MAX_BACKLOG"]
+    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+        raise ValueError(f"{prefix}SSE_MAX_BACKLOG must be a positive number of events")
     if settings["ADMIN_UI_MODE"] not in ("production", "development"):
         raise ValueError(f"{prefix}ADMIN_UI_MODE must be 'production' or 'development'")
     return settings
