@@ -396,7 +396,9 @@ def test_streams_count_toward_the_connection_limits(server):
 # ------------------------------------------------------------ 7. slow reader
 
 
-def test_a_slow_reader_is_cut_off_while_a_normal_one_gets_everything(server):
+@pytest.mark.parametrize("name", ["single", "b"])  # eventlet, gevent
+def test_a_slow_reader_is_cut_off_while_a_normal_one_gets_everything(servers, name):
+    server = servers[name]
     job = create(server)
     post(server, job, RUN[0])
     cut_before = metric(server, "progresscast_disconnects_total", reason="slow_reader")
