@@ -84,6 +84,12 @@ def test_minting_a_stream_token_follows_the_cross_site_rule(make_app):
     assert anonymous.get(f"/progress/api/jobs/{job}?stream_token={token}").status_code == 401
     bad = alice.post("/progress/api/stream-tokens", json={"job_id": job, "x": 1})
     assert bad.status_code == 422
+    malformed = alice.post(
+        "/progress/api/stream-tokens", data="{", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400 and malformed.get_json()["code"] == "invalid_payload"
+    # no body at all is {}: a token for every stream the caller may open
+    assert alice.post("/progress/api/stream-tokens").status_code == 201
 
 
 def test_streams_and_sockets_share_the_per_user_limit(make_app):

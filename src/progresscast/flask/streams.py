@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import BadRequest
 
 from progresscast import (
     Forbidden,
@@ -330,7 +331,9 @@ def stream_tokens():
     principal = http_principal(request)
     if progress.token_secret is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if body is None:
+        raise BadRequest('malformed JSON body; send {} or {"job_id": ...}')
     if not isinstance(body, dict) or set(body) - {"job_id"}:
         raise InvalidPayload(
             "send {} or {job_id}", details={"json": ["an object with at most job_id"]}
