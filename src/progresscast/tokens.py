@@ -119,6 +119,11 @@ def verify_token(secret: str, token: Any, *, leeway: float = 0) -> TokenClaims:
         raise Unauthorized("token signature is invalid") from None
     except jwt.InvalidAlgorithmError:
         raise Unauthorized(f"token algorithm must be {ALGORITHM}") from None
+    except jwt.InvalidAudienceError:
+        # A stream token (it has an audience) opens SSE streams only.
+        raise Unauthorized(
+            "a stream token is accepted only as ?stream_token= on the SSE stream endpoints"
+        ) from None
     except jwt.MissingRequiredClaimError as exc:
         raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
     except jwt.PyJWTError:
@@ -143,3 +148,92 @@ def _claims(claims: dict[str, Any]) -> TokenClaims:
     ):
         raise InvalidPayload("jobs must be a list of job ids")
     return TokenClaims(sub, float(claims["exp"]), admin, service, frozenset(jobs))
+
+
+#: the ``aud`` claim of stream tokens; a token with any audience is refused
+#: by :func:`verify_token`, so a stream token opens nothing but a stream
+STREAM_AUDIENCE = "progresscast:stream"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClaims:
+    """The verified content of a stream token: who, with which rights, and
+    the one job it is bound to (None: any stream the user may open)."""
+
+    claims: TokenClaims
+    job: str | None = None
+
+
+def issue_stream_token(
+    secret: str,
+    sub: str,
+    *,
+    ttl: float = 60,
+    admin: bool = False,
+    service: bool = False,
+    jobs: Iterable[str] | None = None,
+    job: str | None = None,
+    now: float | None = None,
+) -> str:
+    """Mint a short-lived token that opens SSE streams only (``?stream_token=``
+    in the URL, where a browser ``EventSource`` cannot send headers).
+
+    It carries the rights of the caller it was minted for (``admin``,
+    ``service``, share-link ``jobs``); ``job`` binds it to one job's stream.
+    """
+    check_secret(secret)
+    if not isinstance(sub, str) or not USER_ID_RE.match(sub):
+        raise ValueError(f"invalid user id {sub!r}: 1-128 letters, digits and _.@:-")
+    if not 0 < ttl <= 3600:
+        raise ValueError("a stream token lives at most an hour (ttl in (0, 3600])")
+    now = time.time() if now is None else now
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "iat": int(now),
+        "exp": int(now + ttl),
+        "aud": STREAM_AUDIENCE,
+    }
+    if admin:
+        claims["admin"] = True
+    if service:
+        claims["service"] = True
+    if jobs:
+        claims["jobs"] = sorted(jobs)
+    if job is not None:
+        if not isinstance(job, str) or not JOB_ID_RE.match(job):
+            raise ValueError(f"invalid job id {job!r}")
+        claims["job"] = job
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_stream_token(secret: str, token: Any, *, leeway: float = 0) -> StreamClaims:
+    """Verify a stream token (:func:`issue_stream_token`); raise
+    :class:`Unauthorized` for anything else, ordinary access tokens included:
+    a long-lived token never works from a URL."""
+    if not isinstance(token, str) or not token or len(token) > 8192:
+        raise Unauthorized("stream_token must be a non-empty string")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=STREAM_AUDIENCE,
+            leeway=leeway,
+            options={"require": ["sub", "exp", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("stream token expired; mint another") from None
+    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError):
+        raise Unauthorized(
+            "not a stream token: mint one with POST <prefix>/api/stream-tokens"
+        ) from None
+    except jwt.PyJWTError:
+        raise Unauthorized("stream token is invalid") from None
+    job = claims.get("job")
+    try:
+        parsed = _claims(claims)
+        if job is not None and not (isinstance(job, str) and JOB_ID_RE.match(job)):
+            raise InvalidPayload("job must be a job id")
+    except InvalidPayload as exc:
+        raise Unauthorized(f"stream token claims are invalid: {exc.message}") from None
+    return StreamClaims(parsed, job)

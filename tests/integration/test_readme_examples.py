@@ -216,3 +216,24 @@ def test_token_looks_where_a_server_from_this_checkout_keeps_its_demo_secret(mon
         assert Path(cli._instance_path()) == Path(app.instance_path)
     finally:
         app.extensions["progresscast"].tracker.store.close()
+
+
+def test_watch_from_curl_runs_as_written(demo_server, shell_env):
+    """The SSE example: curl -N on the HTTP example's job prints its
+    snapshot and ends; with Last-Event-ID, exactly the events after it."""
+    http_block = bash_block("Report progress over HTTP (any language)")
+    curl_block = bash_block("Watch from curl")
+    out = bash(
+        readme_script(http_block, demo_server.url) + "echo '=== sse'\n" + curl_block, shell_env
+    )
+    report = f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}\nserver:\n{demo_server.log()}"
+    assert out.returncode == 0, report
+    sse = out.stdout.split("=== sse\n", 1)[1]
+    first, _, resumed = sse.partition("\n\nretry: ")
+    assert first.startswith("retry: 2000\n\nid: 7\nevent: snapshot\ndata: {"), report
+    assert '"status":"completed"' in first and "event: job_" not in first, report
+    ids = re.findall(r"(?m)^id: (\d+)\nevent: (\w+)$", resumed)
+    assert ids == [("6", "stage_completed"), ("7", "job_completed")], report
+    # what the README shows of it
+    shown = [line[2:] for line in curl_block.splitlines() if line.startswith("# id: ")]
+    assert shown == ["id: 7", "id: 6", "id: 7"]

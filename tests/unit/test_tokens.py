@@ -121,3 +121,36 @@ def test_issue_refuses_bad_input(kwargs):
     args = {"sub": "alice", **kwargs}
     with pytest.raises(ValueError):
         issue_token(SECRET, args.pop("sub"), **args)
+
+
+# ------------------------------------------------------------- stream tokens
+
+
+def test_a_stream_token_round_trips_with_its_rights_and_job():
+    from progresscast.tokens import issue_stream_token, verify_stream_token
+
+    token = issue_stream_token(SECRET, "alice", admin=True, jobs=["j2"], job="j1")
+    got = verify_stream_token(SECRET, token)
+    assert got.job == "j1" and got.claims.sub == "alice" and got.claims.admin
+    assert got.claims.jobs == frozenset({"j2"})
+    assert got.claims.exp - time.time() <= 60
+    assert verify_stream_token(SECRET, issue_stream_token(SECRET, "bob")).job is None
+
+
+def test_stream_tokens_and_access_tokens_do_not_stand_in_for_each_other():
+    from progresscast.tokens import issue_stream_token, verify_stream_token
+
+    with pytest.raises(Unauthorized, match="only as \\?stream_token="):
+        verify_token(SECRET, issue_stream_token(SECRET, "alice"))
+    with pytest.raises(Unauthorized, match="not a stream token"):
+        verify_stream_token(SECRET, issue_token(SECRET, "alice"))
+    other_audience = jwt.encode(
+        {"sub": "alice", "exp": int(NOW + 60), "aud": "elsewhere"}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthorized):
+        verify_stream_token(SECRET, other_audience)
+    expired = issue_stream_token(SECRET, "alice", ttl=1, now=NOW - 10)
+    with pytest.raises(Unauthorized, match="expired"):
+        verify_stream_token(SECRET, expired)
+    with pytest.raises(ValueError):
+        issue_stream_token(SECRET, "alice", ttl=7200)  # stream tokens are short-lived

@@ -97,6 +97,9 @@ class _Batching(_Fanout):
     """
 
     batch_interval = 0.1
+    #: the app's SSE streams (sse.py), set by the extension: every job event
+    #: delivered here is handed to them too
+    sse = None
     #: ``handler(command) -> int``: carries out an admin command on this
     #: server's connections (the extension's namespace, sockets.py)
     admin_handler = None
@@ -129,6 +132,9 @@ class _Batching(_Fanout):
         )
         if not isinstance(room, list) or not isinstance(data, dict) or "seq" not in data:
             return  # not a job event
+        if self.sse is not None and namespace == NAMESPACE:
+            # SSE streams get what this server's rooms get, in the same order
+            self.sse.publish(data, room)
         rooms_here = self.rooms.get(namespace, {})
         targets = tuple(batched(r) for r in room if is_batchable(r) and batched(r) in rooms_here)
         if not targets:

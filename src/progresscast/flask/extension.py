@@ -35,6 +35,8 @@ from .metrics import Metrics, register_metrics
 from .pages import register_pages
 from .settings import PREFIX, read_settings
 from .sockets import ProgressNamespace
+from .sse import SSEHub
+from .streams import register_streams
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ class ProgressCast:
 
         api = register_api(app, settings["URL_PREFIX"], self.config_prefix)
         register_admin(api, settings["URL_PREFIX"])
+        register_streams(app, settings["URL_PREFIX"])
         register_pages(app, settings["URL_PREFIX"])
         register_metrics(app, settings["URL_PREFIX"])
         origins = settings["CORS_ALLOWED_ORIGINS"]
@@ -210,10 +213,15 @@ class ProgressCast:
 
         state.namespace = ProgressNamespace(NAMESPACE, settings)
         state.namespace.metrics = state.metrics
+        state.sse = SSEHub(
+            socketio.server.eio.create_event, settings["SSE_MAX_BACKLOG"], state.metrics
+        )
+        state.namespace.sse = state.sse
         socketio.on_namespace(state.namespace)
         server = socketio.server
         if batches(server.manager):
             server.manager.metrics = state.metrics
+            server.manager.sse = state.sse
             # admin disconnects and notices, from this or any other server
             server.manager.admin_handler = state.namespace.run_admin
             if state.token_secret and hasattr(server.manager, "admin_key"):
@@ -254,6 +262,9 @@ class AppProgress:
         self.settings = settings
         self.tracker = tracker
         self.namespace: ProgressNamespace | None = None
+        #: the open SSE streams (sse.py); live events reach them through our
+        #: client manager only (another manager: streams get no live events)
+        self.sse: SSEHub | None = None
         self.token_secret: str | None = None
         self.message_queue_url: str | None = None
         self.queue_probe: Any = None  # a Redis client for /readyz, made at its first call

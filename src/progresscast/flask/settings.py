@@ -97,6 +97,14 @@ class Defaults:
     # Bytes a slow reader may have waiting before it is disconnected (it resumes).
     WEBSOCKET_MAX_BACKLOG = 4 * 1024 * 1024
 
+    # --- Server-Sent Events (<prefix>/api/jobs/<id>/stream, <prefix>/api/stream)
+    SSE_HEARTBEAT = 15.0  # seconds between ": ping" comments, so proxies keep a quiet stream
+    SSE_RETRY_MS = 2000  # the `retry:` a stream starts with: EventSource's reconnect delay
+    # Events waiting for a slow reader before its stream is cut (it resumes
+    # with Last-Event-ID).
+    SSE_MAX_BACKLOG = 1000
+    SSE_TOKEN_TTL = 60  # seconds a stream token (POST <prefix>/api/stream-tokens) opens streams
+
     # --- jobs
     MIN_INTERVAL = 0.1  # emitter throttle, seconds
     # The ETA learns from the newest ETA_HISTORY_RUNS completed runs of each
@@ -153,6 +161,15 @@ def read_settings(config: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, 
     password = settings["ADMIN_UI_PASSWORD"]
     if password is not None and (not isinstance(password, str) or len(password) < 12):
         raise ValueError(f"{prefix}ADMIN_UI_PASSWORD must be a string of at least 12 characters")
+    for name in ("SSE_HEARTBEAT", "SSE_TOKEN_TTL"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{prefix}{name} must be a positive number of seconds")
+    if settings["SSE_TOKEN_TTL"] > 3600:
+        raise ValueError(f"{prefix}SSE_TOKEN_TTL is at most 3600: stream tokens are short-lived")
+    backlog = settings["SSE_MAX_BACKLOG"]
+    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+        raise ValueError(f"{prefix}SSE_MAX_BACKLOG must be a positive number of events")
     if settings["ADMIN_UI_MODE"] not in ("production", "development"):
         raise ValueError(f"{prefix}ADMIN_UI_MODE must be 'production' or 'development'")
     return settings

@@ -82,6 +82,8 @@ class ProgressNamespace(Namespace):
         self.per_user: Counter[str] = Counter()
         #: the app's metrics (metrics.py), set by the extension; None: not measured
         self.metrics: Metrics | None = None
+        #: the app's SSE streams (sse.py), set by the extension
+        self.sse: Any = None
 
     def principal(self) -> Principal:
         return self.connections[request.sid].principal
@@ -197,9 +199,15 @@ class ProgressNamespace(Namespace):
                 # A websocket is not subject to CORS: without this, any site
                 # could open one with the user's cookie (origin.py).
                 raise Forbidden("cross-site connection refused: connect from this site's pages")
-            if len(self.connections) >= config["MAX_CONNECTIONS"]:
+            # SSE streams count with sockets (streams.py)
+            streams = self.sse.count if self.sse is not None else 0
+            user_streams = self.sse.per_user[principal.user_id] if self.sse is not None else 0
+            if len(self.connections) + streams >= config["MAX_CONNECTIONS"]:
                 raise TooManyConnections("this server is full; try another or later")
-            if self.per_user[principal.user_id] >= config["MAX_CONNECTIONS_PER_USER"]:
+            if (
+                self.per_user[principal.user_id] + user_streams
+                >= config["MAX_CONNECTIONS_PER_USER"]
+            ):
                 raise TooManyConnections(
                     f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
                 )

@@ -1,0 +1,364 @@
+"""Server-Sent Events streams (docs/protocol.md, "SSE streams").
+
+- ``GET <prefix>/api/jobs/<id>/stream``: one job, from its snapshot, resumed
+  exactly from ``Last-Event-ID`` (or ``?since=``), live to its terminal event;
+- ``GET <prefix>/api/stream``: the caller's jobs (admins: ``?all=1``), like
+  ``watch_jobs``;
+- ``POST <prefix>/api/stream-tokens``: a short-lived token for
+  ``?stream_token=``, for a browser ``EventSource``, which cannot send headers.
+
+Same access rules and limits as the socket: the job must be readable
+(access.py), the queue subscription is waited for like ``join_job``'s, and
+streams count toward the connection limits with sockets. They are not in
+the OpenAPI document: a schema-driven client or fuzzer would hang on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import BadRequest
+
+from progresscast import (
+    Forbidden,
+    InvalidPayload,
+    TooManyConnections,
+    Unauthorized,
+    Unavailable,
+)
+from progresscast.protocol import JOB_ID_RE
+from progresscast.state import EventType
+from progresscast.tokens import issue_stream_token, verify_stream_token
+
+from .access import readable_job
+from .api import count_request, guard
+from .auth import Principal, http_principal
+from .context import current_progress
+from .errors import register_http_errors
+from .sse import PING, SSEHub, message
+
+if TYPE_CHECKING:
+    from .extension import AppProgress
+
+#: the events a job stream ends after
+TERMINAL_EVENTS = frozenset(
+    {EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_CANCELLED}
+)
+
+bp = Blueprint("progresscast_streams", __name__)
+register_http_errors(bp)
+bp.before_request(guard)
+bp.after_request(count_request)
+
+#: headers of every stream: no caching, no proxy buffering (nginx honours
+#: X-Accel-Buffering), and the stream is the connection's only response
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def stream_principal() -> Principal:
+    """The caller of a stream: ``?stream_token=`` (accepted here only), else
+    the bearer token or the app's sign-in, as for the rest of the API."""
+    token = request.args.get("stream_token")
+    if token is None:
+        return http_principal(request)
+    progress = current_progress()
+    if progress.token_secret is None:
+        raise Unauthorized("bearer tokens are not enabled on this server")
+    claims = verify_stream_token(
+        progress.token_secret, token, leeway=progress.settings["TOKEN_LEEWAY"]
+    )
+    c = claims.claims
+    # The token admits; it does not bound the stream (no expires_at).
+    principal = Principal(c.sub, c.admin, c.service, c.jobs, session=False)
+    request.environ["progresscast.stream_job"] = claims.job
+    return principal
+
+
+def _bound_job() -> str | None:
+    return request.environ.get("progresscast.stream_job")
+
+
+def _admit(progress: AppProgress, principal: Principal) -> None:
+    """The connection limits, for sockets and streams together."""
+    settings, hub = progress.settings, progress.sse
+    namespace = progress.namespace
+    sockets = len(namespace.connections) if namespace is not None else 0
+    mine = namespace.per_user[principal.user_id] if namespace is not None else 0
+    try:
+        if sockets + hub.count >= settings["MAX_CONNECTIONS"]:
+            raise TooManyConnections("this server is full; try another or later")
+        if mine + hub.per_user[principal.user_id] >= settings["MAX_CONNECTIONS_PER_USER"]:
+            raise TooManyConnections(
+                f"at most {settings['MAX_CONNECTIONS_PER_USER']} connections per user"
+            )
+    except TooManyConnections as exc:
+        if progress.metrics is not None:
+            progress.metrics.refused(exc.code)
+        raise
+
+
+def _wait_subscribed(progress: AppProgress) -> None:
+    """As ``join_job``: events from other processes reach this server only
+    once it is subscribed to the message queue; read the store after that."""
+    wait = getattr(progress.socketio.server.manager, "wait_subscribed", None)
+    if wait is not None and not wait(progress.settings["QUEUE_READY_TIMEOUT"]):
+        raise Unavailable("not subscribed to the message queue yet; retry shortly")
+
+
+def _note_read(progress: AppProgress, job_id: str, seq: int) -> None:
+    note = getattr(progress.socketio.server.manager, "note_read", None)
+    if note is not None:
+        note(job_id, seq)
+
+
+#: the kernel's send buffer of a stream's socket. Linux grows it up to 4 MiB
+#: by itself: a reader that stopped reading would hold that much before the
+#: server's writes stall and SSE_MAX_BACKLOG could notice it.
+SEND_BUFFER = 64 * 1024
+
+
+def _client_socket(environ: dict[str, Any]) -> Any:
+    """The client's socket, where the server says (eventlet.wsgi, which
+    gunicorn's eventlet worker runs; gunicorn's other workers; werkzeug),
+    with its send buffer bounded (:data:`SEND_BUFFER`)."""
+    sock = next(
+        (
+            environ[k]
+            for k in ("gunicorn.socket", "gunicorn.sock", "werkzeug.socket")
+            if k in environ
+        ),
+        None,
+    )
+    if sock is None and hasattr(environ.get("eventlet.input"), "get_socket"):
+        sock = environ["eventlet.input"].get_socket()
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    return sock
+
+
+def _since() -> int | None:
+    """Where a resuming client is: ``Last-Event-ID`` wins over ``?since=``."""
+    raw = request.headers.get("Last-Event-ID")
+    name = "Last-Event-ID"
+    if raw is None or raw.strip() == "":
+        raw, name = request.args.get("since"), "since"
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidPayload(
+            f"{name} must be a job event's seq (a non-negative integer)",
+            details={name: ["not a seq"]},
+        )
+    return int(raw)
+
+
+def _respond(body) -> Response:
+    response = Response(body, mimetype="text/event-stream")
+    response.headers.update(STREAM_HEADERS)
+    return response
+
+
+def _retry(progress: AppProgress) -> bytes:
+    return f"retry: {int(progress.settings['SSE_RETRY_MS'])}\n\n".encode()
+
+
+@bp.get("/jobs/<job_id>/stream")
+def job_stream(job_id: str) -> Response:
+    """One job's events: snapshot, missed events, live events to the end."""
+    progress = current_progress()
+    principal = stream_principal()
+    bound = _bound_job()
+    if bound is not None and bound != job_id:
+        raise Forbidden("this stream token opens another job's stream")
+    since = _since()
+    tracker = progress.tracker
+    state = readable_job(tracker, principal, job_id)
+    _admit(progress, principal)
+    _wait_subscribed(progress)
+    # Before registering: events after this seq reach us in order (in_order.py).
+    _note_read(progress, job_id, state.seq)
+    hub: SSEHub = progress.sse
+    # Register first, then read: an event stored after the read is queued
+    # for this stream, so nothing falls in between (as join_job).
+    stream = hub.open(principal.user_id, job_id=job_id, sock=_client_socket(request.environ))
+    try:
+        read = tracker.read_since(job_id, since, progress.settings["JOIN_MAX_EVENTS"])
+    except BaseException:
+        hub.close(stream)
+        raise
+    first = [_retry(progress)]
+    # The snapshot is the client's base (it carries the id) unless missed
+    # events follow: then the last id stays the client's own `since`.
+    resumed = read.events is not None and not read.truncated
+    first.append(message(read.snapshot, "snapshot", None if resumed else read.seq))
+    if read.truncated:
+        first.append(message({"job_id": job_id, "since": since, "seq": read.seq}, "truncated"))
+    first.extend(message(e, e["type"], e["seq"]) for e in read.events or ())
+    ended = read.state.status.is_terminal
+    settings = dict(progress.settings)
+    return _respond(
+        _job_events(
+            stream, hub, tracker, job_id, read.seq, b"".join(first), ended, settings, principal
+        )
+    )
+
+
+def _job_events(stream, hub, tracker, job_id, last, first, ended, settings, principal):
+    heartbeat = float(settings["SSE_HEARTBEAT"])
+    try:
+        yield first
+        if ended:
+            return
+        while True:
+            wait = _until_expiry(principal, heartbeat)
+            if wait <= 0:
+                return  # the bearer token expired: the client comes back with a fresh one
+            events = stream.take(wait)
+            if stream.cut is not None:
+                return
+            if not events:
+                yield PING
+                continue
+            out = []
+            for event in events:
+                seq = event["seq"]
+                if seq <= last:
+                    continue  # read from the store already
+                if seq > last + 1:
+                    # A gap the in-order step could not fill: fill it from the
+                    # store, or end the stream and let the client resume.
+                    page = tracker.events_page(job_id, last, seq - last - 1)
+                    missing = [e for e in page.events if e["seq"] < seq]
+                    if page.truncated or len(missing) != seq - last - 1:
+                        if out:
+                            yield b"".join(out)
+                        return
+                    out.extend(message(e, e["type"], e["seq"]) for e in missing)
+                out.append(message(event, event["type"], seq))
+                last = seq
+                if event["type"] in TERMINAL_EVENTS:
+                    yield b"".join(out)
+                    return
+            if out:
+                yield b"".join(out)
+    finally:
+        hub.close(stream)
+
+
+def _until_expiry(principal: Principal, heartbeat: float) -> float:
+    if principal.expires_at is None:
+        return heartbeat
+    return min(heartbeat, principal.expires_at - time.time())
+
+
+@bp.get("/stream")
+def user_stream() -> Response:
+    """The caller's jobs (admins: ``?all=1``, every job), new ones included."""
+    progress = current_progress()
+    principal = stream_principal()
+    if _bound_job() is not None:
+        raise Forbidden("this stream token opens one job's stream only")
+    everyone = request.args.get("all") in ("1", "true")
+    if everyone and not principal.admin:
+        raise Forbidden("only admins may watch all jobs")
+    _admit(progress, principal)
+    _wait_subscribed(progress)
+    hub: SSEHub = progress.sse
+    stream = hub.open(
+        principal.user_id,
+        owner=None if everyone else principal.user_id,
+        sock=_client_socket(request.environ),
+    )
+    try:
+        tracker = progress.tracker
+        now = tracker.clock()
+        jobs = tracker.list_jobs(
+            None if everyone else principal.user_id, limit=progress.settings["WATCH_MAX_JOBS"]
+        )
+        for job in jobs:
+            _note_read(progress, job.job_id, job.seq)
+        snapshots = [job.snapshot(now) for job in jobs]
+    except BaseException:
+        hub.close(stream)
+        raise
+    first = _retry(progress) + message({"jobs": snapshots}, "jobs")
+    # per job: the highest seq listed or sent; live events at or below it are dropped
+    seen = {snap["job_id"]: snap["seq"] for snap in snapshots}
+    return _respond(_user_events(stream, hub, first, seen, dict(progress.settings), principal))
+
+
+def _user_events(stream, hub, first, seen, settings, principal):
+    heartbeat = float(settings["SSE_HEARTBEAT"])
+    try:
+        yield first
+        while True:
+            wait = _until_expiry(principal, heartbeat)
+            if wait <= 0:
+                return
+            events = stream.take(wait)
+            if stream.cut is not None:
+                return
+            if not events:
+                yield PING
+                continue
+            out = []
+            for event in events:
+                job_id, seq = event["job_id"], event["seq"]
+                if seq <= seen.get(job_id, 0):
+                    continue
+                seen[job_id] = seq
+                out.append(message(event, event["type"], f"{job_id}:{seq}"))
+            if out:
+                yield b"".join(out)
+    finally:
+        hub.close(stream)
+
+
+@bp.post("/stream-tokens")
+def stream_tokens():
+    """A stream token for ``?stream_token=``: ``{job_id?}`` binds it to one
+    job (which the caller must be able to read) → 201 ``{token, expires_in}``."""
+    progress = current_progress()
+    principal = http_principal(request)
+    if progress.token_secret is None:
+        raise Unauthorized("bearer tokens are not enabled on this server")
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if body is None:
+        raise BadRequest('malformed JSON body; send {} or {"job_id": ...}')
+    if not isinstance(body, dict) or set(body) - {"job_id"}:
+        raise InvalidPayload(
+            "send {} or {job_id}", details={"json": ["an object with at most job_id"]}
+        )
+    job_id = body.get("job_id")
+    if job_id is not None:
+        if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+            raise InvalidPayload(
+                "job_id is not a job id", details={"json": {"job_id": ["invalid"]}}
+            )
+        readable_job(progress.tracker, principal, job_id)
+    ttl = progress.settings["SSE_TOKEN_TTL"]
+    token = issue_stream_token(
+        progress.token_secret,
+        principal.user_id,
+        ttl=ttl,
+        admin=principal.admin,
+        service=principal.service,
+        jobs=principal.jobs,
+        job=job_id,
+    )
+    return jsonify({"token": token, "expires_in": ttl, "job_id": job_id}), 201
+
+
+def register_streams(app: Any, url_prefix: str) -> None:
+    """The stream endpoints under ``<url_prefix>/api``."""
+    name = "progresscast_streams"
+    app.register_blueprint(bp, url_prefix=url_prefix + "/api", name=name)
