@@ -162,6 +162,9 @@ class StreamClaims:
 
     claims: TokenClaims
     job: str | None = None
+    #: when the access that minted it ends (epoch seconds): streams opened
+    #: with it end then too; None: it was minted by an access that does not end
+    until: float | None = None
 
 
 def issue_stream_token(
@@ -173,6 +176,7 @@ def issue_stream_token(
     service: bool = False,
     jobs: Iterable[str] | None = None,
     job: str | None = None,
+    until: float | None = None,
     now: float | None = None,
 ) -> str:
     """Mint a short-lived token that opens SSE streams only (``?stream_token=``
@@ -180,6 +184,8 @@ def issue_stream_token(
 
     It carries the rights of the caller it was minted for (``admin``,
     ``service``, share-link ``jobs``); ``job`` binds it to one job's stream.
+    ``until``: when the minting caller's own access ends; the token expires
+    no later, and streams opened with it end then.
     """
     check_secret(secret)
     if not isinstance(sub, str) or not USER_ID_RE.match(sub):
@@ -190,9 +196,11 @@ def issue_stream_token(
     claims: dict[str, Any] = {
         "sub": sub,
         "iat": int(now),
-        "exp": int(now + ttl),
+        "exp": int(now + ttl if until is None else min(now + ttl, until)),
         "aud": STREAM_AUDIENCE,
     }
+    if until is not None:
+        claims["until"] = int(until)
     if admin:
         claims["admin"] = True
     if service:
@@ -234,6 +242,9 @@ def verify_stream_token(secret: str, token: Any, *, leeway: float = 0) -> Stream
         parsed = _claims(claims)
         if job is not None and not (isinstance(job, str) and JOB_ID_RE.match(job)):
             raise InvalidPayload("job must be a job id")
+        until = claims.get("until")
+        if until is not None and (type(until) is not int or until < 0):
+            raise InvalidPayload("until must be a time")
     except InvalidPayload as exc:
         raise Unauthorized(f"stream token claims are invalid: {exc.message}") from None
-    return StreamClaims(parsed, job)
+    return StreamClaims(parsed, job, until)

@@ -185,3 +185,70 @@ def test_sse_settings_are_checked(name, value):
 
     with pytest.raises(ValueError, match=name):
         read_settings({f"PROGRESSCAST_{name}": value})
+
+
+def test_a_head_request_opens_no_stream_for_good(make_app):
+    """A HEAD never starts the body, so a release in its `finally` never ran:
+    ten of them locked the user out until a restart."""
+    app = make_app(**FAST)
+    job = job_of(app)
+    alice = signed_in(app, "alice")
+    for _ in range(3):
+        for url in (f"/progress/api/jobs/{job}/stream", "/progress/api/stream"):
+            response = alice.head(url)
+            assert response.status_code == 200
+            response.close()  # what the server does with every response
+    assert app.extensions["progresscast"].sse.count == 0
+
+
+def test_another_site_cannot_open_streams_with_the_cookie(make_app):
+    app = make_app(**FAST)
+    job = job_of(app)
+    alice = signed_in(app, "alice")
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": FOREIGN}):
+        refused = alice.get(f"/progress/api/jobs/{job}/stream", headers=headers)
+        assert refused.status_code == 403 and refused.get_json()["code"] == "forbidden"
+    assert app.extensions["progresscast"].sse.count == 0
+    same = alice.get(
+        f"/progress/api/jobs/{job}/stream",
+        headers={"Sec-Fetch-Site": "same-origin"},
+        buffered=False,
+    )
+    assert same.status_code == 200
+    same.close()
+
+
+def test_resuming_an_ended_job_at_its_end_answers_204(make_app):
+    """EventSource reconnects after every end; 204 stops it."""
+    app = make_app(**FAST)
+    tracker = app.extensions["progresscast"].tracker
+    job = job_of(app)
+    tracker.apply(job, "job_started")
+    end = tracker.apply(job, "job_completed")[1].seq
+    alice = signed_in(app, "alice")
+    done = alice.get(f"/progress/api/jobs/{job}/stream", headers={"Last-Event-ID": str(end)})
+    assert done.status_code == 204
+    # one behind: the missed end, then the response ends
+    behind = alice.get(f"/progress/api/jobs/{job}/stream?since={end - 1}")
+    assert [m.event for m in messages([behind.data])] == ["snapshot", "job_completed"]
+    assert app.extensions["progresscast"].sse.count == 0
+
+
+def test_an_admins_disconnect_and_a_lost_queue_end_open_streams(make_app):
+    app = make_app(**FAST)
+    progress = app.extensions["progresscast"]
+    job = job_of(app)
+    response = signed_in(app, "alice").get(f"/progress/api/jobs/{job}/stream", buffered=False)
+    body = iter(response.response)
+    chunks_until(body, b"event: snapshot")
+    assert progress.namespace.run_admin({"action": "disconnect", "user": "bob"}) == 0
+    assert progress.namespace.run_admin({"action": "disconnect", "user": "alice"}) == 1
+    assert list(body) == []  # the response ended
+    response.close()
+    other = signed_in(app, "alice").get("/progress/api/stream", buffered=False)
+    rest = iter(other.response)
+    chunks_until(rest, b"event: jobs")
+    assert progress.sse.cut_all("queue_lost") == 1
+    assert list(rest) == []
+    other.close()
+    assert progress.sse.count == 0

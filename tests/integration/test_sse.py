@@ -234,9 +234,7 @@ def test_resume_with_last_event_id_after_a_dropped_stream(server):
         messages = reset.until_end()
         assert [(m.event, m.id) for m in messages] == [("snapshot", "7"), ("truncated", None)]
         assert messages[1].data == {"job_id": job, "since": 99, "seq": 7}
-    bad = requests.get(
-        stream_url(server, job), headers={**auth("alice"), "Last-Event-ID": "x"}, timeout=5
-    )
+    bad = refusal(stream_url(server, job), headers={**auth("alice"), "Last-Event-ID": "x"})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_payload"
 
 
@@ -326,19 +324,33 @@ def test_a_workers_events_reach_streams_on_two_instances(cluster):
         worker.close()
 
 
+def refusal(url: str, **kwargs) -> requests.Response:
+    """GET a URL that must be refused: the answer is read only when it is not
+    a stream, so a regression fails here instead of hanging on its pings."""
+    kwargs.pop("timeout", None)
+    response = requests.get(url, stream=True, timeout=5, **kwargs)
+    try:
+        if response.status_code == 200:
+            raise AssertionError(f"{url} was not refused")
+        response.content  # noqa: B018 (a small JSON error, read before closing)
+        return response
+    finally:
+        response.close()
+
+
 # ----------------------------------------------------------------- 6. access
 
 
 def test_access_rules(server):
     job_a, job_b = create(server), create(server)
-    bobs = requests.get(stream_url(server, job_a), headers=auth("bob"), timeout=5)
-    missing = requests.get(stream_url(server, "no-such-job"), headers=auth("bob"), timeout=5)
+    bobs = refusal(stream_url(server, job_a), headers=auth("bob"), timeout=5)
+    missing = refusal(stream_url(server, "no-such-job"), headers=auth("bob"), timeout=5)
     assert bobs.status_code == missing.status_code == 404
     assert bobs.json()["code"] == missing.json()["code"] == "not_found"
-    anonymous = requests.get(stream_url(server, job_a), timeout=5)
+    anonymous = refusal(stream_url(server, job_a), timeout=5)
     assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized"
-    assert requests.get(f"{server.url}/api/stream", timeout=5).status_code == 401
-    everyone = requests.get(f"{server.url}/api/stream?all=1", headers=auth("bob"), timeout=5)
+    assert refusal(f"{server.url}/api/stream", timeout=5).status_code == 401
+    everyone = refusal(f"{server.url}/api/stream?all=1", headers=auth("bob"), timeout=5)
     assert everyone.status_code == 403
 
     # a stream token bound to job A opens A only
@@ -348,17 +360,17 @@ def test_access_rules(server):
     assert minted.json()["expires_in"] == 60
     with SSEStream(f"{stream_url(server, job_a)}?stream_token={token}") as sse:
         assert sse.status == 200 and sse.next().data["job_id"] == job_a
-    other = requests.get(f"{stream_url(server, job_b)}?stream_token={token}", timeout=5)
+    other = refusal(f"{stream_url(server, job_b)}?stream_token={token}", timeout=5)
     assert other.status_code == 403 and other.json()["code"] == "forbidden"
-    user = requests.get(f"{server.url}/api/stream?stream_token={token}", timeout=5)
+    user = refusal(f"{server.url}/api/stream?stream_token={token}", timeout=5)
     assert user.status_code == 403
     # it is no bearer token, and a bearer token is no stream token
-    as_bearer = requests.get(
+    as_bearer = refusal(
         f"{server.url}/api/jobs/{job_a}", headers={"Authorization": f"Bearer {token}"}, timeout=5
     )
     assert as_bearer.status_code == 401
     long_lived = token_for("alice")
-    in_url = requests.get(f"{stream_url(server, job_a)}?stream_token={long_lived}", timeout=5)
+    in_url = refusal(f"{stream_url(server, job_a)}?stream_token={long_lived}", timeout=5)
     assert in_url.status_code == 401
     # minting for a job one cannot read: 404
     assert (

@@ -154,3 +154,24 @@ def test_stream_tokens_and_access_tokens_do_not_stand_in_for_each_other():
         verify_stream_token(SECRET, expired)
     with pytest.raises(ValueError):
         issue_stream_token(SECRET, "alice", ttl=7200)  # stream tokens are short-lived
+
+
+def test_a_stream_token_ends_with_the_access_that_minted_it():
+    import time as _time
+
+    from progresscast.tokens import issue_stream_token, verify_stream_token
+
+    secret = "s" * 32
+    now = _time.time()
+    token = issue_stream_token(secret, "ann", ttl=60, until=now + 5, now=now)
+    claims = verify_stream_token(secret, token)
+    assert claims.until == int(now + 5)
+    assert jwt_exp(token) == int(now + 5)  # never past the minting access
+    free = verify_stream_token(secret, issue_stream_token(secret, "ann", ttl=60, now=now))
+    assert free.until is None
+
+
+def jwt_exp(token: str) -> int:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})["exp"]

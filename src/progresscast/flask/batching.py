@@ -361,6 +361,8 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
             )
             if self.order is not None:
                 self.order.forget_all()  # every client starts over with a read
+            if self.sse is not None:
+                self.sse.cut_all("queue_lost")  # streams resume with Last-Event-ID
             for sock in sockets:
                 sock.cut_reason = "queue_lost"  # for the metrics (sockets.py)
                 with contextlib.suppress(Exception):

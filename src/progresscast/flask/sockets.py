@@ -257,13 +257,17 @@ class ProgressNamespace(Namespace):
         ``{"action": "disconnect", "user"?: id, "sid"?: sid}`` drops them.
         """
         user, sid = command.get("user"), command.get("sid")
+        streams = 0
+        disconnect_user = command.get("action") == "disconnect" and user and sid is None
+        if disconnect_user and self.sse is not None:  # a user's SSE streams go too
+            streams = self.sse.cut_all("admin", user=user)
         targets = [
             s
             for s, conn in list(self.connections.items())
             if (sid is None or s == sid) and (user is None or conn.principal.user_id == user)
         ]
         if not targets:
-            return 0
+            return streams
         server = self.socketio.server
         if command.get("action") == "notice":
             everyone = user is None and sid is None
@@ -278,7 +282,7 @@ class ProgressNamespace(Namespace):
         if command.get("action") == "disconnect" and (user or sid):
             for target in targets:
                 self.cut(target, "admin")
-            return len(targets)
+            return len(targets) + streams
         log.warning("unknown admin command %r", command.get("action"))
         return 0
 

@@ -168,6 +168,21 @@ class SSEHub:
             stream.pending.append(event)
             stream.wake.set()
 
+    def cut_all(self, reason: str, user: str | None = None) -> int:
+        """End every open stream (of ``user``, if given): the client resumes
+        with ``Last-Event-ID`` (after the queue subscription was lost: events
+        published meanwhile never came; an admin's disconnect). Returns how
+        many were cut."""
+        with self._lock:
+            streams = [*self.everyone, *(s for group in self.by_job.values() for s in group)]
+            streams += [s for group in self.by_owner.values() for s in group]
+        cut = 0
+        for stream in streams:
+            if stream.cut is None and (user is None or stream.user == user):
+                self._cut(stream, reason)
+                cut += 1
+        return cut
+
     def _cut(self, stream: Stream, reason: str) -> None:
         """End a stream whose reader cannot keep up: its response may be
         stuck writing to a client that does not read, so the socket is shut

@@ -39,6 +39,7 @@ from .api import count_request, guard
 from .auth import Principal, http_principal
 from .context import current_progress
 from .errors import register_http_errors
+from .origin import same_site_request
 from .sse import PING, SSEHub, message
 
 if TYPE_CHECKING:
@@ -67,7 +68,14 @@ def stream_principal() -> Principal:
     the bearer token or the app's sign-in, as for the rest of the API."""
     token = request.args.get("stream_token")
     if token is None:
-        return http_principal(request)
+        principal = http_principal(request)
+        if principal.session and not same_site_request(
+            request.environ, current_progress().settings["CORS_ALLOWED_ORIGINS"]
+        ):
+            # A GET is not a write, but a stream holds one of the user's
+            # connections: another site must not open them with the cookie.
+            raise Forbidden("cross-site stream refused: open it from this site's pages")
+        return principal
     progress = current_progress()
     if progress.token_secret is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
@@ -75,8 +83,8 @@ def stream_principal() -> Principal:
         progress.token_secret, token, leeway=progress.settings["TOKEN_LEEWAY"]
     )
     c = claims.claims
-    # The token admits; it does not bound the stream (no expires_at).
-    principal = Principal(c.sub, c.admin, c.service, c.jobs, session=False)
+    # The token admits; the stream lasts as long as the access that minted it.
+    principal = Principal(c.sub, c.admin, c.service, c.jobs, session=False, expires_at=claims.until)
     request.environ["progresscast.stream_job"] = claims.job
     return principal
 
@@ -161,9 +169,12 @@ def _since() -> int | None:
     return int(raw)
 
 
-def _respond(body) -> Response:
+def _respond(body, hub: SSEHub, stream: Any) -> Response:
     response = Response(body, mimetype="text/event-stream")
     response.headers.update(STREAM_HEADERS)
+    # Released when the server closes the response, whether or not the body
+    # ever ran (a HEAD request never starts it: its `finally` would not run).
+    response.call_on_close(lambda: hub.close(stream))
     return response
 
 
@@ -204,11 +215,18 @@ def job_stream(job_id: str) -> Response:
         first.append(message({"job_id": job_id, "since": since, "seq": read.seq}, "truncated"))
     first.extend(message(e, e["type"], e["seq"]) for e in read.events or ())
     ended = read.state.status.is_terminal
+    if ended and since is not None and since == read.seq:
+        # Resumed past the end (EventSource reconnects after every end):
+        # 204 tells it to stop.
+        hub.close(stream)
+        return Response(status=204, headers=STREAM_HEADERS)
     settings = dict(progress.settings)
     return _respond(
         _job_events(
             stream, hub, tracker, job_id, read.seq, b"".join(first), ended, settings, principal
-        )
+        ),
+        hub,
+        stream,
     )
 
 
@@ -293,7 +311,9 @@ def user_stream() -> Response:
     first = _retry(progress) + message({"jobs": snapshots}, "jobs")
     # per job: the highest seq listed or sent; live events at or below it are dropped
     seen = {snap["job_id"]: snap["seq"] for snap in snapshots}
-    return _respond(_user_events(stream, hub, first, seen, dict(progress.settings), principal))
+    return _respond(
+        _user_events(stream, hub, first, seen, dict(progress.settings), principal), hub, stream
+    )
 
 
 def _user_events(stream, hub, first, seen, settings, principal):
@@ -346,6 +366,8 @@ def stream_tokens():
             )
         readable_job(progress.tracker, principal, job_id)
     ttl = progress.settings["SSE_TOKEN_TTL"]
+    if principal.expires_at is not None:
+        ttl = max(1, min(ttl, int(principal.expires_at - time.time())))
     token = issue_stream_token(
         progress.token_secret,
         principal.user_id,
@@ -354,6 +376,7 @@ def stream_tokens():
         service=principal.service,
         jobs=principal.jobs,
         job=job_id,
+        until=principal.expires_at,
     )
     return jsonify({"token": token, "expires_in": ttl, "job_id": job_id}), 201
 
