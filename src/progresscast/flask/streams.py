@@ -236,13 +236,7 @@ def _job_events(stream, hub, tracker, job_id, last, first, ended, settings, prin
         yield first
         if ended:
             return
-        while True:
-            wait = _until_expiry(principal, heartbeat)
-            if wait <= 0:
-                return  # the bearer token expired: the client comes back with a fresh one
-            events = stream.take(wait)
-            if stream.cut is not None:
-                return
+        for events in _live(stream, principal, heartbeat):
             if not events:
                 yield PING
                 continue
@@ -270,6 +264,20 @@ def _job_events(stream, hub, tracker, job_id, last, first, ended, settings, prin
                 yield b"".join(out)
     finally:
         hub.close(stream)
+
+
+def _live(stream, principal: Principal, heartbeat: float):
+    """A stream's live events, a batch at a time; an empty batch when a
+    heartbeat is due. Ends when the stream was cut, or when the caller's
+    access expired (the client comes back with a fresh token)."""
+    while True:
+        wait = _until_expiry(principal, heartbeat)
+        if wait <= 0:
+            return
+        events = stream.take(wait)
+        if stream.cut is not None:
+            return
+        yield events
 
 
 def _until_expiry(principal: Principal, heartbeat: float) -> float:
@@ -320,13 +328,7 @@ def _user_events(stream, hub, first, seen, settings, principal):
     heartbeat = float(settings["SSE_HEARTBEAT"])
     try:
         yield first
-        while True:
-            wait = _until_expiry(principal, heartbeat)
-            if wait <= 0:
-                return
-            events = stream.take(wait)
-            if stream.cut is not None:
-                return
+        for events in _live(stream, principal, heartbeat):
             if not events:
                 yield PING
                 continue
