@@ -199,18 +199,7 @@ class ProgressNamespace(Namespace):
                 # A websocket is not subject to CORS: without this, any site
                 # could open one with the user's cookie (origin.py).
                 raise Forbidden("cross-site connection refused: connect from this site's pages")
-            # SSE streams count with sockets (streams.py)
-            streams = self.sse.count if self.sse is not None else 0
-            user_streams = self.sse.per_user[principal.user_id] if self.sse is not None else 0
-            if len(self.connections) + streams >= config["MAX_CONNECTIONS"]:
-                raise TooManyConnections("this server is full; try another or later")
-            if (
-                self.per_user[principal.user_id] + user_streams
-                >= config["MAX_CONNECTIONS_PER_USER"]
-            ):
-                raise TooManyConnections(
-                    f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
-                )
+            self.admit(principal)
         except ProgressCastError as exc:
             if self.metrics is not None:
                 self.metrics.refused(exc.code)
@@ -223,6 +212,20 @@ class ProgressNamespace(Namespace):
         self.per_user[principal.user_id] += 1
         if self.metrics is not None:
             self.metrics.connected()
+
+    def admit(self, principal: Principal) -> None:
+        """Raise :class:`TooManyConnections` if ``principal`` may not open one
+        more connection here: Socket.IO connections and SSE streams
+        (streams.py) count together."""
+        config = self.config
+        streams = self.sse.count if self.sse is not None else 0
+        user_streams = self.sse.per_user[principal.user_id] if self.sse is not None else 0
+        if len(self.connections) + streams >= config["MAX_CONNECTIONS"]:
+            raise TooManyConnections("this server is full; try another or later")
+        if self.per_user[principal.user_id] + user_streams >= config["MAX_CONNECTIONS_PER_USER"]:
+            raise TooManyConnections(
+                f"at most {config['MAX_CONNECTIONS_PER_USER']} connections per user"
+            )
 
     def on_disconnect(self, reason: Any = None) -> None:
         self._forget(request.sid, reason)
@@ -293,10 +296,10 @@ class ProgressNamespace(Namespace):
         tracker = get_tracker()
         job_id, since = payload["job_id"], payload.get("since")
         state = readable_job(tracker, principal, job_id)
-        self._wait_subscribed()
+        self.wait_subscribed()
         # Before joining: events after this seq reach the room in seq order
         # (in_order.py); the read below covers everything up to it.
-        self._note_read(job_id, state.seq)
+        self.note_read(job_id, state.seq)
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
         join_room(job_room(job_id))
@@ -308,7 +311,7 @@ class ProgressNamespace(Namespace):
                 ack["truncated"] = True
         return ack
 
-    def _wait_subscribed(self) -> None:
+    def wait_subscribed(self) -> None:
         """Events from other processes reach this server only through its
         subscription to the message queue: a request that reads the store
         for a client waits for it, or its client could miss an event stored
@@ -317,7 +320,7 @@ class ProgressNamespace(Namespace):
         if wait is not None and not wait(self.config["QUEUE_READY_TIMEOUT"]):
             raise Unavailable("not subscribed to the message queue yet; retry shortly")
 
-    def _note_read(self, job_id: str, seq: int) -> None:
+    def note_read(self, job_id: str, seq: int) -> None:
         """Tell our client manager what a client read, so that an event that
         comes after a gap is filled from the store (in_order.py)."""
         note = getattr(self.socketio.server.manager, "note_read", None)
@@ -336,7 +339,7 @@ class ProgressNamespace(Namespace):
         if everyone and not principal.admin:
             raise Forbidden("only admins may watch all jobs")
         room = ALL_JOBS_ROOM if everyone else user_room(principal.user_id)
-        self._wait_subscribed()
+        self.wait_subscribed()
         # With another client manager than ours, events come one by one.
         batch = payload.get("batch") and batches(self.socketio.server.manager)
         join_room(batched(room) if batch else room)
@@ -345,7 +348,7 @@ class ProgressNamespace(Namespace):
             None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]
         )
         for job in jobs:
-            self._note_read(job.job_id, job.seq)
+            self.note_read(job.job_id, job.seq)
         return {"ok": True, "jobs": [job.snapshot(now) for job in jobs]}
 
     @socket_request(_empty)

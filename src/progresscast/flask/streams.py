@@ -28,7 +28,6 @@ from progresscast import (
     InvalidPayload,
     TooManyConnections,
     Unauthorized,
-    Unavailable,
 )
 from progresscast.protocol import JOB_ID_RE
 from progresscast.state import EventType
@@ -94,36 +93,13 @@ def _bound_job() -> str | None:
 
 
 def _admit(progress: AppProgress, principal: Principal) -> None:
-    """The connection limits, for sockets and streams together."""
-    settings, hub = progress.settings, progress.sse
-    namespace = progress.namespace
-    sockets = len(namespace.connections) if namespace is not None else 0
-    mine = namespace.per_user[principal.user_id] if namespace is not None else 0
+    """The socket's connection limits (sockets and streams count together)."""
     try:
-        if sockets + hub.count >= settings["MAX_CONNECTIONS"]:
-            raise TooManyConnections("this server is full; try another or later")
-        if mine + hub.per_user[principal.user_id] >= settings["MAX_CONNECTIONS_PER_USER"]:
-            raise TooManyConnections(
-                f"at most {settings['MAX_CONNECTIONS_PER_USER']} connections per user"
-            )
+        progress.namespace.admit(principal)
     except TooManyConnections as exc:
         if progress.metrics is not None:
             progress.metrics.refused(exc.code)
         raise
-
-
-def _wait_subscribed(progress: AppProgress) -> None:
-    """As ``join_job``: events from other processes reach this server only
-    once it is subscribed to the message queue; read the store after that."""
-    wait = getattr(progress.socketio.server.manager, "wait_subscribed", None)
-    if wait is not None and not wait(progress.settings["QUEUE_READY_TIMEOUT"]):
-        raise Unavailable("not subscribed to the message queue yet; retry shortly")
-
-
-def _note_read(progress: AppProgress, job_id: str, seq: int) -> None:
-    note = getattr(progress.socketio.server.manager, "note_read", None)
-    if note is not None:
-        note(job_id, seq)
 
 
 #: the kernel's send buffer of a stream's socket. Linux grows it up to 4 MiB
@@ -194,9 +170,9 @@ def job_stream(job_id: str) -> Response:
     tracker = progress.tracker
     state = readable_job(tracker, principal, job_id)
     _admit(progress, principal)
-    _wait_subscribed(progress)
+    progress.namespace.wait_subscribed()  # as join_job
     # Before registering: events after this seq reach us in order (in_order.py).
-    _note_read(progress, job_id, state.seq)
+    progress.namespace.note_read(job_id, state.seq)
     hub: SSEHub = progress.sse
     # Register first, then read: an event stored after the read is queued
     # for this stream, so nothing falls in between (as join_job).
@@ -220,64 +196,86 @@ def job_stream(job_id: str) -> Response:
         # 204 tells it to stop.
         hub.close(stream)
         return Response(status=204, headers=STREAM_HEADERS)
-    settings = dict(progress.settings)
-    return _respond(
-        _job_events(
-            stream, hub, tracker, job_id, read.seq, b"".join(first), ended, settings, principal
-        ),
-        hub,
-        stream,
-    )
+    heartbeat = float(progress.settings["SSE_HEARTBEAT"])
+    render = None if ended else _job_renderer(tracker, job_id, read.seq)
+    body = _body(hub, stream, principal, heartbeat, b"".join(first), render)
+    return _respond(body, hub, stream)
 
 
-def _job_events(stream, hub, tracker, job_id, last, first, ended, settings, principal):
-    heartbeat = float(settings["SSE_HEARTBEAT"])
+def _body(hub: SSEHub, stream, principal: Principal, heartbeat: float, first: bytes, render):
+    """A stream's response body: ``first``, then each batch of live events
+    as ``render(events)`` writes it (the bytes, and whether the stream ends
+    there), and a heartbeat when none came. No ``render``: nothing follows
+    ``first``. It also ends when the stream was cut, or when the caller's
+    access expired (the client comes back with a fresh token). The stream's
+    slot is released as soon as it ends, or when the server closes a
+    response whose body never ran (:func:`_respond`)."""
     try:
         yield first
-        if ended:
+        if render is None:
             return
-        for events in _live(stream, principal, heartbeat):
+        while True:
+            wait = _until_expiry(principal, heartbeat)
+            if wait <= 0:
+                return
+            events = stream.take(wait)
+            if stream.cut is not None:
+                return
             if not events:
                 yield PING
                 continue
-            out = []
-            for event in events:
-                seq = event["seq"]
-                if seq <= last:
-                    continue  # read from the store already
-                if seq > last + 1:
-                    # A gap the in-order step could not fill: fill it from the
-                    # store, or end the stream and let the client resume.
-                    page = tracker.events_page(job_id, last, seq - last - 1)
-                    missing = [e for e in page.events if e["seq"] < seq]
-                    if page.truncated or len(missing) != seq - last - 1:
-                        if out:
-                            yield b"".join(out)
-                        return
-                    out.extend(message(e, e["type"], e["seq"]) for e in missing)
-                out.append(message(event, event["type"], seq))
-                last = seq
-                if event["type"] in TERMINAL_EVENTS:
-                    yield b"".join(out)
-                    return
+            out, done = render(events)
             if out:
-                yield b"".join(out)
+                yield out
+            if done:
+                return
     finally:
         hub.close(stream)
 
 
-def _live(stream, principal: Principal, heartbeat: float):
-    """A stream's live events, a batch at a time; an empty batch when a
-    heartbeat is due. Ends when the stream was cut, or when the caller's
-    access expired (the client comes back with a fresh token)."""
-    while True:
-        wait = _until_expiry(principal, heartbeat)
-        if wait <= 0:
-            return
-        events = stream.take(wait)
-        if stream.cut is not None:
-            return
-        yield events
+def _job_renderer(tracker, job_id: str, last: int):
+    """A job stream's events after ``last`` (what its read sent), each once,
+    in order; done after the terminal event, or at a gap the store cannot fill."""
+
+    def render(events: list[dict[str, Any]]) -> tuple[bytes, bool]:
+        nonlocal last
+        out = []
+        for event in events:
+            seq = event["seq"]
+            if seq <= last:
+                continue  # read from the store already
+            if seq > last + 1:
+                # A gap the in-order step could not fill: fill it from the
+                # store, or end the stream and let the client resume.
+                page = tracker.events_page(job_id, last, seq - last - 1)
+                missing = [e for e in page.events if e["seq"] < seq]
+                if page.truncated or len(missing) != seq - last - 1:
+                    return b"".join(out), True
+                out.extend(message(e, e["type"], e["seq"]) for e in missing)
+            out.append(message(event, event["type"], seq))
+            last = seq
+            if event["type"] in TERMINAL_EVENTS:
+                return b"".join(out), True
+        return b"".join(out), False
+
+    return render
+
+
+def _user_renderer(seen: dict[str, int]):
+    """A user stream's events: per job, only those above the seq it listed
+    or last sent (``seen``, updated)."""
+
+    def render(events: list[dict[str, Any]]) -> tuple[bytes, bool]:
+        out = []
+        for event in events:
+            job_id, seq = event["job_id"], event["seq"]
+            if seq <= seen.get(job_id, 0):
+                continue
+            seen[job_id] = seq
+            out.append(message(event, event["type"], f"{job_id}:{seq}"))
+        return b"".join(out), False
+
+    return render
 
 
 def _until_expiry(principal: Principal, heartbeat: float) -> float:
@@ -297,7 +295,7 @@ def user_stream() -> Response:
     if everyone and not principal.admin:
         raise Forbidden("only admins may watch all jobs")
     _admit(progress, principal)
-    _wait_subscribed(progress)
+    progress.namespace.wait_subscribed()  # as join_job
     hub: SSEHub = progress.sse
     stream = hub.open(
         principal.user_id,
@@ -311,7 +309,7 @@ def user_stream() -> Response:
             None if everyone else principal.user_id, limit=progress.settings["WATCH_MAX_JOBS"]
         )
         for job in jobs:
-            _note_read(progress, job.job_id, job.seq)
+            progress.namespace.note_read(job.job_id, job.seq)
         snapshots = [job.snapshot(now) for job in jobs]
     except BaseException:
         hub.close(stream)
@@ -319,30 +317,9 @@ def user_stream() -> Response:
     first = _retry(progress) + message({"jobs": snapshots}, "jobs")
     # per job: the highest seq listed or sent; live events at or below it are dropped
     seen = {snap["job_id"]: snap["seq"] for snap in snapshots}
-    return _respond(
-        _user_events(stream, hub, first, seen, dict(progress.settings), principal), hub, stream
-    )
-
-
-def _user_events(stream, hub, first, seen, settings, principal):
-    heartbeat = float(settings["SSE_HEARTBEAT"])
-    try:
-        yield first
-        for events in _live(stream, principal, heartbeat):
-            if not events:
-                yield PING
-                continue
-            out = []
-            for event in events:
-                job_id, seq = event["job_id"], event["seq"]
-                if seq <= seen.get(job_id, 0):
-                    continue
-                seen[job_id] = seq
-                out.append(message(event, event["type"], f"{job_id}:{seq}"))
-            if out:
-                yield b"".join(out)
-    finally:
-        hub.close(stream)
+    heartbeat = float(progress.settings["SSE_HEARTBEAT"])
+    body = _body(hub, stream, principal, heartbeat, first, _user_renderer(seen))
+    return _respond(body, hub, stream)
 
 
 @bp.post("/stream-tokens")
