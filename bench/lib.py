@@ -173,10 +173,17 @@ class Loadgen:
     """One bench/loadgen.mjs process, driven over stdin/stdout."""
 
     def __init__(
-        self, url: str, *, jobs: int, tokens: Path | None, log: Path, deflate: bool = True
+        self,
+        url: str,
+        *,
+        jobs: int,
+        tokens: Path | None,
+        log: Path,
+        deflate: bool = True,
+        transport: str = "socket.io",
     ) -> None:
         opts = {"url": url, "jobs": jobs, "tokens": str(tokens) if tokens else None,
-                "deflate": deflate}  # fmt: skip
+                "deflate": deflate, "transport": transport}  # fmt: skip
         self.log = log
         self.proc = spawn(
             [NODE, "--max-old-space-size=4096", str(BENCH / "loadgen.mjs"), json.dumps(opts)],

@@ -1,4 +1,6 @@
-// Load generator: many socket.io-client connections in one Node process.
+// Load generator: many socket.io-client connections in one Node process, or
+// many Server-Sent Events streams ("transport": "sse": one HTTP GET of
+// streamPath per client, read as text/event-stream, as an EventSource would).
 //
 // Driven by bench/run.py over stdin/stdout, one JSON object per line:
 // every command line carries an "id", and the reply line echoes it.
@@ -19,6 +21,7 @@
 // start of the update's `message` (seconds since the epoch, from the server's
 // or the pipeline's clock: one machine, one clock).
 import { readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
@@ -32,6 +35,8 @@ const tokens = opts.tokens ? JSON.parse(readFileSync(opts.tokens, "utf8")) : nul
 // default) compresses every message for every client. deflate=false stops
 // offering it.
 const DEFLATE = opts.deflate !== false;
+const SSE = opts.transport === "sse";
+const STREAM_PATH = opts.streamPath ?? "/api/jobs/{job}/stream";
 
 const wallNow = () => (performance.timeOrigin + performance.now()) / 1000;
 const jobId = (j) => `bench-${String(j).padStart(3, "0")}`;
@@ -75,7 +80,74 @@ function onUpdate(c, ev) {
   } else outside++;
 }
 
+// An SSE client: joined when the stream's first message (the job's snapshot)
+// has arrived; each `progress_update` message is handled like the socket's.
+function openStream(i, timeoutMs) {
+  return new Promise((resolve) => {
+    const job = i % JOBS;
+    const c = { i, job, socket: null, state: "connecting", burstSeen: -1 };
+    clients.push(c);
+    let settled = false;
+    const done = (ok, why) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!ok) {
+        c.state = "failed";
+        req.destroy();
+      }
+      resolve(ok ? null : why);
+    };
+    const timer = setTimeout(() => done(false, "timeout"), timeoutMs + 1000);
+    const headers = { Accept: "text/event-stream" };
+    if (tokens) headers.Authorization = `Bearer ${tokens[i]}`;
+    const req = http.get(URL_ + STREAM_PATH.replace("{job}", jobId(job)), { headers, agent: false });
+    c.socket = { disconnect: () => req.destroy() };
+    const lost = (why) => {
+      if (c.state === "joined") {
+        joined--;
+        disconnects++;
+        disconnectReasons[why] = (disconnectReasons[why] ?? 0) + 1;
+      }
+      if (c.state !== "failed") c.state = "closed";
+      done(false, `disconnect: ${why}`);
+    };
+    req.on("error", (err) => lost(`error: ${err.code ?? err.message}`));
+    req.on("response", (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return done(false, `http ${res.statusCode}`);
+      }
+      extensions.sse = (extensions.sse ?? 0) + 1;
+      res.setEncoding("utf8");
+      let buf = "";
+      res.on("data", (chunk) => {
+        buf += chunk;
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let type = "message";
+          let data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) type = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (type === "snapshot" && c.state === "connecting") {
+            c.state = "joined";
+            joined++;
+            done(true);
+          } else if (type === "progress_update") onUpdate(c, JSON.parse(data));
+        }
+      });
+      res.on("end", () => lost("stream ended"));
+      res.on("error", (err) => lost(`error: ${err.code ?? err.message}`));
+    });
+  });
+}
+
 function openClient(i, join, timeoutMs) {
+  if (SSE) return openStream(i, timeoutMs);
   return new Promise((resolve) => {
     const job = i % JOBS;
     const auth = tokens ? { token: tokens[i] } : {};

@@ -14,6 +14,8 @@ Side by side, in one run, on this machine:
    pings answered, and RSS per connection;
 3. burst: all jobs update at one instant; time until the last of 1,000
    clients has its update;
+   (1 and 3 also with 1,000 Server-Sent Events clients instead of Socket.IO
+   ones, and with the server under gevent instead of eventlet;)
 4. emitter overhead: bench/emitter.py --json, when present.
 
 Results go to bench/results/*.json; bench/report.py renders docs/benchmarks.md
@@ -73,6 +75,7 @@ FULL: dict[str, Any] = {
     "jobs": 100,
     "rate": 10,
     "clients": [1000, 5000],
+    "sse_clients": [1000],  # the SSE row (progresscast-sse), beside the Socket.IO one
     "gens": 2,  # load generator processes for the latency runs
     "connect_rate": 1000,  # new clients per second (all generators together)
     "warmup": 2.0,
@@ -91,6 +94,8 @@ FULL: dict[str, Any] = {
     # also available with --servers: progresscast-deflate (websocket compression on)
     "latency_servers": [
         "progresscast",
+        "progresscast-sse",
+        "progresscast-gevent",
         "progresscast-fanout",
         "progresscast-redis",
         "flask",
@@ -98,7 +103,7 @@ FULL: dict[str, Any] = {
         "node",
     ],
     # "flask" (max_size raised) can be added with --servers; it holds what progresscast holds
-    "conn_servers": ["progresscast", "flask-default", "node"],
+    "conn_servers": ["progresscast", "progresscast-gevent", "flask-default", "node"],
     "profile_seconds": 8.0,
     "profile_servers": ["progresscast", "progresscast-redis"],  # py-spy (--profile)
 }
@@ -111,7 +116,7 @@ QUICK: dict[str, Any] = {
     "bursts": 3,
     "levels": [1000, 2500, 5000],
     "conn_budget": 25.0,
-    "latency_servers": ["progresscast", "flask", "node"],
+    "latency_servers": ["progresscast", "progresscast-sse", "flask", "node"],
     "conn_servers": ["progresscast", "flask-default", "node"],
     "profile_seconds": 0.0,
 }
@@ -119,6 +124,8 @@ QUICK: dict[str, Any] = {
 LABELS = {
     "progresscast": "progresscast (in-process pipelines)",
     "progresscast-deflate": "progresscast, websocket compression on",
+    "progresscast-sse": "progresscast, Server-Sent Events clients",
+    "progresscast-gevent": "progresscast under gevent (in-process pipelines)",
     "progresscast-fanout": "progresscast, fan-out only (diagnostic: no state machine, no store)",
     "progresscast-redis": "progresscast (worker + Redis)",
     "flask": "plain Flask-SocketIO",
@@ -127,7 +134,13 @@ LABELS = {
     "node": "Node.js socket.io 4",
 }
 #: progresscast servers running bench/bench_wsgi.py (pipelines in the server process)
-IN_PROCESS = ("progresscast", "progresscast-deflate", "progresscast-fanout")
+IN_PROCESS = (
+    "progresscast",
+    "progresscast-deflate",
+    "progresscast-fanout",
+    "progresscast-sse",
+    "progresscast-gevent",
+)
 
 
 def log(*args: Any) -> None:
@@ -188,6 +201,9 @@ class Server:
             str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py",
             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", entry,
         ]  # fmt: skip
+        if self.kind == "progresscast-gevent":
+            cmd[3:3] = ["-k", "gevent"]  # the command line wins over gunicorn.conf.py
+            env["PROGRESSCAST_ASYNC_MODE"] = "gevent"
         return spawn(cmd, log=self.tmp / "server.log", env=env)
 
     def start(self) -> Server:
@@ -291,6 +307,7 @@ def make_gens(server: Server, count: int, tokens: Path, tag: str) -> list[Loadge
             tokens=tokens if server.uses_tokens else None,
             log=server.tmp / f"loadgen-{tag}-{g}.log",
             deflate=CLIENT_DEFLATE,
+            transport="sse" if server.kind == "progresscast-sse" else "socket.io",
         )
         for g in range(count)
     ]
@@ -559,7 +576,7 @@ def latency_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) ->
     out: dict[str, Any] = {"kind": kind, "label": server.label, "runs": [], "burst": None}
     have = 0
     try:
-        for n in cfg["clients"]:
+        for n in cfg["sse_clients"] if kind == "progresscast-sse" else cfg["clients"]:
             conn = connect(gens, have, n, cfg["connect_rate"], 20000)
             have = n
             log(
