@@ -23,6 +23,8 @@ COLORS = {
     "progresscast-redis": "#17becf",
     "progresscast-deflate": "#9467bd",
     "progresscast-fanout": "#aec7e8",
+    "progresscast-sse": "#8c564b",
+    "progresscast-gevent": "#e377c2",
     "flask-nodeflate": "#bcbd22",
     "flask": "#ff7f0e",
     "flask-default": "#d62728",
@@ -261,8 +263,21 @@ def summary(results: dict) -> list[str]:
         if not pc:
             continue
         parts = [f"progresscast {describe(pc, cfg)}"]
+        # progresscast's variants against its main row (variant / main) ...
         for kind, name in (
-            ("progresscast-deflate", "progresscast with compression"),
+            ("progresscast-sse", "Server-Sent Events clients"),
+            ("progresscast-gevent", "under gevent"),
+            ("progresscast-deflate", "with compression"),
+        ):
+            var = run_for(results, kind, n)
+            if var:
+                parts.append(
+                    f"{name} {describe(var, cfg)} — {name} / main row: p99 "
+                    f"{ratio(var['latency'].get('p99_ms'), pc['latency'].get('p99_ms'))}, CPU per "
+                    f"delivery {ratio(us_per_delivery(var), us_per_delivery(pc))}"
+                )
+        # ... and the peers against it (progresscast / peer)
+        for kind, name in (
             ("flask", "plain Flask-SocketIO"),
             ("flask-nodeflate", "plain Flask-SocketIO without compression"),
             ("node", "Node.js"),

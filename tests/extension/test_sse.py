@@ -151,8 +151,8 @@ def test_the_hub_cuts_a_stream_past_its_backlog_and_keeps_the_others():
     rooms = ["job:j1", "user:ann", "jobs:all"]
     for seq in range(1, 5):
         hub.publish({"job_id": "j1", "seq": seq}, rooms)
-        assert [e["seq"] for e in fast.take(0)] == [seq]
-        assert [e["seq"] for e in owners.take(0)] == [seq]
+        assert [q.event["seq"] for q in fast.take(0)] == [seq]
+        assert [q.event["seq"] for q in owners.take(0)] == [seq]
     # the two that did not read were cut at the 4th event; the others were not
     assert slow.cut == everyone.cut == "slow_reader" and slow_sock.shut
     assert slow.take(0) == [] and fast.cut is None and owners.cut is None
@@ -252,3 +252,22 @@ def test_an_admins_disconnect_and_a_lost_queue_end_open_streams(make_app):
     assert list(rest) == []
     other.close()
     assert progress.sse.count == 0
+
+
+def test_an_event_is_encoded_once_for_all_the_streams_that_follow_it():
+    hub = SSEHub(threading.Event, max_backlog=10)
+    streams = [hub.open(f"u{i}", job_id="j1") for i in range(3)]
+    owners = hub.open("ann", owner="ann")
+    event = {"job_id": "j1", "seq": 7, "type": "progress_update", "message": "café\nok"}
+    hub.publish(event, ["job:j1", "user:ann"])
+    queued = [s.take(0) for s in (*streams, owners)]
+    assert all(len(q) == 1 for q in queued)
+    assert len({id(q[0]) for q in queued}) == 1  # one object, so one encoding
+    item = queued[0][0]
+    assert item.job_message() is item.job_message()
+    # byte for byte what message() writes: one line of data, the newline escaped
+    assert item.job_message() == message(event, "progress_update", 7)
+    assert item.job_message() == (
+        'id: 7\nevent: progress_update\ndata: {"job_id":"j1","seq":7,'
+        '"type":"progress_update","message":"café\\nok"}\n\n'
+    ).encode()

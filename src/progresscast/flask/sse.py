@@ -36,13 +36,46 @@ PING = b": ping\n\n"
 def message(data: Any, event: str | None = None, id: str | int | None = None) -> bytes:
     """One SSE message: ``id``, ``event``, then ``data`` as compact JSON
     (one line: JSON escapes the newlines inside strings)."""
-    lines = []
+    return framed(_json(data), event, id)
+
+
+def framed(data: bytes, event: str | None = None, id: str | int | None = None) -> bytes:
+    """One SSE message around ``data``, JSON already encoded (one line)."""
+    head = b""
     if id is not None:
-        lines.append(f"id: {id}")
+        head = b"id: %s\n" % str(id).encode()
     if event is not None:
-        lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-    return ("\n".join(lines) + "\n\n").encode()
+        head += b"event: %s\n" % event.encode()
+    return head + b"data: " + data + b"\n\n"
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Queued:
+    """A job event as the hub queues it for every stream that follows it:
+    the same object for all of them, so its JSON is encoded once (and a job
+    stream's whole message too), however many streams write it out."""
+
+    __slots__ = ("_data", "_job_message", "event")
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.event = event
+        self._data: bytes | None = None
+        self._job_message: bytes | None = None
+
+    def data(self) -> bytes:
+        """The event's JSON (an SSE message's ``data``)."""
+        if self._data is None:
+            self._data = _json(self.event)
+        return self._data
+
+    def job_message(self) -> bytes:
+        """The event's message on a job stream (``id`` is its ``seq``)."""
+        if self._job_message is None:
+            self._job_message = framed(self.data(), self.event["type"], self.event["seq"])
+        return self._job_message
 
 
 class Stream:
@@ -56,12 +89,12 @@ class Stream:
         self.job_id = job_id  # a job's stream ...
         self.owner = owner  # ... or a user's jobs; neither: every job (admins)
         self.sock = sock  # the client's socket, shut down to cut a stalled writer
-        self.pending: deque[dict[str, Any]] = deque()
+        self.pending: deque[Queued] = deque()
         self.wake = hub.create_event()
         #: why the server ended it ("slow_reader"), None while it is fine
         self.cut: str | None = None
 
-    def take(self, timeout: float) -> list[dict[str, Any]]:
+    def take(self, timeout: float) -> list[Queued]:
         """The events queued since the last call, waiting up to ``timeout``
         seconds for one; empty on timeout or when the stream was cut."""
         if not self.pending and self.cut is None:
@@ -153,6 +186,7 @@ class SSEHub:
         owner = next(
             (r[len(USER_ROOM_PREFIX) :] for r in rooms if r.startswith(USER_ROOM_PREFIX)), None
         )
+        queued = Queued(event)
         with self._lock:
             targets = [
                 *self.by_job.get(event.get("job_id"), ()),
@@ -165,8 +199,11 @@ class SSEHub:
             if len(stream.pending) >= self.max_backlog:
                 self._cut(stream, "slow_reader")
                 continue
-            stream.pending.append(event)
-            stream.wake.set()
+            # Only the first event wakes the stream: later ones are drained
+            # with it (take() drains after it clears the wake-up).
+            if not stream.pending:
+                stream.wake.set()
+            stream.pending.append(queued)
 
     def cut_all(self, reason: str, user: str | None = None) -> int:
         """End every open stream (of ``user``, if given): the client resumes

@@ -39,7 +39,7 @@ from .auth import Principal, http_principal
 from .context import current_progress
 from .errors import register_http_errors
 from .origin import same_site_request
-from .sse import PING, SSEHub, message
+from .sse import PING, Queued, SSEHub, framed, message
 
 if TYPE_CHECKING:
     from .extension import AppProgress
@@ -237,10 +237,11 @@ def _job_renderer(tracker, job_id: str, last: int):
     """A job stream's events after ``last`` (what its read sent), each once,
     in order; done after the terminal event, or at a gap the store cannot fill."""
 
-    def render(events: list[dict[str, Any]]) -> tuple[bytes, bool]:
+    def render(queued: list[Queued]) -> tuple[bytes, bool]:
         nonlocal last
         out = []
-        for event in events:
+        for item in queued:
+            event = item.event
             seq = event["seq"]
             if seq <= last:
                 continue  # read from the store already
@@ -252,7 +253,7 @@ def _job_renderer(tracker, job_id: str, last: int):
                 if page.truncated or len(missing) != seq - last - 1:
                     return b"".join(out), True
                 out.extend(message(e, e["type"], e["seq"]) for e in missing)
-            out.append(message(event, event["type"], seq))
+            out.append(item.job_message())
             last = seq
             if event["type"] in TERMINAL_EVENTS:
                 return b"".join(out), True
@@ -265,14 +266,15 @@ def _user_renderer(seen: dict[str, int]):
     """A user stream's events: per job, only those above the seq it listed
     or last sent (``seen``, updated)."""
 
-    def render(events: list[dict[str, Any]]) -> tuple[bytes, bool]:
+    def render(queued: list[Queued]) -> tuple[bytes, bool]:
         out = []
-        for event in events:
+        for item in queued:
+            event = item.event
             job_id, seq = event["job_id"], event["seq"]
             if seq <= seen.get(job_id, 0):
                 continue
             seen[job_id] = seq
-            out.append(message(event, event["type"], f"{job_id}:{seq}"))
+            out.append(framed(item.data(), event["type"], f"{job_id}:{seq}"))
         return b"".join(out), False
 
     return render
