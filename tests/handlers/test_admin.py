@@ -62,19 +62,25 @@ def test_bad_stats_query_is_422(http):
     assert "limit" in assert_error(response.get_json(), "invalid_payload")["details"]["query"]
 
 
-def test_stats_show_connections_per_user_rooms_and_jobs(http, connect, tracker):
+def test_stats_show_connections_per_user_rooms_and_jobs(app, http, connect, tracker):
     alice1, alice2, bob = connect("alice"), connect("alice"), connect("bob")
     job = tracker.create_job("report", STAGES, owner="alice")
     alice1.ok("join_job", {"job_id": job.job_id})
     alice2.ok("join_job", {"job_id": job.job_id})
     bob.ok("watch_jobs", {"batch": True})
+    # SSE streams, as their requests register them (streams.py)
+    hub = app.extensions["progresscast"].sse
+    hub.open("bob", job_id=job.job_id)
+    hub.open("carol", owner="carol")
 
     stats = http.get("/api/admin/stats?user=alice", headers=ADMIN).get_json()
     assert stats["connections"] == 3 and sum(stats["transports"].values()) == 3
-    assert stats["users_total"] == 2
+    assert stats["sse_streams"] == 2
+    assert stats["users_total"] == 3
     assert stats["users"] == [
-        {"user": "alice", "connections": 2},
-        {"user": "bob", "connections": 1},
+        {"user": "alice", "connections": 2, "streams": 0},
+        {"user": "bob", "connections": 1, "streams": 1},
+        {"user": "carol", "connections": 0, "streams": 1},
     ]
     assert {"room": f"job:{job.job_id}", "watchers": 2} in stats["rooms"]
     assert {"room": "user:bob#batch", "watchers": 1} in stats["rooms"]

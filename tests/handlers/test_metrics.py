@@ -221,3 +221,33 @@ def test_import_progresscast_does_not_import_prometheus_client():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+ADMIN_UI_CLOSE = """
+from tests.handlers.conftest import config_dict
+from web import create_app
+
+password = "long enough pass"
+app = create_app(config_dict(ADMIN_UI_PASSWORD=password))
+progress = app.extensions["progresscast"]
+# The UI's stats task starts at an Engine.IO connect, which the test client
+# skips: this is what a real connection calls.
+progress.socketio.server.eio.handlers["connect"]("eio-sid", {})
+assert progress.admin_ui.stats_task is not None
+progress.close()
+assert progress.admin_ui.stats_task is None, "the Admin UI's stats task outlived close()"
+print("ok")
+"""
+
+
+def test_closing_the_app_stops_the_admin_ui(tmp_path):
+    # In a process of its own: instrument() patches python-engineio's socket
+    # class for the whole process.
+    done = subprocess.run(
+        [sys.executable, "-c", ADMIN_UI_CLOSE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -90,7 +90,8 @@ class ConnectionSchema(Schema):
 
 class UserConnectionsSchema(Schema):
     user = fields.String()
-    connections = fields.Integer()
+    connections = fields.Integer(metadata={"description": "Socket.IO connections"})
+    streams = fields.Integer(metadata={"description": "SSE streams"})
 
 
 class RoomSchema(Schema):
@@ -102,6 +103,7 @@ class StatsSchema(Schema):
     instance = fields.String(metadata={"description": "the server that answered"})
     message_queue = fields.Boolean(metadata={"description": "whether it has one"})
     connections = fields.Integer(metadata={"description": "open on /progress"})
+    sse_streams = fields.Integer(metadata={"description": "open SSE streams"})
     transports = fields.Dict(keys=fields.String(), values=fields.Integer())
     direct_websockets = fields.Integer(
         metadata={"description": "websockets on the fast path (direct_websocket.py)"}
@@ -171,7 +173,11 @@ class Stats(MethodView):
             by_transport[transport(server, sid)] += 1
             eio_sid = server.manager.eio_sid_from_sid(sid, NAMESPACE)
             direct += bool(getattr(server.eio.sockets.get(eio_sid), "direct", False))
-        users = sorted(namespace.per_user.items(), key=lambda item: (-item[1], item[0]))
+        # Sockets and SSE streams per user (they share the connection limits).
+        streams = dict(progress.sse.per_user)
+        both = {u: (n, streams.get(u, 0)) for u, n in namespace.per_user.items() if n}
+        both.update((u, (0, n)) for u, n in streams.items() if u not in both)
+        users = sorted(both.items(), key=lambda item: (-sum(item[1]), item[0]))
         rooms_here = server.manager.rooms.get(NAMESPACE, {})
         own = rooms_here.get(None, {})  # every connection is alone in a room named by its sid
         rooms = sorted(
@@ -184,10 +190,13 @@ class Stats(MethodView):
             "instance": progress.settings["INSTANCE_NAME"],
             "message_queue": bool(progress.message_queue_url),
             "connections": len(namespace.connections),
+            "sse_streams": progress.sse.count,
             "transports": by_transport,
             "direct_websockets": direct,
             "users_total": len(users),
-            "users": [{"user": u, "connections": n} for u, n in users[:limit]],
+            "users": [
+                {"user": u, "connections": n, "streams": k} for u, (n, k) in users[:limit]
+            ],
             "rooms_total": len(rooms),
             "rooms": [{"room": r, "watchers": n} for r, n in rooms[:limit]],
             "jobs": {s.value: tracker.count_jobs(None, [s]) for s in JobStatus},

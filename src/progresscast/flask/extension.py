@@ -290,6 +290,8 @@ class AppProgress:
         """Stop the background sweeps and release the store (tests, app
         teardown); the extension forgets this app."""
         self.closed = True
+        if self.admin_ui is not None:
+            self.admin_ui.shutdown()  # its stats task
         self.tracker.close()
         if self.queue_probe is not None:
             self.queue_probe.close()
