@@ -267,7 +267,10 @@ def test_an_event_is_encoded_once_for_all_the_streams_that_follow_it():
     assert item.job_message() is item.job_message()
     # byte for byte what message() writes: one line of data, the newline escaped
     assert item.job_message() == message(event, "progress_update", 7)
-    assert item.job_message() == (
-        'id: 7\nevent: progress_update\ndata: {"job_id":"j1","seq":7,'
-        '"type":"progress_update","message":"café\\nok"}\n\n'
-    ).encode()
+    assert (
+        item.job_message()
+        == (
+            'id: 7\nevent: progress_update\ndata: {"job_id":"j1","seq":7,'
+            '"type":"progress_update","message":"café\\nok"}\n\n'
+        ).encode()
+    )

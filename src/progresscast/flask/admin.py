@@ -194,9 +194,7 @@ class Stats(MethodView):
             "transports": by_transport,
             "direct_websockets": direct,
             "users_total": len(users),
-            "users": [
-                {"user": u, "connections": n, "streams": k} for u, (n, k) in users[:limit]
-            ],
+            "users": [{"user": u, "connections": n, "streams": k} for u, (n, k) in users[:limit]],
             "rooms_total": len(rooms),
             "rooms": [{"room": r, "watchers": n} for r, n in rooms[:limit]],
             "jobs": {s.value: tracker.count_jobs(None, [s]) for s in JobStatus},
