@@ -139,7 +139,6 @@ def measure(n: int = N, repeats: int = REPEATS) -> dict:
 
         redis = Redis(Path(tmp)).start()
         try:
-
             # A tree from before the one-step publish: both rows are its worker.
             one_step = "atomic_publish" in inspect.signature(ProgressTracker.from_urls).parameters
 
@@ -175,12 +174,79 @@ def measure(n: int = N, repeats: int = REPEATS) -> dict:
     }
 
 
+def group_commit_whatif(n: int = 2000, sizes=(1, 2, 4, 8), repeats: int = 3) -> dict:
+    """What group commit would save: CPU µs per update of the SQLite write
+    when ``k`` updates share one transaction (the store's own statements,
+    each update still its own compare-and-set). ``k = 1`` is
+    ``SQLiteStore.append`` itself. Not part of :func:`measure`: the store does
+    not group commits (bench/notes.md says why)."""
+    from progresscast import open_store
+    from progresscast.jsoncodec import dumps
+    from progresscast.state import new_job, transition
+    from progresscast.stores import sqlite
+
+    best: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            for k in sizes:
+                store = open_store(f"sqlite:///{tmp}/g{r}-{k}.db")
+                store.manual_checkpoints()
+                state = new_job("g", "bench", STAGES, "bench", None, 1000.0)
+                pending = []
+                for kind in ("job_queued", "job_started"):
+                    events, state = transition(state, kind, {}, 1000.0)
+                    store.append(events, state)
+                for i in range(n):
+                    now = 1000.0 + 0.1 * (i + 1)
+                    fields = {"stage": "parsing", "n": i, "total": TOTAL}
+                    fields["message"] = update_message(now, i)
+                    events, state = transition(state, "progress_update", fields, now)
+                    pending.append((events, state))
+                conn = store._db
+                started = time.process_time()
+                if k == 1:
+                    for events, state in pending:
+                        store.append(events, state)
+                else:
+                    for j in range(0, n, k):
+                        conn.execute("BEGIN IMMEDIATE")
+                        for events, state in pending[j : j + k]:
+                            rows = conn.execute(
+                                sqlite._UPDATE_PROGRESS,
+                                (
+                                    state.updated_at,
+                                    state.seq,
+                                    dumps(state.to_record()),
+                                    state.job_id,
+                                    state.seq - 1,
+                                ),
+                            ).fetchall()
+                            assert len(rows) == 1
+                            conn.executemany(
+                                "INSERT INTO events (job_id, seq, event) VALUES (?, ?, ?)",
+                                [(state.job_id, e["seq"], dumps(e)) for e in events],
+                            )
+                        conn.execute("COMMIT")
+                us = (time.process_time() - started) / n * 1e6
+                best[k] = min(best.get(k, us), us)
+                store.close()
+    return {f"k{k}": round(us, 1) for k, us in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--reports", type=int, default=N)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument(
+        "--group-commit", action="store_true", help="only the what-if of grouped SQLite commits"
+    )
     args = parser.parse_args()
+    if args.group_commit:
+        result = group_commit_whatif()
+        result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(result))
+        return
     result = measure(args.reports, args.repeats)
     if args.json:
         print(json.dumps(result))

@@ -11,7 +11,10 @@ history pages, listings, pruning; the web layer never touches the store.
 
 The tracker does not know Flask. It emits through anything with Socket.IO's
 ``emit(event, data, to=..., namespace=...)``: the web app's ``SocketIO`` in
-process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
+process, or a write-only ``SocketIO(message_queue=...)`` in a worker. A
+worker whose store is the message queue's Redis gets a
+:class:`~progresscast.stores.redis.QueuePublisher` (:meth:`ProgressTracker.from_urls`):
+then steps (2) and (3) are one Redis script, and one round trip.
 """
 
 from __future__ import annotations
