@@ -912,7 +912,7 @@ class ProgressTracker:
         """The emitter, when the store's append publishes through it
         (:class:`~progresscast.stores.redis.QueuePublisher`), else ``None``."""
         emitter = self.emitter
-        if emitter is not None and getattr(emitter, "store", None) is self.store:
+        if getattr(emitter, "store", None) is self.store and hasattr(emitter, "tail"):
             return emitter
         return None
 

@@ -245,11 +245,11 @@ return 1
 
 def _pack(args: list[Any]) -> bytes:
     """One command in RESP: bytes as they are, str as UTF-8, numbers as text."""
-    out = [b"*%d\r\n" % len(args)]
+    out = []
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return b"".join(out)
+        data = arg if type(arg) is bytes else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"*%d\r\n%b" % (len(args), b"".join(out))
 
 
 def _unavailable(method):
