@@ -11,7 +11,10 @@ history pages, listings, pruning; the web layer never touches the store.
 
 The tracker does not know Flask. It emits through anything with Socket.IO's
 ``emit(event, data, to=..., namespace=...)``: the web app's ``SocketIO`` in
-process, or a write-only ``SocketIO(message_queue=...)`` in a worker.
+process, or a write-only ``SocketIO(message_queue=...)`` in a worker. A
+worker whose store is the message queue's Redis gets a
+:class:`~progresscast.stores.redis.QueuePublisher` (:meth:`ProgressTracker.from_urls`):
+then steps (2) and (3) are one Redis script, and one round trip.
 """
 
 from __future__ import annotations
@@ -726,30 +729,54 @@ class ProgressTracker:
         message_queue_url: str | None = None,
         *,
         channel: str = "flask-socketio",
+        atomic_publish: bool | None = None,
         **kwargs: Any,
     ) -> ProgressTracker:
         """A tracker for a worker process (Celery, RQ, multiprocessing, scripts).
 
         It stores through ``store_url`` (shared with the server) and publishes
-        through a write-only python-socketio manager on ``message_queue_url``
-        (the server's ``MESSAGE_QUEUE_URL``, same ``channel``), so no Flask app
-        and no eventlet are needed. A publish that fails is logged by
-        python-socketio and skipped; the event is stored, and clients that
-        resume with ``since`` get it.
-        """
-        emitter = None
-        if message_queue_url:
-            import socketio
+        on ``message_queue_url`` (the server's ``MESSAGE_QUEUE_URL``, same
+        ``channel``) in python-socketio's pub/sub format, so no Flask app and
+        no eventlet are needed.
 
-            emitter = socketio.RedisManager(
-                message_queue_url,
-                channel=channel,
-                write_only=True,
-                redis_options={"socket_timeout": 2, "socket_connect_timeout": 2},
-            )
+        When both URLs name one Redis server (the database number aside), each
+        update is stored and published by one Redis script: one round trip,
+        and an event is published exactly when it is stored
+        (:class:`~progresscast.stores.redis.QueuePublisher`).
+        ``atomic_publish=False`` keeps the two steps; ``True`` requires the
+        one step (``ValueError`` if the URLs name two servers).
+
+        Otherwise events are published through a write-only python-socketio
+        ``RedisManager`` after they are stored. A publish that fails is logged
+        and skipped; the event is stored, and clients that resume with
+        ``since`` get it.
+        """
         from .stores import open_store
 
-        return cls(open_store(store_url), emitter, **kwargs)
+        store = open_store(store_url)
+        emitter: Any = None
+        if message_queue_url:
+            url = getattr(store, "url", None)
+            if atomic_publish is not False and url is not None:
+                from .stores.redis import QueuePublisher, same_server
+
+                if same_server(url, message_queue_url):
+                    emitter = QueuePublisher(store, channel)  # type: ignore[arg-type]
+            if emitter is None:
+                if atomic_publish:
+                    store.close()
+                    raise ValueError(
+                        "atomic_publish needs the store and the message queue on one Redis server"
+                    )
+                import socketio
+
+                emitter = socketio.RedisManager(
+                    message_queue_url,
+                    channel=channel,
+                    write_only=True,
+                    redis_options={"socket_timeout": 2, "socket_connect_timeout": 2},
+                )
+        return cls(store, emitter, **kwargs)
 
     def close(self) -> None:
         """Release the store's connections, and those of a write-only
@@ -881,17 +908,36 @@ class ProgressTracker:
     def _lock_for(self, job_id: str) -> threading.Lock:
         return self._locks[hash(job_id) % len(self._locks)]
 
+    def _publisher(self) -> Any:
+        """The emitter, when the store's append publishes through it
+        (:class:`~progresscast.stores.redis.QueuePublisher`), else ``None``."""
+        emitter = self.emitter
+        if getattr(emitter, "store", None) is self.store and hasattr(emitter, "tail"):
+            return emitter
+        return None
+
     def _append(self, events: list[dict[str, Any]], state: JobState) -> str | None:
-        """``store.append``, timed for the observer."""
-        if self.observer is None:
-            return self.store.append(events, state)
-        started = time.perf_counter()
-        cancel_requested = self.store.append(events, state)
-        self._observe("stored", events, time.perf_counter() - started)
+        """``store.append``, timed for the observer; with a
+        :meth:`_publisher`, the store publishes the events as it stores them."""
+        started = time.perf_counter() if self.observer is not None else 0.0
+        publisher = self._publisher()
+        if publisher is None:
+            cancel_requested = self.store.append(events, state)
+        else:
+            tail = publisher.tail(event_rooms(state.job_id, state.owner), self.namespace)
+            cancel_requested = self.store.append_publish(  # type: ignore[attr-defined]
+                events, state, publisher.channel, tail
+            )
+        if self.observer is not None:
+            self._observe("stored", events, time.perf_counter() - started)
         return cancel_requested
 
     def _publish(self, state: JobState, events: list[dict[str, Any]]) -> None:
         if self.emitter is None:
+            return
+        if self._publisher() is not None:  # published by the store's append
+            if self.observer is not None:
+                self._observe("published", events, 0.0, 0)
             return
         rooms = event_rooms(state.job_id, state.owner)
         started = time.perf_counter() if self.observer is not None else 0.0

@@ -271,3 +271,36 @@ def test_events_published_out_of_order_by_two_workers_arrive_in_order(tmp_path, 
         while not client.live.empty():
             live.append(client.live.get_nowait()["seq"])
         assert live == [2, 3, *range(4, client.last(job.job_id) + 1)]
+
+
+def test_a_worker_on_the_stores_redis_stores_and_publishes_in_one_step(tmp_path, store_redis):
+    """Store and queue on one redis-server: the worker's events are stored and
+    published by one script (stores/redis.py, QueuePublisher), in the message
+    python-socketio's listener reads; the server delivers them live, in order."""
+    from progresscast.stores.redis import QueuePublisher
+
+    server = make_server(tmp_path, store_redis, store_redis.port, "eventlet").start()
+    worker = worker_tracker(store_redis, store_redis.port)
+    client = None
+    try:
+        assert isinstance(worker.emitter, QueuePublisher)
+        wait_until(lambda: ready(server), 20, what="server subscribed to the queue")
+        job = worker.create_job("import", DOC_STAGES, owner="alice")
+        client = ProtocolClient(server.url, "alice")
+        assert client.join(job.job_id)["ok"]
+        with worker.start(job.job_id, min_interval=0) as emitter:
+            for stage in ("parsing", "analyzing"):
+                with emitter.stage(stage, total=5):
+                    for _ in range(5):
+                        emitter.advance()
+            emitter.complete({"pages": 3})
+        assert_holds_the_stored_history(client, worker, job.job_id)
+        live = []
+        while not client.live.empty():
+            live.append(client.live.get_nowait()["seq"])
+        assert live == list(range(2, client.last(job.job_id) + 1))  # every one came live
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
+        worker.close()

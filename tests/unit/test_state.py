@@ -598,3 +598,38 @@ def test_a_restored_state_keeps_transitioning_identically():
     b = transition(restored, "progress_update", {"stage_progress": 40}, job.now + 1)
     assert a == b
     assert a[0][0]["eta_seconds"] is not None
+
+
+def test_iso_is_datetimes_isoformat_to_the_millisecond():
+    """iso() splits the time itself (state.py): the same text as datetime,
+    carry and half-to-even rounding of the microseconds included."""
+    import random
+    from datetime import UTC, datetime
+
+    def reference(ts):
+        return (
+            datetime.fromtimestamp(ts, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+    rng = random.Random(16)
+    edges = (0.0, 0.0005, 0.9995, 0.0000005, 0.0000015, 0.9999994, 0.9999995, 0.99999999)
+    stamps = [0.0, 86399.9999996, 253402300799.999]
+    for _ in range(3000):
+        second = rng.choice([rng.randrange(0, 4_000_000_000), 1_700_000_000 + rng.randrange(100)])
+        stamps += [second + rng.random(), second + rng.choice(edges)]
+    for ts in stamps:
+        assert iso(ts) == reference(ts), ts
+    assert iso(None) is None
+
+
+def test_a_copy_has_every_field_and_its_own_stage_lists():
+    job = new_job("c", "copy", DOC_STAGES, "alice", {"k": 1}, T0, kind="k")
+    _, job = transition(job, "job_started", {}, T0)
+    job.cancel_requested, job.runner = "why", "server-1"
+    twin = job.copy()
+    assert twin == job and twin is not job
+    for name in JobState.__slots__:
+        assert getattr(twin, name) is getattr(job, name) or name in ("stage_status", "stage_pct")
+    assert twin.stage_status is not job.stage_status and twin.stage_pct is not job.stage_pct

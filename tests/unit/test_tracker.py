@@ -275,6 +275,24 @@ def test_a_failing_socket_emitter_does_not_lose_the_event(store, clock, caplog):
     assert "seq=2" in caplog.records[1].getMessage()
 
 
+def test_every_event_is_stored_before_it_is_emitted(store, clock):
+    """DESIGN §4: an event a client sees is one a resume would give it, in seq order."""
+    emitted = []
+
+    class StoreChecking:
+        def emit(self, event, data, to=None, namespace=None):
+            stored = store.events_since(data["job_id"], data["seq"] - 1, limit=1)
+            emitted.append((data["seq"], stored == [data]))
+
+    tracker = ProgressTracker(store, StoreChecking(), clock=clock)
+    with tracker.job("r", ["a", "b", "c"], owner="u", job_id="sb", min_interval=0) as job:
+        job.update(1, 2)
+        job.stage("c")  # completes a, skips b
+        job.update(2, 2)
+    assert [seq for seq, _ in emitted] == list(range(1, tracker.get("sb").seq + 1))
+    assert all(stored for _, stored in emitted)
+
+
 def test_a_tracker_without_emitter_only_stores(store, clock):
     tracker = ProgressTracker(store, clock=clock)
     tracker.create_job("r", ["a"], owner="u", job_id="quiet")

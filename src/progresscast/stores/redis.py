@@ -37,11 +37,12 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
-from ..jsoncodec import dumps
+from ..jsoncodec import dumpb, dumps
 from ..state import JobState, JobStatus
 from .base import JobStore, run_fields
 
@@ -53,9 +54,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 
-# KEYS: job, events, jobs, owner, owner_status_old?, ...  (built below)
-# ARGV: expected_seq, n_events, event_1_seq, event_1_json, ..., then the state fields
+# KEYS: job, events
+# ARGV: prefix, expected_seq, n_events, channel ('' to publish nothing), the
+#       message's tail (QueuePublisher.tail), then per event its seq, JSON and
+#       type, then the state fields.
 # Returns {0, stored seq} on a seq conflict, else {1, new seq, pending cancel reason or nil}.
+# With a channel, each event is published on it once stored, as python-socketio's
+# pub/sub message {"method": "emit", "event": type, "data": [event], ...}: in the
+# same script, so an event is never stored without being published, nor
+# published before it is stored, and a write that loses the compare-and-set
+# publishes nothing.
 _APPEND = """
 local job, events = KEYS[1], KEYS[2]
 local prefix = ARGV[1]
@@ -65,10 +73,11 @@ if stored ~= expected then
   return {0, stored}
 end
 local n = tonumber(ARGV[3])
-local i = 4
+local channel, tail = ARGV[4], ARGV[5]
+local i = 6
 for _ = 1, n do
   redis.call('XADD', events, ARGV[i] .. '-0', 'e', ARGV[i + 1])
-  i = i + 2
+  i = i + 3
 end
 local owner, status, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 local created, finished, updated = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -113,6 +122,12 @@ if finished ~= '' then
 end
 if tonumber(seq) > max_events then
   redis.call('XTRIM', events, 'MINID', (tonumber(seq) - max_events + 1) .. '-0')
+end
+if channel ~= '' then
+  for e = 6, 6 + 3 * (n - 1), 3 do
+    local head = '{"method":"emit","event":"' .. ARGV[e + 2] .. '","data":['
+    redis.call('PUBLISH', channel, head .. ARGV[e + 1] .. ']' .. tail)
+  end
 end
 return {1, tonumber(seq), redis.call('HGET', job, 'cancel_reason')}
 """
@@ -228,6 +243,15 @@ return 1
 """
 
 
+def _pack(args: list[Any]) -> bytes:
+    """One command in RESP: bytes as they are, str as UTF-8, numbers as text."""
+    out = []
+    for arg in args:
+        data = arg if type(arg) is bytes else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"*%d\r\n%b" % (len(args), b"".join(out))
+
+
 def _unavailable(method):
     """Turn redis-py's connection errors into StoreUnavailable."""
 
@@ -292,14 +316,23 @@ class RedisStore(JobStore):
     def _events(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"
 
-    @_unavailable
     def append(self, events: Sequence[dict[str, Any]], state: JobState) -> str | None:
+        return self.append_publish(events, state, "", "")
+
+    @_unavailable
+    def append_publish(
+        self, events: Sequence[dict[str, Any]], state: JobState, channel: str, tail: str
+    ) -> str | None:
+        """:meth:`append`, and publish each event on ``channel`` in the same
+        script, once stored: ``'{"method":"emit","event":"<type>","data":[<event>]'
+        + tail`` (:meth:`QueuePublisher.tail`). One round trip; an event is
+        published if and only if it is stored. ``channel=""``: publish nothing."""
         if not events:
             return None
         first = events[0]["seq"]
-        argv: list[Any] = [self.prefix, first - 1, len(events)]
+        argv: list[Any] = [self.prefix, first - 1, len(events), channel, tail]
         for event in events:
-            argv += [event["seq"], dumps(event)]
+            argv += [event["seq"], dumpb(event), event["type"]]
         argv += [
             state.owner,
             state.status.value,
@@ -307,17 +340,43 @@ class RedisStore(JobStore):
             repr(state.created_at),
             "" if state.finished_at is None else repr(state.finished_at),
             repr(state.updated_at),
-            dumps(state.to_record()),
+            dumpb(state.to_record()),
             self.max_events_per_job,
             self.retention_seconds,
             state.parent_id or "",
         ]
-        ok, stored, *cancel_reason = self._append(
-            keys=[self._job(state.job_id), self._events(state.job_id)], args=argv
+        ok, stored, *cancel_reason = self._evalsha(
+            self._append, [self._job(state.job_id), self._events(state.job_id)], argv
         )
         if not ok:
             raise SeqConflict(state.job_id, first - 1, stored or None)
         return cancel_reason[0] if cancel_reason else None
+
+    def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """``script(keys, args)`` on a connection of the pool, the command
+        packed here: redis-py's per-argument encoding and command plumbing
+        cost more CPU than the script (bench/update_cost.py), and a worker
+        runs this once per update. A connection error retries once on a
+        fresh connection, as redis-py does; a script Redis lost (restarted)
+        is loaded again."""
+        pool = self.redis.connection_pool
+        command = _pack(["EVALSHA", script.sha, len(keys), *keys, *args])
+        for attempt in (1, 2, 3):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([command])
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:
+                if attempt == 3:
+                    raise
+                self.redis.script_load(script.script)
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt >= 2:
+                    raise
+            finally:
+                pool.release(conn)
+        raise AssertionError("unreachable")
 
     def _state(self, fields: dict[str, str]) -> JobState:
         state = JobState.from_record(json.loads(fields["state"]))
@@ -465,8 +524,75 @@ class RedisStore(JobStore):
         return int(self._reset_history(args=[self.prefix, kind or ""]))
 
     @_unavailable
+    def publish(self, channel: str, message: str) -> int:
+        """``PUBLISH`` on this store's Redis; returns how many subscribers got it."""
+        return self.redis.publish(channel, message)
+
+    @_unavailable
     def ping(self) -> None:
         self.redis.ping()
 
     def close(self) -> None:
         self.redis.close()
+
+
+def same_server(url: str, other: str) -> bool:
+    """Whether two Redis URLs reach one Redis server as one user. The
+    database number does not matter: pub/sub channels are server-wide. A URL
+    redis-py cannot parse (a Sentinel's) is never the same."""
+
+    def where(u: str) -> tuple | None:
+        try:
+            kw = redis.connection.parse_url(u)
+        except ValueError:
+            return None
+        port = None if "path" in kw else kw.get("port", 6379)
+        return (
+            kw.get("connection_class"),
+            kw.get("host"),
+            port,
+            kw.get("path"),
+            kw.get("username"),
+            kw.get("password"),
+        )
+
+    here = where(url)
+    return here is not None and here == where(other)
+
+
+class QueuePublisher:
+    """A worker's emitter when the store and the message queue are one Redis
+    server (:meth:`ProgressTracker.from_urls`): python-socketio's write-only
+    ``RedisManager``, without its second round trip.
+
+    The tracker hands it its writes: each update is stored and published by
+    the store's append script (:meth:`RedisStore.append_publish`), in one
+    round trip and one step, in the message format python-socketio's pub/sub
+    listener reads (``PubSubManager._handle_emit``): ``{"method": "emit",
+    "event", "data": [event], "binary": false, "namespace", "room",
+    "skip_sid": null, "callback": null, "host_id"}`` as JSON on ``channel``.
+    Other calls to :meth:`emit` publish one such message.
+    """
+
+    def __init__(self, store: RedisStore, channel: str = "flask-socketio") -> None:
+        #: the store whose appends publish through this emitter
+        self.store = store
+        self.channel = channel
+        # Like a write-only RedisManager: an id of its own, so no server
+        # takes its messages for its own (PubSubManager drops those).
+        self.host_id = uuid.uuid4().hex
+
+    def tail(self, rooms: Any, namespace: str | None) -> str:
+        """The message after its ``data``, for an emit to ``rooms`` (a room
+        or a list of them) on ``namespace``; closes the JSON object."""
+        return (
+            f',"binary":false,"namespace":{dumps(namespace or "/")},"room":{dumps(rooms)}'
+            f',"skip_sid":null,"callback":null,"host_id":"{self.host_id}"}}'
+        )
+
+    def emit(self, event: str, data: Any, *, to: Any = None, namespace: str | None = None) -> int:
+        """Publish one emit of JSON ``data`` (no binary attachments), as
+        python-socketio's ``emit(event, data, to=..., namespace=...)``."""
+        args = list(data) if isinstance(data, tuple) else [data]
+        message = f'{{"method":"emit","event":{dumps(event)},"data":{dumps(args)}'
+        return self.store.publish(self.channel, message + self.tail(to, namespace))
