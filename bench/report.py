@@ -320,6 +320,13 @@ def summary(results: dict) -> list[str]:
         out.append(
             "**Burst** (median time until the last client has its update): " + "; ".join(bits) + "."
         )
+    uc = results.get("update_cost")
+    if uc and "ratio" in uc:
+        out.append(
+            f"**CPU per update**: in-process {fmt(uc['in_process_us'])} µs, worker "
+            f"{fmt(uc['worker_us'])} µs ({uc['ratio']:.2f}× in-process; two steps: "
+            f"{fmt(uc['worker_two_step_us'])} µs, {uc['ratio_two_step']:.2f}×)."
+        )
     em = results.get("emitter")
     if em and "ns_per_call" in em:
         ns = em["ns_per_call"]
@@ -502,6 +509,31 @@ def burst_table(results: dict) -> list[str]:
     return lines
 
 
+def update_cost_section(results: dict) -> list[str]:
+    """bench/update_cost.py: CPU per update of each path, in one run."""
+    uc = results.get("update_cost")
+    if not uc:
+        return ["Not measured in this run (`--only update`)."]
+    if "error" in uc:
+        return [f"bench/update_cost.py failed: `{uc['error'][:300]}`"]
+    target = "met" if uc["ratio"] <= 1.5 else "not met"
+    return [
+        "What one update costs the process that makes it (CPU time, best of "
+        f"{uc['repeats']} interleaved repeats of {fmt(uc['reports'])} reports; load average "
+        f"{uc.get('loadavg')}): the state machine, the store and the emit, without the "
+        "fan-out to sockets (that is per delivery, in the latency tables).",
+        "",
+        *header("path", "µs CPU / update", "/ in-process"),
+        row("in-process (SQLite, the server's emit)", fmt(uc["in_process_us"]), "1.00×"),
+        row("worker: store and publish in one Redis script", fmt(uc["worker_us"]),
+            f"**{uc['ratio']:.2f}×**"),
+        row("worker, two steps (store, then python-socketio's publish)",
+            fmt(uc["worker_two_step_us"]), f"{uc['ratio_two_step']:.2f}×"),
+        "",
+        f"Target (issue 16): worker ≤ 1.5× the in-process path — **{target}** in this run.",
+    ]  # fmt: skip
+
+
 def idle_pct(prof: dict) -> float:
     """Samples whose leaf is the hub's epoll wait (from the self table)."""
     idle = ("Hub.wait ", "Hub.do_poll ", "BaseHub.wait ")
@@ -594,6 +626,7 @@ def render(results: dict, docs: Path) -> list[Path]:
         lines += [f"bench/emitter.py failed: `{em.get('error', '')[:300]}`"]
     else:
         lines += ["bench/emitter.py is not there yet."]
+    lines += ["", "### CPU per update: in-process and worker", "", *update_cost_section(results)]
     lines += ["", "## 5. Where the time goes in the progresscast server", ""]
     lines += profile_section(results)
     for server in results["latency"]:

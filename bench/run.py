@@ -685,6 +685,17 @@ def emitter_overhead() -> dict | None:
         return {"error": repr(exc)}
 
 
+def update_cost() -> dict:
+    """CPU per update, in-process beside the worker path (bench/update_cost.py)."""
+    log("CPU per update: bench/update_cost.py (in-process, worker)")
+    try:
+        from update_cost import measure
+
+        return measure()
+    except Exception as exc:
+        return {"error": repr(exc)}
+
+
 def git_state() -> dict:
     """The commit measured, uncommitted changes, and a hash of the server's Python code."""
     import hashlib
@@ -752,8 +763,8 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="progresscast benchmark suite")
     parser.add_argument("--quick", action="store_true", help="~2 minutes, for development")
-    parser.add_argument("--only", default="latency,connections,emitter",
-                        help="comma list of: latency, connections, emitter")  # fmt: skip
+    parser.add_argument("--only", default="latency,connections,emitter,update",
+                        help="comma list of: latency, connections, emitter, update")  # fmt: skip
     parser.add_argument("--servers", default=None, help="comma list restricting the servers")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy window")
     parser.add_argument("--profile", default=None, help="servers to py-spy (progresscast)")
@@ -791,6 +802,7 @@ def main() -> None:
         "latency": [],
         "connections": [],
         "emitter": None,
+        "update_cost": None,
         "client_deflate": CLIENT_DEFLATE,
         "git": git_state(),
     }
@@ -805,6 +817,8 @@ def main() -> None:
             write_tokens(tokens, secret, max([*cfg["clients"], *cfg["levels"]]), cfg["jobs"])
             if "emitter" in only:
                 results["emitter"] = emitter_overhead()
+            if "update" in only:
+                results["update_cost"] = update_cost()
             if "latency" in only:
                 for kind in cfg["latency_servers"]:
                     results["latency"].append(latency_suite(kind, cfg, tmp, secret, tokens))
