@@ -509,6 +509,55 @@ def burst_table(results: dict) -> list[str]:
     return lines
 
 
+def key_figures(results: dict) -> dict[str, float]:
+    """The headline figures of a run, by name (for the comparison with the last run)."""
+    out: dict[str, float] = {}
+    for server in results.get("latency", []):
+        for run in server.get("runs", []):
+            lat = run.get("latency", {})
+            n = f"{run['clients']:,}"
+            for q in ("p50", "p99"):
+                if lat.get(f"{q}_ms") is not None:
+                    out[f"{server['label']}: {q} ms at {n} clients"] = lat[f"{q}_ms"]
+            per = us_per_delivery(run)
+            if per:
+                out[f"{server['label']}: µs CPU / delivery at {n}"] = round(per, 1)
+        if server.get("burst") and server["burst"].get("median_last_ms") is not None:
+            out[f"{server['label']}: burst, last client ms"] = server["burst"]["median_last_ms"]
+    for server in results.get("connections", []):
+        out[f"{server['label']}: connections held"] = server.get("held")
+        best = next((r for r in server.get("levels", []) if r["level"] == server.get("held")), None)
+        if best:
+            out[f"{server['label']}: KiB / connection"] = best["kib_per_conn"]
+            out[f"{server['label']}: ping p99 ms at {server['held']:,}"] = best["ping_p99_ms"]
+    uc = results.get("update_cost") or {}
+    for key, name in (("in_process_us", "in-process"), ("worker_us", "worker")):
+        if uc.get(key) is not None:
+            out[f"CPU per update, {name} (µs)"] = uc[key]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def versus_last_run(results: dict) -> list[str]:
+    """This run's headline figures beside the last run's (bench/results/<mode>.json)."""
+    prev = results.get("previous")
+    if not prev:
+        return ["No earlier run on record."]
+    now, then = key_figures(results), key_figures(prev)
+    commit = (prev.get("git") or {}).get("commit")
+    lines = [
+        f"The last run: {prev.get('date')} (commit {commit}). Same machine kind; both runs "
+        "are single samples, so changes within about 10 % are noise.",
+        "",
+        *header("figure", "this run", "last run", "this / last"),
+    ]
+    for name, value in now.items():
+        lines.append(row(name, fmt(value), fmt(then.get(name)), ratio(value, then.get(name))))
+    gone = [name for name in then if name not in now]
+    if gone:
+        lines += ["", f"{len(gone)} figures of the last run are not in this one (a partial run)."]
+    return lines
+
+
 def update_cost_section(results: dict) -> list[str]:
     """bench/update_cost.py: CPU per update of each path, in one run."""
     uc = results.get("update_cost")
@@ -632,6 +681,7 @@ def render(results: dict, docs: Path) -> list[Path]:
     for server in results["latency"]:
         if server["kind"] != "progresscast" and server.get("profile", {}).get("samples"):
             lines += ["", f"### {server['label']}", "", *profile_section(results, server["kind"])]
+    lines += ["", "## Against the last run", "", *versus_last_run(results)]
     eta_results = BENCH / "results" / "eta.json"  # bench/eta.py --save (make bench)
     if eta_results.exists():
         from eta import docs_section

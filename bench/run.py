@@ -685,6 +685,25 @@ def emitter_overhead() -> dict | None:
         return {"error": repr(exc)}
 
 
+def _compact(value: Any) -> Any:
+    """A results tree without its bulky parts (CDFs, profiles, the run before)."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()
+                if k not in ("cdf_ms", "profile", "previous", "config", "machine")}  # fmt: skip
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def last_run(path: Path) -> dict | None:
+    """The figures of the run this one replaces (same results file), if any."""
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {"date": before.get("date"), "git": before.get("git"), **_compact(before)}
+
+
 def update_cost() -> dict:
     """CPU per update, in-process beside the worker path (bench/update_cost.py)."""
     log("CPU per update: bench/update_cost.py (in-process, worker)")
@@ -833,6 +852,9 @@ def main() -> None:
         results["git_changed"] = end  # the code under test changed during the run
         log(f"WARNING: the server's code changed during the run: {end}")
     results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    previous = last_run(out_path)
+    if previous:
+        results["previous"] = previous  # docs/benchmarks.md shows both
     out_path.write_text(json.dumps(results, indent=1))
     log(f"results: {out_path} ({results['seconds']}s)")
     if not args.no_render and (args.render or not args.quick):
