@@ -1,0 +1,110 @@
+"""transport.install: what it puts in place for each async mode, and that
+it puts nothing in place when DIRECT_WEBSOCKET is off or a dependency is in
+a version the transport was not tested with (one warning)."""
+
+from __future__ import annotations
+
+import logging
+
+import engineio
+import pytest
+
+from progresscast.flask import transport
+from progresscast.flask.transport import hooks
+from progresscast.flask.transport.connection import DirectSockets
+from progresscast.flask.transport.drivers.eventlet import EventletInput
+
+
+def wsgi_app(environ, start_response):
+    return []
+
+
+def server(mode: str) -> engineio.Server:
+    return engineio.Server(async_mode=mode, monitor_clients=False)
+
+
+def test_eventlet_gets_direct_sockets_and_its_middleware():
+    eio = server("eventlet")
+    app = transport.install(eio, "eventlet", wsgi_app)
+    assert transport.is_installed(eio) and eio.sockets.driver.name == "eventlet"
+    assert isinstance(app, EventletInput) and app.app is wsgi_app
+
+
+def test_gevent_gets_its_own_websocket_class_on_this_server_only():
+    eio, other = server("gevent"), server("gevent")
+    shared = other._async["websocket"]
+    assert transport.install(eio, "gevent", wsgi_app) is wsgi_app
+    assert transport.is_installed(eio) and eio.sockets.driver.name == "gevent"
+    assert eio._async["websocket"] is not shared  # ours, falling back to shared
+    assert other._async["websocket"] is shared  # python-engineio's module dict untouched
+
+
+def test_threading_keeps_python_engineios_websockets_with_the_shared_pinger():
+    eio = server("threading")
+    assert transport.install(eio, "threading", wsgi_app) is wsgi_app
+    assert transport.is_installed(eio) and eio.sockets.driver is None
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent", "threading"])
+def test_direct_websocket_false_turns_all_of_it_off(mode):
+    eio = server(mode)
+    websocket = eio._async["websocket"]
+    assert transport.install(eio, mode, wsgi_app, enabled=False) is wsgi_app  # no EventletInput
+    assert type(eio.sockets) is dict and eio._async["websocket"] is websocket
+
+
+@pytest.mark.parametrize(
+    ("mode", "distribution"),
+    [
+        ("eventlet", "python-engineio"),
+        ("gevent", "python-socketio"),
+        ("eventlet", "eventlet"),
+        ("gevent", "gevent"),
+    ],
+)
+def test_an_untested_version_falls_back_with_one_warning(monkeypatch, caplog, mode, distribution):
+    tested = hooks.installed_version
+    monkeypatch.setattr(
+        hooks,
+        "installed_version",
+        lambda name: "99.0.0" if name == distribution else tested(name),
+    )
+    eio = server(mode)
+    websocket = eio._async["websocket"]
+    with caplog.at_level(logging.WARNING):
+        assert transport.install(eio, mode, wsgi_app) is wsgi_app
+    assert type(eio.sockets) is dict and eio._async["websocket"] is websocket
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"{distribution} 99.0.0" in warning.getMessage()
+    assert "python-engineio's own path" in warning.getMessage()
+
+
+def test_the_other_loops_version_does_not_matter(monkeypatch):
+    tested = hooks.installed_version
+    monkeypatch.setattr(
+        hooks, "installed_version", lambda name: None if name == "gevent" else tested(name)
+    )
+    assert hooks.untested_versions("eventlet") == []
+    assert hooks.untested_versions("gevent") == ["gevent None (tested: 26.9.x)"]
+
+
+def test_the_installed_versions_are_the_tested_ones():
+    """CI runs what hooks.TESTED names: a dependency bump shows up here first."""
+    for mode in ("eventlet", "gevent", "threading"):
+        assert hooks.untested_versions(mode) == [], "widen hooks.TESTED after testing"
+
+
+def test_the_extension_wires_it_off_too(tmp_path):
+    from tests.extension.conftest import build_app
+
+    app = build_app(tmp_path, PROGRESSCAST_DIRECT_WEBSOCKET=False)
+    try:
+        eio = app.extensions["progresscast"].socketio.server.eio
+        assert type(eio.sockets) is dict
+    finally:
+        app.extensions["progresscast"].close()
+    app = build_app(tmp_path / "on")
+    try:
+        assert isinstance(app.extensions["progresscast"].socketio.server.eio.sockets, DirectSockets)
+    finally:
+        app.extensions["progresscast"].close()
