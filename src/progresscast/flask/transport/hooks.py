@@ -85,8 +85,11 @@ HOOKS: tuple[Hook, ...] = (
     Hook(
         "socketio_pubsub_handle_emit",
         "python-socketio",
-        "socketio.PubSubManager._handle_emit(message) and the message's keys",
-        "overridden: local delivery goes through the fan-out and batching explicitly",
+        "socketio.PubSubManager: emit() hands its message (and its keys) to "
+        "_handle_emit() and _publish(); _thread() hands other servers' to _handle_emit(), "
+        "reading _listen(); Packet.reconstruct_binary",
+        "overridden (batching.py): local delivery goes through the fan-out and batching"
+        " explicitly; _publish counts failures; _listen tracks the subscription",
     ),
     Hook(
         "socketio_pubsub_return_callback",
