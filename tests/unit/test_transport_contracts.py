@@ -238,6 +238,44 @@ def test_engineio_upgrade_probe():
     check("engineio_upgrade_probe", sock.upgraded, "UPGRADE did not upgrade the socket")
 
 
+def test_engineio_socket_queue():
+    class NoReads:
+        def __getattr__(self, name):
+            check("engineio_socket_queue", False, f"an upgraded socket's poll used queue.{name}")
+
+    eio = eio_server()
+    sock = connect_polling(eio)
+    sock.connected = sock.upgraded = True
+    sock.queue = NoReads()
+    _, start_response = responses()
+    got = sock.handle_get_request(
+        environ(f"EIO=4&transport=polling&sid={sock.sid}"), start_response
+    )
+    check(
+        "engineio_socket_queue",
+        [p.packet_type for p in got] == [eio_packet.NOOP],
+        f"a poll on an upgraded socket returned {got}",
+    )
+    source = inspect.getsource(engineio.socket)
+    check(
+        "engineio_socket_queue",
+        source.count("self.queue.get(") == 2 and "def poll(self)" in source,
+        "engineio.socket reads its queue somewhere new (not only in poll())",
+    )
+
+
+def test_engineio_eventlet_input():
+    from engineio.async_drivers import eventlet as driver
+
+    source = inspect.getsource(driver.WebSocketWSGI.__call__)
+    check(
+        "engineio_eventlet_input",
+        "environ['eventlet.input'].get_socket()" in source
+        or 'environ["eventlet.input"].get_socket()' in source,
+        "python-engineio's eventlet websocket no longer reads environ['eventlet.input']",
+    )
+
+
 def test_engineio_async_websocket():
     eio = eio_server()
     calls = []

@@ -13,6 +13,7 @@ from progresscast.flask import transport
 from progresscast.flask.transport import hooks
 from progresscast.flask.transport.connection import DirectSockets
 from progresscast.flask.transport.drivers.eventlet import EventletInput
+from progresscast.flask.transport.drivers.gevent import SOCKET, GeventInput
 
 
 def wsgi_app(environ, start_response):
@@ -33,7 +34,8 @@ def test_eventlet_gets_direct_sockets_and_its_middleware():
 def test_gevent_gets_its_own_websocket_class_on_this_server_only():
     eio, other = server("gevent"), server("gevent")
     shared = other._async["websocket"]
-    assert transport.install(eio, "gevent", wsgi_app) is wsgi_app
+    app = transport.install(eio, "gevent", wsgi_app)
+    assert isinstance(app, GeventInput) and app.app is wsgi_app
     assert transport.is_installed(eio) and eio.sockets.driver.name == "gevent"
     assert eio._async["websocket"] is not shared  # ours, falling back to shared
     assert other._async["websocket"] is shared  # python-engineio's module dict untouched
@@ -108,3 +110,13 @@ def test_the_extension_wires_it_off_too(tmp_path):
         assert isinstance(app.extensions["progresscast"].socketio.server.eio.sockets, DirectSockets)
     finally:
         app.extensions["progresscast"].close()
+
+
+def test_gevent_input_moves_only_engineio_requests_socket():
+    seen = []
+    app = GeventInput(lambda environ, start_response: seen.append(dict(environ)) or [])
+    sock = object()
+    app({"QUERY_STRING": "EIO=4&transport=websocket", "gunicorn.socket": sock}, None)
+    app({"QUERY_STRING": "", "gunicorn.socket": sock}, None)  # an SSE stream reads it there
+    assert seen[0] == {"QUERY_STRING": "EIO=4&transport=websocket", SOCKET: sock}
+    assert seen[1] == {"QUERY_STRING": "", "gunicorn.socket": sock}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import _socket
 import contextlib
 import logging
+import queue
 import socket as _socket_module
 import time
 import weakref
@@ -58,6 +59,34 @@ DEFAULT_MAX_BACKLOG = 4 * 2**20
 #: the pinger sends due pings in rounds at most this far apart (seconds)
 PING_ROUND = 0.25
 CLOSE_PACKET_FRAME = packet_frame(eio_packet.Packet(eio_packet.CLOSE).encode())
+
+
+class _Discard:
+    """The queue of every parked socket: what is put there has no reader
+    (sends once the socket stopped writing directly, the closing ``None``)."""
+
+    def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise queue.Empty  # what eventlet's and gevent's queues raise too
+
+    get_nowait = get
+
+    def task_done(self) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def join(self) -> None:
+        pass
+
+
+DISCARD = _Discard()
 
 
 class DirectSocket(engineio.socket.Socket):
@@ -218,6 +247,10 @@ class DirectSocket(engineio.socket.Socket):
             self.queue.task_done()
             if pkt is not None:
                 self._write(packet_frame(pkt.encode()))
+        # Nothing reads the queue of a parked socket (no writer thread; a
+        # polling request is refused once upgraded): one shared sink instead
+        # of a queue per connection.
+        self.queue = DISCARD
         self.direct = not self.closed
         if self._inbox:  # sent by the client while the request still read
             self._start_receiver()

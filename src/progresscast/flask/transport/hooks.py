@@ -77,6 +77,20 @@ HOOKS: tuple[Hook, ...] = (
         "copied in DirectSocket._upgrade",
     ),
     Hook(
+        "engineio_socket_queue",
+        "python-engineio",
+        "engineio.socket.Socket.queue: read only by poll() (long-polling, and the writer "
+        "thread of python-engineio's websocket); an upgraded socket answers a poll with NOOP",
+        "a parked socket's queue is swapped for one shared sink (memory per connection)",
+    ),
+    Hook(
+        "engineio_eventlet_input",
+        "python-engineio",
+        "engineio.async_drivers.eventlet.WebSocketWSGI: the socket from "
+        "environ['eventlet.input'].get_socket()",
+        "EventletInput hands it gunicorn's socket without a class per request",
+    ),
+    Hook(
         "engineio_async_websocket",
         "python-engineio",
         "engineio.Server._async['websocket'](handler, server)(environ, start_response)",

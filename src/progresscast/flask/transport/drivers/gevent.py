@@ -46,6 +46,9 @@ class GeventDriver(Driver):
     def parkable(self, ws: Any) -> bool:
         return isinstance(ws, GeventWebSocket) and not ws.parked
 
+    def wrap_app(self, wsgi_app: Callable) -> Callable:
+        return GeventInput(wsgi_app)
+
     def park(self, ws: Any) -> Parked:
         ws.parked = True  # the connection goes on: no closing frame
         return Parked(os.dup(ws.socket.fileno()), ws.frames, ws.messages, ws.parts)
@@ -68,6 +71,30 @@ class GeventDriver(Driver):
         gevent.spawn_raw(fn)
 
 
+#: where :class:`GeventInput` puts gunicorn's socket of an Engine.IO request
+SOCKET = "progresscast.socket"
+
+
+class GeventInput:
+    """WSGI middleware: keeps gunicorn's socket of Engine.IO requests away
+    from python-engineio's middleware.
+
+    Seeing ``environ["gunicorn.socket"]``, python-engineio defines a class
+    inside the request to hand the socket to eventlet's websocket code, and
+    python-socketio keeps the connect request's environ (with that class)
+    for the connection's life; :class:`WebSocketWSGI` finds the socket here
+    instead. Other requests (SSE streams read the socket) keep it.
+    """
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable):
+        if "EIO=" in environ.get("QUERY_STRING", "") and "gunicorn.socket" in environ:
+            environ[SOCKET] = environ.pop("gunicorn.socket")
+        return self.app(environ, start_response)
+
+
 class WebSocketWSGI:
     """python-engineio's ``_async["websocket"]`` under gevent.
 
@@ -85,12 +112,14 @@ class WebSocketWSGI:
         self.fallback = fallback
 
     def __call__(self, environ: dict[str, Any], start_response: Callable):
-        sock = environ.get("gunicorn.socket")
+        sock = environ.get(SOCKET) or environ.get("gunicorn.socket")
         if (
             sock is None
             or isinstance(sock, ssl.SSLSocket)
             or "HTTP_SEC_WEBSOCKET_EXTENSIONS" in environ  # compression wanted
         ):
+            if sock is not None:  # where simple-websocket looks for it
+                environ["gunicorn.socket"] = sock
             return self.fallback(self.handler, self.server)(environ, start_response)
         key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
         if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13" or len(key) != 24:
