@@ -302,7 +302,7 @@ class DirectSocket(engineio.socket.Socket):
         self._inbox = deque(parked.messages)
         self._watch = self._driver.watch_readable(parked.fd, self._on_readable, self._on_fd_lost)
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, *_: Any) -> None:
         # Runs in the hub: nothing here may block; the work is handed on.
         try:
             ended = self._read_parked()

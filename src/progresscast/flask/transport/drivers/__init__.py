@@ -64,7 +64,7 @@ class Driver:
     def watch_readable(
         self, fd: int, callback: Callable[[], None], lost: Callable[[], None]
     ) -> Any:
-        """Call ``callback()`` in the hub whenever ``fd`` can be read (or
+        """Call ``callback(*ignored)`` in the hub whenever ``fd`` can be read (or
         broke), ``lost()`` if the hub itself drops the watch (eventlet does
         when it sees the number of ``fd`` reused); returns a handle for
         :meth:`unwatch`. The callbacks run in the hub: they must not block."""

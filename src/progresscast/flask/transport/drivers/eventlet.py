@@ -51,7 +51,8 @@ class EventletDriver(Driver):
         self, fd: int, callback: Callable[[], None], lost: Callable[[], None]
     ) -> Any:
         hub = hubs.get_hub()
-        return hub.add(hub.READ, fd, lambda _fd: callback(), lambda _exc: callback(), lost)
+        # The hub passes the fd (or the error) along: the callbacks take and ignore it.
+        return hub.add(hub.READ, fd, callback, callback, lost)
 
     def unwatch(self, handle: Any) -> None:
         with contextlib.suppress(KeyError, ValueError):
