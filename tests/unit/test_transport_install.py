@@ -120,3 +120,45 @@ def test_gevent_input_moves_only_engineio_requests_socket():
     app({"QUERY_STRING": "", "gunicorn.socket": sock}, None)  # an SSE stream reads it there
     assert seen[0] == {"QUERY_STRING": "EIO=4&transport=websocket", SOCKET: sock}
     assert seen[1] == {"QUERY_STRING": "", "gunicorn.socket": sock}
+
+
+def test_gevent_websocket_answers_the_handshake_on_gunicorns_plain_socket():
+    import socket
+    from types import SimpleNamespace
+
+    from progresscast.flask.transport.drivers.gevent import GeventWebSocket, WebSocketWSGI
+
+    fallbacks = []
+
+    def fallback(handler, server):
+        return lambda environ, start_response: fallbacks.append(environ.get("gunicorn.socket"))
+
+    handled = []
+    server = SimpleNamespace(max_http_buffer_size=1000)
+    websocket = WebSocketWSGI(handled.append, server, fallback)
+    ours, client = socket.socketpair()
+    try:
+        environ = {
+            SOCKET: ours,
+            "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==",  # RFC 6455 §1.3's example
+            "HTTP_SEC_WEBSOCKET_VERSION": "13",
+        }
+        with pytest.raises(StopIteration):  # gunicorn: no response, close the connection
+            websocket(environ, None)
+        (ws,) = handled
+        assert isinstance(ws, GeventWebSocket) and ws.socket is ours
+        client.settimeout(5)
+        answer = client.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 101 ")
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer
+        assert answer.endswith(b"\r\n\r\n\x88\x02\x03\xe8")  # not parked: closed, status 1000
+        # where it cannot park, python-engineio's own class serves, with the socket
+        # where simple-websocket looks for it
+        for extra in ({"HTTP_SEC_WEBSOCKET_EXTENSIONS": "permessage-deflate"}, {}):
+            websocket({**environ, **extra, SOCKET: object() if extra else None}, None)
+        tls = SimpleNamespace(getpeercert=lambda: None)
+        websocket({**environ, SOCKET: None, "gunicorn.socket": tls}, None)
+        assert fallbacks[0] is not None and fallbacks[1:] == [None, tls]
+    finally:
+        ours.close()
+        client.close()

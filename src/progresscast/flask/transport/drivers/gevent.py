@@ -15,7 +15,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -115,7 +114,7 @@ class WebSocketWSGI:
         sock = environ.get(SOCKET) or environ.get("gunicorn.socket")
         if (
             sock is None
-            or isinstance(sock, ssl.SSLSocket)
+            or hasattr(sock, "getpeercert")  # TLS (the stdlib's or gevent's SSLSocket)
             or "HTTP_SEC_WEBSOCKET_EXTENSIONS" in environ  # compression wanted
         ):
             if sock is not None:  # where simple-websocket looks for it
