@@ -247,6 +247,9 @@ def test_python_engineio_path_still_works_when_direct_writes_are_off(tmp_path, c
             "stage_completed",
             "job_completed",
         ]
+        # gone before the server stops: its request would hold the worker's
+        # graceful shutdown for seconds on this path
+        watcher.close()
     finally:
         server.stop()
 
