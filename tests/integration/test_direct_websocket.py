@@ -1,6 +1,7 @@
-"""The direct websocket path (progresscast/flask/direct_websocket.py) on a real gunicorn +
-eventlet server: pings from the shared pinger, slow readers cut off without
-harming anyone else, and python-engineio's own path still there when turned off."""
+"""The fast websocket path (progresscast/flask/transport/) on a real gunicorn
+server, under eventlet and under gevent: pings from the shared pinger, slow
+readers cut off without harming anyone else, upgrades from long-polling, and
+python-engineio's own path still there when turned off."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ from wsproto.events import (
 from tests.harness import NAMESPACE, ServerProcess, token_for, wait_until
 
 STAGES = [{"name": "only", "weight": 1.0}]
+ADMIN = {"Authorization": f"Bearer {token_for('root', admin=True)}"}
+
+#: every test runs under both loops (gunicorn -k eventlet / -k gevent)
+MODES = pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+
+
+def start_server(tmp_path, mode: str, env: dict[str, str] | None = None) -> ServerProcess:
+    env = {"PROGRESSCAST_ASYNC_MODE": mode, **(env or {})}
+    return ServerProcess(tmp_path, env=env, worker=mode).start()
+
+
+def direct_websockets(server: ServerProcess) -> int:
+    """How many of the server's connections are on the fast path (admin stats)."""
+    stats = server.http("GET", "/api/admin/stats", user=None, headers=ADMIN)
+    return stats.json()["direct_websockets"]
 
 
 class RawWebsocketClient:
@@ -125,19 +141,21 @@ def job_events(messages: list[str]) -> list[dict]:
 
 
 @pytest.fixture
-def slow_server(tmp_path):
-    server = ServerProcess(
+def slow_server(tmp_path, mode):
+    server = start_server(
         tmp_path,
-        env={
+        mode,
+        {
             "PROGRESSCAST_WEBSOCKET_MAX_BACKLOG": "65536",
             "PROGRESSCAST_HTTP_RATE": "100000",
             "PROGRESSCAST_HTTP_BURST": "100000",
         },
-    ).start()
+    )
     yield server
     server.stop()
 
 
+@MODES
 def test_a_client_that_stops_reading_is_cut_off_and_nobody_else_waits(slow_server, clients):
     server = slow_server
     job_id = server.http("POST", "/api/jobs", json={"name": "big", "stages": STAGES}).json()[
@@ -147,6 +165,7 @@ def test_a_client_that_stops_reading_is_cut_off_and_nobody_else_waits(slow_serve
     assert slow.call("join_job", {"job_id": job_id}, 1)[0]["ok"]
     healthy = clients(server.url)
     assert healthy.call("join_job", {"job_id": job_id})["ok"]
+    assert direct_websockets(server) == 2  # both on the fast path
     session = requests.Session()  # keep-alive: thousands of posts
     session.headers["Authorization"] = f"Bearer {token_for('alice')}"
     session.post(f"{server.url}/api/jobs/{job_id}/events", json={"type": "job_started"})
@@ -183,22 +202,24 @@ def test_a_client_that_stops_reading_is_cut_off_and_nobody_else_waits(slow_serve
     )
 
 
-def test_pings_keep_an_idle_connection_alive(tmp_path, clients):
-    server = ServerProcess(
-        tmp_path, env={"PROGRESSCAST_PING_INTERVAL": "1", "PROGRESSCAST_PING_TIMEOUT": "1"}
-    ).start()
+@MODES
+def test_pings_keep_an_idle_connection_alive(tmp_path, clients, mode):
+    server = start_server(
+        tmp_path, mode, {"PROGRESSCAST_PING_INTERVAL": "1", "PROGRESSCAST_PING_TIMEOUT": "1"}
+    )
     try:
         raw = RawWebsocketClient(server.url, "alice")
+        # A client that stops answering, connected at the same time: it is
+        # dropped after ping_interval + ping_timeout.
+        silent = RawWebsocketClient(server.url, "bob")
+        started = time.monotonic()
+        assert direct_websockets(server) == 2
         pings = 0
-        deadline = time.monotonic() + 3.5
-        while time.monotonic() < deadline:
+        while pings < 2:  # about one a second, each after the last was answered
+            assert time.monotonic() - started < 3.5, f"{pings} pings in 3.5 s"
             if raw.next_message(answer_pings=False) == "2":
                 pings += 1
                 raw.send_text("3")
-        assert pings >= 2  # about one a second, each after the last was answered
-        # A client that stops answering is dropped after ping_interval + ping_timeout.
-        silent = RawWebsocketClient(server.url, "bob")
-        started = time.monotonic()
         with pytest.raises(ConnectionError):
             while True:
                 silent.next_message(answer_pings=False)  # reads, never answers
@@ -211,12 +232,14 @@ def test_pings_keep_an_idle_connection_alive(tmp_path, clients):
         server.stop()
 
 
-def test_python_engineio_path_still_works_when_direct_writes_are_off(tmp_path, clients):
-    server = ServerProcess(tmp_path, env={"PROGRESSCAST_DIRECT_WEBSOCKET": "false"}).start()
+@MODES
+def test_python_engineio_path_still_works_when_direct_writes_are_off(tmp_path, clients, mode):
+    server = start_server(tmp_path, mode, {"PROGRESSCAST_DIRECT_WEBSOCKET": "false"})
     try:
         job = server.http("POST", "/api/jobs", json={"name": "a", "stages": STAGES}).json()
         watcher = clients(server.url)
         assert watcher.call("join_job", {"job_id": job["job_id"]})["ok"]
+        assert direct_websockets(server) == 0
         for kind in ("job_started", "job_completed"):
             server.http("POST", f"/api/jobs/{job['job_id']}/events", json={"type": kind})
         assert [e["type"] for e in watcher.events_until_terminal(job["job_id"])] == [
@@ -224,14 +247,19 @@ def test_python_engineio_path_still_works_when_direct_writes_are_off(tmp_path, c
             "stage_completed",
             "job_completed",
         ]
+        # gone before the server stops: its request would hold the worker's
+        # graceful shutdown for seconds on this path
+        watcher.close()
     finally:
         server.stop()
 
 
-def test_a_long_polling_client_upgrades_and_gets_events(server):
+@MODES
+def test_a_long_polling_client_upgrades_and_gets_events(tmp_path, mode):
     """python-socketio's default: long-polling first, then the websocket."""
     import socketio
 
+    server = start_server(tmp_path, mode)
     job = server.http("POST", "/api/jobs", json={"name": "a", "stages": STAGES}).json()
     got = []
     sio = socketio.Client(reconnection=False)
@@ -239,6 +267,7 @@ def test_a_long_polling_client_upgrades_and_gets_events(server):
     sio.connect(server.url, namespaces=[NAMESPACE], auth={"token": token_for("alice")})
     try:
         wait_until(lambda: sio.transport() == "websocket", 10, what="the upgrade")
+        wait_until(lambda: direct_websockets(server) == 1, 10, what="the upgraded one parked")
         ack = sio.call("join_job", {"job_id": job["job_id"]}, namespace=NAMESPACE, timeout=10)
         assert ack["ok"]
         server.http("POST", f"/api/jobs/{job['job_id']}/events", json={"type": "job_started"})
@@ -247,3 +276,4 @@ def test_a_long_polling_client_upgrades_and_gets_events(server):
         assert got[0]["seq"] == 4  # queued, started, stage_completed, completed
     finally:
         sio.disconnect()
+        server.stop()

@@ -1,11 +1,11 @@
-"""web/direct_websocket.text_frame writes the frames eventlet's own websocket would."""
+"""transport/frames.py writes the frames eventlet's own websocket would."""
 
 from __future__ import annotations
 
 import pytest
 from eventlet.websocket import RFC6455WebSocket
 
-from progresscast.flask.direct_websocket import packet_frame, text_frame
+from progresscast.flask.transport.frames import packet_frame, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])

@@ -106,7 +106,7 @@ class StatsSchema(Schema):
     sse_streams = fields.Integer(metadata={"description": "open SSE streams"})
     transports = fields.Dict(keys=fields.String(), values=fields.Integer())
     direct_websockets = fields.Integer(
-        metadata={"description": "websockets on the fast path (direct_websocket.py)"}
+        metadata={"description": "websockets on the fast path (transport/)"}
     )
     users_total = fields.Integer()
     users = fields.List(fields.Nested(UserConnectionsSchema))

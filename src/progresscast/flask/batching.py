@@ -13,11 +13,13 @@ per server.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
 import threading
+from functools import partial
 from typing import Any
 
 import redis
@@ -27,67 +29,24 @@ from socketio import packet
 
 from progresscast.protocol import BATCH_EVENT, NAMESPACE, batched, is_batchable
 
-from .direct_websocket import DirectSockets, broadcast
+from . import transport
 from .in_order import JobOrder, job_event
 
 #: the event name under which an admin command travels to every server
-#: (:meth:`_Batching.admin`); also the room it is addressed to, which no
+#: (:meth:`_Ours.admin`); also the room it is addressed to, which no
 #: connection is in, so a server that does not know it delivers it to nobody
 ADMIN_COMMAND = "progresscast:admin"
 
 
-class _Fanout(socketio.Manager):
-    """Room delivery that encodes and frames a packet once for all its
-    websocket clients (direct_websocket.py), when the server has them."""
+class Delivery:
+    """This server's delivery of an emit to its own clients: each room's
+    packet encoded and framed once for its websocket clients (transport/),
+    and job events queued for the batched rooms.
 
-    #: the app's metrics (metrics.py), set by the extension: deliveries on
-    #: ``/progress`` are counted there
-    metrics = None
-
-    def emit(
-        self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
-    ):
-        room = to or room
-        eio = self.server.eio
-        if callback is not None or not isinstance(eio.sockets, DirectSockets):
-            if self.metrics is not None and namespace == NAMESPACE:
-                skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
-                self.metrics.delivered(
-                    sum(sid not in skip for sid, _ in self.get_participants(namespace, room))
-                )
-            return super().emit(
-                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
-            )
-        if namespace not in self.rooms:
-            return None
-        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        try:
-            # binary=False: no walk over the data looking for bytes (python-
-            # socketio's default); JSON cannot encode bytes, so data holding
-            # any raises here and takes python-socketio's binary path.
-            encoded = self.server.packet_class(
-                packet.EVENT, namespace=namespace, data=[event, *args], binary=False
-            ).encode()
-        except TypeError:
-            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
-        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
-        message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        eio_sids = [
-            eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip
-        ]
-        broadcast(
-            eio,
-            eio_sids,
-            message.encode(),
-            lambda eio_sid: self.server._send_eio_packet(eio_sid, message),
-        )
-        if self.metrics is not None and namespace == NAMESPACE:
-            self.metrics.delivered(len(eio_sids))
-        return None
-
-
-class _Batching(_Fanout):
-    """Delivers as usual, and queues job events for the batched rooms.
+    A component of our client managers, which call :meth:`emit` for every
+    emit this server delivers; python-socketio's ``Manager.emit`` stays the
+    plain path, called by name (not through ``super()``), so the managers
+    do not depend on the order of their base classes.
 
     Each event reaches a connection once, whatever mix of rooms it is in: a
     batched watcher that also joined the job (``job:<id>``) or watches
@@ -96,46 +55,25 @@ class _Batching(_Fanout):
     frame holding each event once.
     """
 
-    batch_interval = 0.1
-    #: the app's SSE streams (sse.py), set by the extension: every job event
-    #: delivered here is handed to them too
-    sse = None
-    #: ``handler(command) -> int``: carries out an admin command on this
-    #: server's connections (the extension's namespace, sockets.py)
-    admin_handler = None
-
-    def admin(self, command: dict[str, Any]) -> int:
-        """Carry out an admin command (a JSON object: a notice to deliver,
-        connections to drop) on this server's connections and, with a
-        message queue, on every other server's; returns how many of this
-        server's connections it reached."""
-        return self._admin_here(command)
-
-    def _admin_here(self, command: dict[str, Any]) -> int:
-        handler = self.admin_handler
-        return handler(command) if handler is not None else 0
-
-    def initialize(self) -> None:
-        super().initialize()
+    def __init__(self, manager: socketio.Manager) -> None:
+        self.manager = manager
         # Events since the last flush, in emission order:
         # (namespace, event, the batched rooms it goes to, sids that got it directly)
         self._pending: list[tuple[str, Any, tuple[str, ...], frozenset[str]]] = []
         self._lock = threading.Lock()
         self._flusher_started = False
 
-    def emit(
-        self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
-    ):
-        room = to or room
-        super().emit(
-            event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
-        )
+    def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, **kwargs):
+        """Deliver to this server's clients in ``room``; queue job events for
+        the batched rooms."""
+        self.fanout(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback)
         if not isinstance(room, list) or not isinstance(data, dict) or "seq" not in data:
             return  # not a job event
-        if self.sse is not None and namespace == NAMESPACE:
+        manager = self.manager
+        if manager.sse is not None and namespace == NAMESPACE:
             # SSE streams get what this server's rooms get, in the same order
-            self.sse.publish(data, room)
-        rooms_here = self.rooms.get(namespace, {})
+            manager.sse.publish(data, room)
+        rooms_here = manager.rooms.get(namespace, {})
         targets = tuple(batched(r) for r in room if is_batchable(r) and batched(r) in rooms_here)
         if not targets:
             return
@@ -150,19 +88,67 @@ class _Batching(_Fanout):
             self._pending.append((namespace, data, targets, direct))
             if not self._flusher_started:
                 self._flusher_started = True
-                self.server.start_background_task(self._flush_forever)
+                manager.server.start_background_task(self._flush_forever)
+
+    def fanout(self, event, data, namespace, room=None, skip_sid=None, callback=None) -> None:
+        """Room delivery that encodes and frames a packet once for all its
+        websocket clients, when the server has the transport."""
+        manager = self.manager
+        metrics = manager.metrics if namespace == NAMESPACE else None
+        eio = manager.server.eio
+        if callback is not None or not transport.is_installed(eio):
+            if metrics is not None:
+                skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+                metrics.delivered(
+                    sum(sid not in skip for sid, _ in manager.get_participants(namespace, room))
+                )
+            socketio.Manager.emit(
+                manager, event, data, namespace, room=room, skip_sid=skip_sid, callback=callback
+            )
+            return
+        if namespace not in manager.rooms:
+            return
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        try:
+            # binary=False: no walk over the data looking for bytes (python-
+            # socketio's default); JSON cannot encode bytes, so data holding
+            # any raises here and takes python-socketio's binary path.
+            encoded = manager.server.packet_class(
+                packet.EVENT, namespace=namespace, data=[event, *args], binary=False
+            ).encode()
+        except TypeError:
+            socketio.Manager.emit(manager, event, data, namespace, room=room, skip_sid=skip_sid)
+            return
+        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        eio_sids = [
+            eio_sid for sid, eio_sid in manager.get_participants(namespace, room) if sid not in skip
+        ]
+        # The fallback sends as python-socketio does (Flask-SocketIO's test
+        # client listens there).
+        server = manager.server
+        transport.broadcast(
+            eio,
+            eio_sids,
+            message.encode(),
+            lambda eio_sid: server._send_eio_packet(eio_sid, message),
+        )
+        if metrics is not None:
+            metrics.delivered(len(eio_sids))
 
     def _flush_forever(self) -> None:
+        server = self.manager.server
         while True:
-            self.server.sleep(self.batch_interval)
+            server.sleep(self.manager.batch_interval)
             try:
                 self.flush()
             except Exception:  # a flush must never kill the flusher
-                self._get_logger().exception("could not deliver a job_events batch")
+                self.manager._get_logger().exception("could not deliver a job_events batch")
 
     def flush(self) -> None:
         """Send every batched room its ``job_events`` frame for the events
         queued since the last flush."""
+        manager = self.manager
         with self._lock:
             pending, self._pending = self._pending, []
         by_room: dict[tuple[str, str], list[Any]] = {}
@@ -174,18 +160,18 @@ class _Batching(_Fanout):
         # one frame per room, encoded once.
         rooms_of: dict[tuple[str, str], list[str]] = {}
         for namespace, room in by_room:
-            for sid in self.rooms.get(namespace, {}).get(room, ()):
+            for sid in manager.rooms.get(namespace, {}).get(room, ()):
                 rooms_of.setdefault((namespace, sid), []).append(room)
         own_frame = {key for key, rooms in rooms_of.items() if len(rooms) > 1}
         own_frame.update((ns, sid) for ns, _, _, direct in pending for sid in direct)
         # socketio.Manager.emit: deliver here only (no re-batching, no publishing)
         delivered = 0
         for (namespace, room), events in by_room.items():
-            members = self.rooms.get(namespace, {}).get(room, ())
+            members = manager.rooms.get(namespace, {}).get(room, ())
             skip = [sid for sid in members if (namespace, sid) in own_frame]
             delivered += len(members) - len(skip)
             socketio.Manager.emit(
-                self, BATCH_EVENT, {"events": events}, namespace, room=room, skip_sid=skip
+                manager, BATCH_EVENT, {"events": events}, namespace, room=room, skip_sid=skip
             )
         for namespace, sid in own_frame:
             rooms = rooms_of.get((namespace, sid))
@@ -198,22 +184,67 @@ class _Batching(_Fanout):
             ]
             if events:
                 delivered += 1
-                socketio.Manager.emit(self, BATCH_EVENT, {"events": events}, namespace, room=sid)
-        if self.metrics is not None:
-            self.metrics.delivered(delivered)
+                socketio.Manager.emit(manager, BATCH_EVENT, {"events": events}, namespace, room=sid)
+        if manager.metrics is not None:
+            manager.metrics.delivered(delivered)
 
 
-class BatchingManager(_Batching):
+class _Ours:
+    """What both our client managers have: the settings the extension sets,
+    their :class:`Delivery`, and admin commands. Plain attributes and
+    methods, no ``super()`` calls: the manager classes call python-socketio
+    by name."""
+
+    batch_interval = 0.1
+    #: the app's metrics (metrics.py), set by the extension: deliveries on
+    #: ``/progress`` are counted there
+    metrics = None
+    #: the app's SSE streams (sse.py), set by the extension: every job event
+    #: delivered here is handed to them too
+    sse = None
+    #: ``handler(command) -> int``: carries out an admin command on this
+    #: server's connections (the extension's namespace, sockets.py)
+    admin_handler = None
+    delivery: Delivery
+
+    def admin(self, command: dict[str, Any]) -> int:
+        """Carry out an admin command (a JSON object: a notice to deliver,
+        connections to drop) on this server's connections and, with a
+        message queue, on every other server's; returns how many of this
+        server's connections it reached."""
+        return self._admin_here(command)
+
+    def _admin_here(self, command: dict[str, Any]) -> int:
+        handler = self.admin_handler
+        return handler(command) if handler is not None else 0
+
+    def flush(self) -> None:
+        """Send the batched rooms what is queued for them now (:meth:`Delivery.flush`)."""
+        self.delivery.flush()
+
+
+class BatchingManager(_Ours, socketio.Manager):
     """One server, no message queue."""
 
     subscribed = True
+
+    def __init__(self) -> None:
+        socketio.Manager.__init__(self)
+        self.delivery = Delivery(self)
+
+    def emit(
+        self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
+    ):
+        self.delivery.emit(
+            event, data, namespace, room=to or room, skip_sid=skip_sid, callback=callback
+        )
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Always true: without a message queue every event is emitted here."""
         return True
 
 
-class BatchingRedisManager(socketio.RedisManager, _Batching):
+class BatchingRedisManager(_Ours, socketio.RedisManager):
     """Several servers or workers on Redis pub/sub (Flask-SocketIO's message_queue).
 
     It knows whether it is subscribed to the channel. Events that other
@@ -232,10 +263,42 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
     #: events are delivered in the order they arrive
     order: JobOrder | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        socketio.RedisManager.__init__(self, *args, **kwargs)
+        self.delivery = Delivery(self)
+
     def initialize(self) -> None:
         self._subscribed = self.server.eio.create_event()
         self._was_subscribed = False
-        super().initialize()
+        socketio.RedisManager.initialize(self)
+
+    def emit(
+        self,
+        event,
+        data,
+        namespace=None,
+        room=None,
+        skip_sid=None,
+        callback=None,
+        to=None,
+        **kwargs,
+    ):
+        if kwargs.pop("ignore_queue", False):  # this server's clients only
+            return self.delivery.emit(
+                event, data, namespace, room=to or room, skip_sid=skip_sid, callback=callback
+            )
+        # Published on the queue, and delivered here through _handle_emit.
+        return socketio.RedisManager.emit(
+            self,
+            event,
+            data,
+            namespace,
+            room=room,
+            skip_sid=skip_sid,
+            callback=callback,
+            to=to,
+            **kwargs,
+        )
 
     #: the key admin commands are signed with between servers (the
     #: extension's token secret): an app's own emit cannot pass for one
@@ -265,7 +328,7 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
     def _publish(self, data):
         # python-socketio's RedisManager logs a failed publish and returns
         # None; a publish that reached Redis returns its subscriber count.
-        result = super()._publish(data)
+        result = socketio.RedisManager._publish(self, data)
         if result is None and self.metrics is not None:
             self.metrics.publish_failed()
         return result
@@ -278,14 +341,37 @@ class BatchingRedisManager(socketio.RedisManager, _Batching):
         # here: the one place to put each job's events back in seq order.
         event = job_event(message) if self.order is not None else None
         if event is None:
-            return super()._handle_emit(message)
-        handle = super()._handle_emit
+            return self._deliver(message)
 
         def send(e):
-            handle(message if e is event else {**message, "event": e["type"], "data": [e]})
+            self._deliver(message if e is event else {**message, "event": e["type"], "data": [e]})
 
         self.order.deliver(event, send)
         return None
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        """Deliver an emit message to this server's clients: python-socketio's
+        ``PubSubManager._handle_emit``, with our :class:`Delivery` in place of
+        ``Manager.emit``."""
+        remote_callback = message.get("callback")
+        callback = None
+        if remote_callback is not None and len(remote_callback) == 3:
+            # an ack goes back to the server that asked for it
+            callback = partial(self._return_callback, message.get("host_id"), *remote_callback)
+        data = message["data"]
+        if message.get("binary"):
+            attachments = [base64.b64decode(a) for a in data[1:]]
+            data = packet.Packet.reconstruct_binary(data[0], attachments)
+        if isinstance(data, list):
+            data = data[0] if len(data) == 1 else tuple(data)
+        self.delivery.emit(
+            message["event"],
+            data,
+            message.get("namespace"),
+            room=message.get("room"),
+            skip_sid=message.get("skip_sid"),
+            callback=callback,
+        )
 
     def _admin_from_queue(self, message: dict[str, Any]) -> None:
         """Carry out another server's admin command, if it is one: from
@@ -382,7 +468,7 @@ def _signature(key: bytes, command: dict[str, Any]) -> str:
 def batches(manager: Any) -> bool:
     """Whether ``manager`` is one of ours, which delivers ``watch_jobs {batch:
     true}`` in batches (an app may run another client manager)."""
-    return isinstance(manager, _Batching)
+    return isinstance(manager, _Ours)
 
 
 def client_manager(message_queue_url: str | None, channel: str, interval: float):

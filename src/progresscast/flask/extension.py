@@ -22,13 +22,13 @@ from progresscast.protocol import NAMESPACE
 from progresscast.ratelimit import BucketMap
 from progresscast.tokens import check_secret
 
+from . import transport
 from .admin import instrument_admin_ui, register_admin
 from .api import register_api
 from .auth import Principal, principal_from
 from .background import start_background_tasks
 from .batching import BatchingRedisManager, batches, client_manager
 from .compression import NoWebsocketCompression
-from .direct_websocket import EventletInput, install_direct_websockets
 from .in_order import JobOrder
 from .jsonutil import SocketJSON, TolerantPacket
 from .metrics import Metrics, register_metrics
@@ -232,12 +232,16 @@ class ProgressCast:
         state.admin_ui = instrument_admin_ui(socketio, settings)
         if server.packet_class is Packet:  # not when the app chose another serializer
             server.packet_class = _tolerant_packet()
-        if settings["DIRECT_WEBSOCKET"]:
-            # Direct writes under eventlet; one pinger for every connection in any mode.
-            install_direct_websockets(server.eio, settings["WEBSOCKET_MAX_BACKLOG"])
-        if socketio.async_mode == "eventlet":
-            # Outermost, so the Engine.IO middleware sees what these leave.
-            app.wsgi_app = EventletInput(app.wsgi_app)
+        # Direct writes and parked readers under eventlet and gevent, one
+        # pinger for every connection in any mode (transport/). The loop's
+        # middleware goes outside the Engine.IO one, which sees what it leaves.
+        app.wsgi_app = transport.install(
+            server.eio,
+            socketio.async_mode,
+            app.wsgi_app,
+            enabled=settings["DIRECT_WEBSOCKET"],
+            max_backlog=settings["WEBSOCKET_MAX_BACKLOG"],
+        )
         if not settings["WEBSOCKET_COMPRESSION"]:
             app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
         start_background_tasks(state)

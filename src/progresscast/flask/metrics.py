@@ -54,7 +54,7 @@ ENGINEIO_REASONS = {
     "server disconnect": "server",
 }
 #: every ``reason`` of ``progresscast_disconnects_total``: python-engineio's
-#: (above), and the server's own cuts (sockets.py, direct_websocket.py, batching.py)
+#: (above), and the server's own cuts (sockets.py, transport/connection.py, batching.py)
 DISCONNECT_REASONS = (
     *ENGINEIO_REASONS.values(),
     "slow_reader",  # its unread backlog passed WEBSOCKET_MAX_BACKLOG

@@ -87,12 +87,14 @@ class Defaults:
     ADMIN_UI_PASSWORD: str | None = None
     ADMIN_UI_MODE = "production"
 
-    # --- the fast websocket path (eventlet only)
+    # --- the fast websocket path (eventlet and gevent)
     # permessage-deflate: off, since deflating each small event once per client
     # is the dominant cost of a delivery (compression.py, docs/benchmarks.md).
     WEBSOCKET_COMPRESSION = False
     # Websocket frames written straight to the socket, idle readers parked in
-    # eventlet's hub (direct_websocket.py); off = python-engineio's own path.
+    # the event loop's hub, one pinger for all (transport/); off (or a
+    # dependency in a version it was not tested with, transport/hooks.py) =
+    # python-engineio's own path.
     DIRECT_WEBSOCKET = True
     # Bytes a slow reader may have waiting before it is disconnected (it resumes).
     WEBSOCKET_MAX_BACKLOG = 4 * 1024 * 1024

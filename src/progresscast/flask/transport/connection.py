@@ -9,8 +9,8 @@ most of the server's time, and at 10,000 connections the green threads (each
 with its own stack and Python data stack) were most of the memory
 (bench/memory_probe.py; docs/benchmarks.md).
 
-With eventlet, once the websocket is open, :class:`DirectSocket` does it all
-without a green thread of its own:
+Once the websocket is open, :class:`DirectSocket` does it all without a
+green thread of its own, under any loop that has a driver (drivers/):
 
 * a packet is framed once and written straight to the (non-blocking) socket;
   a broadcast (:func:`broadcast`) frames its packet once for all clients;
@@ -18,32 +18,39 @@ without a green thread of its own:
   that a short-lived green thread drains; a client whose backlog passes
   ``max_backlog`` bytes is disconnected (it resumes from its last ``seq``
   when it reconnects) instead of growing the server without bound;
-* the reader is parked in eventlet's hub (:meth:`DirectSocket._park`); what
-  the client sends is parsed by wsproto and handled, in order, by a green
-  thread that lives only while there is something to handle;
+* the reader is parked in the hub (:meth:`DirectSocket._park`): the driver
+  calls back when the client sends something, wsproto parses it, and a
+  green thread that lives only while there is something to handle hands
+  the messages to Engine.IO in order;
 * one :class:`Pinger` per server sends every connection's pings.
 
-Other async modes (gevent, threading), eventlet's own server (``socketio.run``
-shuts the connection down when the request ends), TLS terminated by gunicorn
-itself, websocket compression and long-polling keep python-engineio's own
-path; the pinger serves them all. Frames stay in order: once a backlog exists, every
-later frame queues behind it.
+Nothing here calls a hub: that is the driver's part. Async modes without a
+driver (threading), servers that shut the connection down when the request
+ends (``socketio.run``), TLS terminated by gunicorn itself, websocket
+compression and long-polling keep python-engineio's own path; the pinger
+serves them all. Frames stay in order: once a backlog exists, every later
+frame queues behind it.
 """
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
-import socket as _socket
-import struct
-import sys
+import queue
+import socket as _socket_module
 import time
 import weakref
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import engineio
 from engineio import packet as eio_packet
+
+from .frames import CLOSE_FRAME, packet_frame
+
+if TYPE_CHECKING:
+    from .drivers import Driver
 
 log = logging.getLogger(__name__)
 
@@ -51,51 +58,39 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BACKLOG = 4 * 2**20
 #: the pinger sends due pings in rounds at most this far apart (seconds)
 PING_ROUND = 0.25
+CLOSE_PACKET_FRAME = packet_frame(eio_packet.Packet(eio_packet.CLOSE).encode())
 
 
-def text_frame(data: bytes, opcode: int = 0x1) -> bytes:
-    """An unmasked, final websocket frame (RFC 6455 §5.2) holding ``data``:
-    text by default, ``opcode=0x2`` for binary."""
-    n = len(data)
-    first = 0x80 | opcode
-    if n <= 125:
-        return struct.pack("!BB", first, n) + data
-    if n <= 0xFFFF:
-        return struct.pack("!BBH", first, 126, n) + data
-    return struct.pack("!BBQ", first, 127, n) + data
+class _Discard:
+    """The queue of every parked socket: what is put there has no reader
+    (sends once the socket stopped writing directly, the closing ``None``)."""
+
+    def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise queue.Empty  # what eventlet's and gevent's queues raise too
+
+    get_nowait = get
+
+    def task_done(self) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def join(self) -> None:
+        pass
 
 
-def packet_frame(encoded: str | bytes) -> bytes:
-    """The websocket frame of an encoded Engine.IO packet (binary ones are bytes)."""
-    if isinstance(encoded, bytes):
-        return text_frame(encoded, 0x2)
-    return text_frame(encoded.encode())
-
-
-CLOSE_FRAME = b"\x88\x02\x03\xe8"  # websocket close, status 1000
-
-
-#: set in the environ by :class:`EventletInput`: the request came from
-#: gunicorn, which only closes its copy of the socket when the request ends
-#: (eventlet's own server, ``socketio.run``, shuts the connection down)
-PARKABLE = "progresscast.parkable"
-
-
-def _plain_eventlet_websocket(ws: Any) -> bool:
-    """eventlet's RFC 6455 websocket on a plain (not TLS) socket, no
-    compression, served by gunicorn."""
-    module = sys.modules.get("eventlet.websocket")
-    return (
-        module is not None
-        and isinstance(ws, module.RFC6455WebSocket)
-        and ws.environ.get(PARKABLE, False)
-        and getattr(ws.socket, "fd", None) is not None  # GreenSSLSocket has none
-        and not ws.extensions  # permessage-deflate: frames differ per connection
-    )
+DISCARD = _Discard()
 
 
 class DirectSocket(engineio.socket.Socket):
-    """An Engine.IO socket that reads and writes its websocket itself (eventlet).
+    """An Engine.IO socket that reads and writes its websocket itself.
 
     Instances start as python-engineio sockets (see :class:`DirectSockets`);
     the class-level defaults below are their state until the websocket opens.
@@ -103,16 +98,18 @@ class DirectSocket(engineio.socket.Socket):
 
     direct = False  # frames go straight to the socket
     max_backlog = DEFAULT_MAX_BACKLOG
-    _sock: Any = None  # our green socket (a dup of the request's)
-    _raw: Any = None  # the non-blocking OS socket under it
+    _driver: Driver | None = None  # None: python-engineio's path only (threading)
+    _raw: Any = None  # our non-blocking OS socket (a copy of the request's)
+    _fd = -1
     _backlog: deque | None = None
     _backlog_bytes = 0
     _sock_closed = False
-    _listener: Any = None  # the hub's READ listener
+    _watch: Any = None  # the driver's read watch
     _frames: Any = None  # wsproto's frame parser
     _message_parts: list | None = None  # a message arriving in parts
     _message_bytes = 0
     _inbox: deque | None = None  # complete messages waiting for the receiver
+    _receiving = False
     _pinger: Pinger | None = None
     #: why the server cut the connection, when it did (metrics.py counts it)
     cut_reason: str | None = None
@@ -154,17 +151,27 @@ class DirectSocket(engineio.socket.Socket):
             rest = memoryview(frame)[sent:]
             self._backlog = deque([rest])
             self._backlog_bytes = len(rest)
-            self.server.start_background_task(self._drain)
+            self._driver.spawn(self._drain)
 
     def _drain(self) -> None:
         """Write the backlog as the client reads it (a green thread that
-        lives only while there is a backlog; the socket's timeout bounds each
-        wait)."""
+        lives only while there is a backlog; each wait is bounded by
+        ``ping_interval + ping_timeout``)."""
         backlog = self._backlog
+        timeout = self.server.ping_interval + self.server.ping_timeout
         try:
             while backlog:
-                self._sock.sendall(backlog[0])
-                self._backlog_bytes -= len(backlog.popleft())
+                frame = backlog[0]
+                try:
+                    sent = self._raw.send(frame)
+                except BlockingIOError:
+                    sent = 0
+                self._backlog_bytes -= sent
+                if sent == len(frame):
+                    backlog.popleft()
+                else:
+                    backlog[0] = memoryview(frame)[sent:]
+                    self._driver.wait_writable(self._fd, timeout)
         except OSError as exc:  # includes the timeout
             if isinstance(exc, TimeoutError):
                 self.cut_reason = "slow_reader"
@@ -181,17 +188,17 @@ class DirectSocket(engineio.socket.Socket):
         self.direct = False
         self._backlog = None
         with contextlib.suppress(OSError):
-            self._raw.shutdown(_socket.SHUT_RDWR)
+            self._raw.shutdown(_socket_module.SHUT_RDWR)
 
     def _close_sock(self) -> None:
         if self._sock_closed:
             return
         self._sock_closed = True
-        self._unlisten()
+        self._unwatch()
         with contextlib.suppress(OSError):
             self._raw.send(CLOSE_FRAME)  # if the socket takes it now
         with contextlib.suppress(OSError):
-            self._sock.close()
+            self._raw.close()
 
     # -- life cycle ----------------------------------------------------------
 
@@ -200,13 +207,12 @@ class DirectSocket(engineio.socket.Socket):
             return super().close(wait=wait, abort=abort, reason=reason)
         if self.closed or self.closing:
             return
-        self.closing = True
-        self.server._trigger_event(
-            "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
-        )
-        if not abort and self.direct:
-            self.send(eio_packet.Packet(eio_packet.CLOSE))
-        self.closed = True
+        say_goodbye = not abort and self.direct
+        # python-engineio's close with abort: the disconnect event, then
+        # closed; it writes nothing (its queue has no reader any more).
+        super().close(wait=False, abort=True, reason=reason)
+        if say_goodbye:
+            self._write(CLOSE_PACKET_FRAME)
         self.direct = False
         if not self._backlog:  # otherwise the drainer closes after the last frame
             self._close_sock()
@@ -218,12 +224,14 @@ class DirectSocket(engineio.socket.Socket):
             self._pinger.add(self)
 
     def ping_now(self) -> None:
+        """Send the ping that has fallen due (the pinger calls this)."""
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self.send(eio_packet.Packet(eio_packet.PING))
 
     def _websocket_handler(self, ws: Any) -> list:
-        if not _plain_eventlet_websocket(ws):
+        driver = self._driver
+        if driver is None or not driver.parkable(ws):
             return super()._websocket_handler(ws)  # python-engineio's own path
         if self.connected:  # an upgrade from long-polling
             if not self._upgrade(ws) or self.closed:
@@ -239,7 +247,13 @@ class DirectSocket(engineio.socket.Socket):
             self.queue.task_done()
             if pkt is not None:
                 self._write(packet_frame(pkt.encode()))
+        # Nothing reads the queue of a parked socket (no writer thread; a
+        # polling request is refused once upgraded): one shared sink instead
+        # of a queue per connection.
+        self.queue = DISCARD
         self.direct = not self.closed
+        if self._inbox:  # sent by the client while the request still read
+            self._start_receiver()
         self.server.logger.info("%s: websocket open, direct writes, reader parked", self.sid)
         return []
 
@@ -266,33 +280,29 @@ class DirectSocket(engineio.socket.Socket):
     # -- reading: parked in the hub, no green thread while the client is quiet
 
     def _park(self, ws: Any) -> None:
-        """Hand the connection from its request green thread to eventlet's hub.
+        """Hand the connection from its request green thread to the hub.
 
-        A copy of the socket (``dup``) outlives the WSGI request, which then
-        ends: gunicorn closes its copy, eventlet's websocket object is let go
-        without a closing frame, and the green thread with its stacks is
-        freed. The hub calls :meth:`_on_readable` when the client sends
-        something; wsproto turns the bytes into websocket messages.
+        The driver gives us a copy of the socket (``dup``) that outlives the
+        WSGI request, which then ends: the server closes its copy, the
+        websocket object is let go without a closing frame, and the green
+        thread with its stacks is freed. The driver calls
+        :meth:`_on_readable` when the client sends something; wsproto turns
+        the bytes into websocket messages.
         """
-        from eventlet import hubs
         from wsproto.connection import Connection, ConnectionType
 
-        raw = ws.socket.fd.dup()
-        hubs.notify_opened(raw.fileno())  # forget listeners of a recycled fd number
-        green = type(ws.socket)(raw)
-        # Bounds the drainer's waits on a client that stopped reading.
-        green.settimeout(self.server.ping_interval + self.server.ping_timeout)
-        self._sock, self._raw = green, green.fd
-        self._frames = Connection(ConnectionType.SERVER)
-        self._message_parts = []
-        self._inbox = deque()
-        hub = hubs.get_hub()
-        self._listener = hub.add(
-            hub.READ, raw.fileno(), self._on_readable, self._on_read_error, self._on_fd_reused
-        )
-        ws.websocket_closed = True  # the connection goes on: no closing frame
+        parked = self._driver.park(ws)
+        # The C socket type: the same under every loop's monkey patching.
+        raw = _socket.socket(fileno=parked.fd)
+        raw.setblocking(False)
+        self._raw, self._fd = raw, parked.fd
+        self._frames = parked.frames or Connection(ConnectionType.SERVER)
+        self._message_parts = parked.parts
+        self._message_bytes = sum(len(part) for part in parked.parts)
+        self._inbox = deque(parked.messages)
+        self._watch = self._driver.watch_readable(parked.fd, self._on_readable, self._on_fd_lost)
 
-    def _on_readable(self, fileno: int) -> None:
+    def _on_readable(self, *_: Any) -> None:
         # Runs in the hub: nothing here may block; the work is handed on.
         try:
             ended = self._read_parked()
@@ -300,7 +310,7 @@ class DirectSocket(engineio.socket.Socket):
             self.server.logger.exception("%s: websocket read failed", self.sid)
             ended = True
         if ended:
-            self._unlisten()
+            self._unwatch()
         if self._inbox or ended:
             if ended:
                 self._inbox.append(None)  # after what came before it
@@ -336,33 +346,25 @@ class DirectSocket(engineio.socket.Socket):
                 return True
         return False
 
-    def _on_read_error(self, exc: BaseException) -> None:
-        self._on_readable(-1)
-
-    def _on_fd_reused(self) -> None:
-        # The hub dropped our listener itself: the fd number now belongs to
+    def _on_fd_lost(self) -> None:
+        # The hub dropped our watch itself: the fd number now belongs to
         # another socket, so ours must not be written to or closed again.
-        self._listener = None
+        self._watch = None
         self._sock_closed = True
         self.direct = False
         self._inbox.append(None)
         self._start_receiver()
 
-    def _unlisten(self) -> None:
-        if self._listener is not None:
-            from eventlet import hubs
-
-            listener, self._listener = self._listener, None
-            with contextlib.suppress(KeyError, ValueError):
-                hubs.get_hub().remove(listener)
-
-    _receiving = False
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            self._driver.unwatch(watch)
 
     def _start_receiver(self) -> None:
         # One receiver at a time, so messages are handled in the order sent.
         if not self._receiving:
             self._receiving = True
-            self.server.start_background_task(self._receive_inbox)
+            self._driver.spawn(self._receive_inbox)
 
     def _receive_inbox(self) -> None:
         """Hand queued messages to Engine.IO in order; ``None`` means the
@@ -398,10 +400,13 @@ class Pinger:
     All sockets share one ``ping_interval``, so the order they ask in is the
     order they fall due: a deque is the whole schedule. It holds weak
     references, so a client that left is freed at once, not at its next ping.
+    It runs in every async mode (python-engineio's own ``sleep`` and
+    background task), threads included.
     """
 
     def __init__(self, server: engineio.Server) -> None:
         self.server = server
+        # (when it falls due, the socket), in that order
         self.due: deque[tuple[float, weakref.ref[DirectSocket]]] = deque()
         self.running = False
 
@@ -434,24 +439,19 @@ class DirectSockets(dict):
     just before storing it here, so this is where it is swapped.
     """
 
-    def __init__(self, server: engineio.Server, max_backlog: int) -> None:
+    def __init__(self, server: engineio.Server, max_backlog: int, driver: Driver | None) -> None:
         super().__init__()
         self.pinger = Pinger(server)
         self.max_backlog = max_backlog
+        self.driver = driver
 
     def __setitem__(self, sid: str, sock: Any) -> None:
         if type(sock) is engineio.socket.Socket:
             sock.__class__ = DirectSocket
             sock.max_backlog = self.max_backlog
             sock._pinger = self.pinger
+            sock._driver = self.driver
         super().__setitem__(sid, sock)
-
-
-def install_direct_websockets(eio: engineio.Server, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
-    """Give ``eio`` (``SocketIO().server.eio``) direct websocket sockets."""
-    if eio.sockets:
-        raise RuntimeError("install direct websockets before the first connection")
-    eio.sockets = DirectSockets(eio, max_backlog)
 
 
 def broadcast(eio: engineio.Server, eio_sids, text: str, fallback) -> None:
@@ -470,31 +470,3 @@ def broadcast(eio: engineio.Server, eio_sids, text: str, fallback) -> None:
             sock.write_frame(frame)
         else:
             fallback(eio_sid)
-
-
-class EventletInput:
-    """WSGI middleware: hands gunicorn's socket to eventlet's websocket code.
-
-    python-engineio does this itself by defining a class inside every request
-    (a new class object per connection, kept for the connection's life, and
-    garbage the cyclic collector must walk); this does it with one class.
-    """
-
-    class _Input:
-        __slots__ = ("socket",)
-
-        def __init__(self, sock: Any) -> None:
-            self.socket = sock
-
-        def get_socket(self) -> Any:
-            return self.socket
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response):
-        sock = environ.pop("gunicorn.socket", None)
-        if sock is not None and "eventlet.input" not in environ:
-            environ["eventlet.input"] = self._Input(sock)
-            environ[PARKABLE] = True
-        return self.app(environ, start_response)
