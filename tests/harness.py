@@ -545,3 +545,20 @@ class SocketClient:
 def assert_gapless(events: list[dict], first: int = 1) -> None:
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(first, first + len(seqs))), f"seq not gapless: {seqs}"
+
+
+def other_events(
+    client: SocketClient, name: str, timeout: float = 10, skipped: list | None = None
+) -> tuple[str, object]:
+    """The next non-job event called ``name`` a client received; the ones
+    before it go to ``skipped``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            event = client.other.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no {name!r} within {timeout}s") from None
+        if event[0] == name:
+            return event
+        if skipped is not None:
+            skipped.append(event)

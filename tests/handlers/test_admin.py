@@ -113,6 +113,7 @@ def test_disconnect_one_connection_by_sid(http, connect):
     assert len(sids) == 2
     response = http.post("/api/admin/disconnect", json={"sid": sids[0]}, headers=ADMIN)
     assert response.get_json()["disconnected"] == 1
+    assert response.get_json()["all_servers"] is True
     assert [first.connected, second.connected].count(True) == 1
 
 
@@ -123,6 +124,7 @@ def test_a_notice_reaches_everyone_or_one_user(http, connect):
     ).get_json()
     notice = everyone["notice"]
     assert everyone["delivered"] == 2
+    assert everyone["all_servers"] is True  # no message queue: this server is all of them
     assert set(notice) == {"id", "message", "level", "ts"}
     assert notice["message"] == "maintenance at 18:00" and notice["level"] == "info"
     assert notices(alice) == [notice] and notices(bob) == [notice]

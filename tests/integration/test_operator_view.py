@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 
 import pytest
 import redis as redis_py
@@ -25,6 +24,7 @@ from tests.harness import (
     RedisServer,
     ServerProcess,
     SocketClient,
+    other_events,
     token_for,
     wait_until,
 )
@@ -93,23 +93,6 @@ def scrape(url: str, **headers: str) -> dict[tuple[str, tuple], float]:
 
 def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def other_events(
-    client: SocketClient, name: str, timeout: float = 10, skipped: list | None = None
-) -> tuple[str, object]:
-    """The next non-job event called ``name`` a client received; the ones
-    before it go to ``skipped``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            event = client.other.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise AssertionError(f"no {name!r} within {timeout}s") from None
-        if event[0] == name:
-            return event
-        if skipped is not None:
-            skipped.append(event)
 
 
 # ---------------------------------------------------------------- metrics

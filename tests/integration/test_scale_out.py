@@ -4,6 +4,7 @@ real redis-server, gunicorn+eventlet instances and nginx."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,12 +23,15 @@ from tests.harness import (
     ServerProcess,
     SocketClient,
     assert_gapless,
+    other_events,
+    token_for,
     wait_until,
 )
 
 pytestmark = pytest.mark.server
 
 STAGES = DOC_STAGES
+ADMIN = {"Authorization": f"Bearer {token_for('root', admin=True)}"}
 
 
 def redis_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -233,6 +237,17 @@ def test_redis_down_mid_job_then_back_loses_nothing_the_store_holds(tmp_path):
             5,
             what="the worker to keep going",
         )
+        # An operator's notice meanwhile: this server's client gets it; the
+        # answer says the other servers did not, and the failure is counted.
+        sent = server.http(
+            "POST", "/api/admin/notice", user=None, headers=ADMIN, json={"message": "outage"}
+        )
+        assert sent.status_code == 503, sent.text
+        error = sent.json()
+        assert error["code"] == "unavailable" and error["details"]["delivered"] == 1, error
+        assert other_events(client, "notice")[1]["message"] == "outage"
+        metrics = server.http("GET", "/metrics").text
+        assert re.search(r"^progresscast_queue_publish_failures_total [1-9]", metrics, re.M)
         redis_srv.start(redis_srv.port)
         _, err = worker.communicate(timeout=90)
         assert worker.returncode == 0, err  # the pipeline did not crash

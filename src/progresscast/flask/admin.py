@@ -25,7 +25,7 @@ from flask.views import MethodView
 from flask_socketio import SocketIO
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from progresscast import Forbidden, JobStatus
+from progresscast import Forbidden, JobStatus, Unavailable
 from progresscast.protocol import NAMESPACE
 from progresscast.state import iso
 from progresscast.tokens import USER_ID_RE
@@ -128,9 +128,22 @@ class DisconnectSchema(StrictSchema):
             raise ValidationError("give either user or sid", "_schema")
 
 
+QUEUE_DOWN = (
+    "the message queue did not take the command: this server carried it out (the count is"
+    " in details), the others did not"
+)
+ALL_SERVERS = fields.Boolean(
+    metadata={
+        "description": "whether every server got the command: false when tokens are off"
+        " (no key to sign it with), so only this server acted"
+    }
+)
+
+
 class DisconnectResultSchema(Schema):
     disconnected = fields.Integer(metadata={"description": "this server's connections dropped"})
     instance = fields.String()
+    all_servers = ALL_SERVERS
 
 
 class NoticeCreateSchema(StrictSchema):
@@ -150,6 +163,7 @@ class NoticeResultSchema(Schema):
     notice = fields.Nested(NoticeSchema)
     delivered = fields.Integer(metadata={"description": "this server's connections reached"})
     instance = fields.String()
+    all_servers = ALL_SERVERS
 
 
 # ---------------------------------------------------------------- endpoints
@@ -219,13 +233,19 @@ class Disconnect(MethodView):
     @blp.arguments(DisconnectSchema)
     @blp.response(200, DisconnectResultSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="not an admin")
+    @blp.alt_response(503, schema=ErrorSchema, description=QUEUE_DOWN)
     def post(self, body):
         """Drop every connection of ``user``, or the one connection ``sid``,
         on every server. Clients may reconnect (the JS client does, after a
         pause): this ends connections, it does not revoke tokens."""
         progress = current_progress()
-        count = admin_command(progress, {"action": "disconnect", **body})
-        return {"disconnected": count, "instance": progress.settings["INSTANCE_NAME"]}
+        command = {"action": "disconnect", **body}
+        count, everywhere = admin_command(progress, command, "disconnected")
+        return {
+            "disconnected": count,
+            "instance": progress.settings["INSTANCE_NAME"],
+            "all_servers": everywhere,
+        }
 
 
 @blp.route("/notice")
@@ -233,6 +253,7 @@ class Notice(MethodView):
     @blp.arguments(NoticeCreateSchema)
     @blp.response(200, NoticeResultSchema)
     @blp.alt_response(403, schema=ErrorSchema, description="not an admin")
+    @blp.alt_response(503, schema=ErrorSchema, description=QUEUE_DOWN)
     def post(self, body):
         """Send a ``notice`` event ``{id, message, level, ts}`` to every
         connection on ``/progress``, or to ``user``'s, on every server."""
@@ -246,22 +267,32 @@ class Notice(MethodView):
         command = {"action": "notice", "notice": notice}
         if "user" in body:
             command["user"] = body["user"]
-        count = admin_command(progress, command)
+        count, everywhere = admin_command(progress, command, "delivered")
         return {
             "notice": notice,
             "delivered": count,
             "instance": progress.settings["INSTANCE_NAME"],
+            "all_servers": everywhere,
         }
 
 
-def admin_command(progress: Any, command: dict[str, Any]) -> int:
+def admin_command(progress: Any, command: dict[str, Any], counted: str) -> tuple[int, bool]:
     """Carry out ``command`` on every server's connections; return how many
-    of this server's it reached. With a client manager that is not ours,
-    on this server's connections only."""
+    of this server's it reached (``counted`` names them in an error), and
+    whether every server got it. With a client manager that is not ours, on
+    this server's connections only. Raises :class:`Unavailable` (503) when
+    the message queue did not take it: this server acted, the others did not."""
     manager = progress.socketio.server.manager
-    if batches(manager):
-        return manager.admin(command)
-    return progress.namespace.run_admin(command)
+    if not batches(manager):
+        return progress.namespace.run_admin(command), False
+    count, everywhere = manager.admin(command)
+    if not everywhere and getattr(manager, "admin_key", None) is not None:
+        raise Unavailable(
+            "the message queue did not take the command: this server carried it out,"
+            " the other servers did not (repeat it when the queue is back)",
+            details={counted: count, "instance": progress.settings["INSTANCE_NAME"]},
+        )
+    return count, everywhere
 
 
 def register_admin(api: Any, url_prefix: str) -> None:

@@ -207,12 +207,13 @@ class _Ours:
     admin_handler = None
     delivery: Delivery
 
-    def admin(self, command: dict[str, Any]) -> int:
+    def admin(self, command: dict[str, Any]) -> tuple[int, bool]:
         """Carry out an admin command (a JSON object: a notice to deliver,
         connections to drop) on this server's connections and, with a
-        message queue, on every other server's; returns how many of this
-        server's connections it reached."""
-        return self._admin_here(command)
+        message queue, on every other server's. Returns how many of this
+        server's connections it reached, and whether it was handed to every
+        server (this one alone has no other)."""
+        return self._admin_here(command), True
 
     def _admin_here(self, command: dict[str, Any]) -> int:
         handler = self.admin_handler
@@ -304,13 +305,13 @@ class BatchingRedisManager(_Ours, socketio.RedisManager):
     #: extension's token secret): an app's own emit cannot pass for one
     admin_key: bytes | None = None
 
-    def admin(self, command: dict[str, Any]) -> int:
+    def admin(self, command: dict[str, Any]) -> tuple[int, bool]:
         count = self._admin_here(command)
         if self.admin_key is None:
-            return count  # nothing to sign with: this server only
+            return count, False  # nothing to sign with: this server only
         # As an emit to a room nobody is in: a server that runs another
         # manager, or an older progresscast, delivers it to nobody.
-        self._publish(
+        published = self._publish(
             {
                 "method": "emit",
                 "event": ADMIN_COMMAND,
@@ -323,7 +324,7 @@ class BatchingRedisManager(_Ours, socketio.RedisManager):
                 "host_id": self.host_id,
             }
         )
-        return count
+        return count, published is not None
 
     def _publish(self, data):
         # python-socketio's RedisManager logs a failed publish and returns
