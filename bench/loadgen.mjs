@@ -80,6 +80,25 @@ function onUpdate(c, ev) {
   } else outside++;
 }
 
+// done(ok, why) for a client being opened: resolves its promise once (null,
+// or why it failed), marks a failed client and drops its connection
+// (`drop`), and gives up after timeoutMs (+1 s).
+function settleOnce(c, resolve, timeoutMs, drop) {
+  let settled = false;
+  const done = (ok, why) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    if (!ok) {
+      c.state = "failed";
+      drop();
+    }
+    resolve(ok ? null : why);
+  };
+  const timer = setTimeout(() => done(false, "timeout"), timeoutMs + 1000);
+  return done;
+}
+
 // An SSE client: joined when the stream's first message (the job's snapshot)
 // has arrived; each `progress_update` message is handled like the socket's.
 function openStream(i, timeoutMs) {
@@ -87,18 +106,7 @@ function openStream(i, timeoutMs) {
     const job = i % JOBS;
     const c = { i, job, socket: null, state: "connecting", burstSeen: -1 };
     clients.push(c);
-    let settled = false;
-    const done = (ok, why) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (!ok) {
-        c.state = "failed";
-        req.destroy();
-      }
-      resolve(ok ? null : why);
-    };
-    const timer = setTimeout(() => done(false, "timeout"), timeoutMs + 1000);
+    const done = settleOnce(c, resolve, timeoutMs, () => req.destroy());
     const headers = { Accept: "text/event-stream" };
     if (tokens) headers.Authorization = `Bearer ${tokens[i]}`;
     const req = http.get(URL_ + STREAM_PATH.replace("{job}", jobId(job)), { headers, agent: false });
@@ -161,18 +169,7 @@ function openClient(i, join, timeoutMs) {
     });
     const c = { i, job, socket, state: "connecting", burstSeen: -1 };
     clients.push(c);
-    let settled = false;
-    const done = (ok, why) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (!ok) {
-        c.state = "failed";
-        socket.disconnect();
-      }
-      resolve(ok ? null : why);
-    };
-    const timer = setTimeout(() => done(false, "timeout"), timeoutMs + 1000);
+    const done = settleOnce(c, resolve, timeoutMs, () => socket.disconnect());
     socket.on("progress_update", (ev) => onUpdate(c, ev));
     socket.on("connect_error", (err) => done(false, `connect_error: ${err?.data?.code ?? err?.message}`));
     socket.on("disconnect", (reason) => {

@@ -263,32 +263,26 @@ def summary(results: dict) -> list[str]:
         if not pc:
             continue
         parts = [f"progresscast {describe(pc, cfg)}"]
-        # progresscast's variants against its main row (variant / main) ...
-        for kind, name in (
-            ("progresscast-sse", "Server-Sent Events clients"),
-            ("progresscast-gevent", "under gevent"),
-            ("progresscast-deflate", "with compression"),
+        # progresscast's variants against its main row (variant / main), and
+        # the peers against it (progresscast / peer)
+        for kind, name, variant in (
+            ("progresscast-sse", "Server-Sent Events clients", True),
+            ("progresscast-gevent", "under gevent", True),
+            ("progresscast-deflate", "with compression", True),
+            ("flask", "plain Flask-SocketIO", False),
+            ("flask-nodeflate", "plain Flask-SocketIO without compression", False),
+            ("node", "Node.js", False),
         ):
-            var = run_for(results, kind, n)
-            if var:
-                parts.append(
-                    f"{name} {describe(var, cfg)} — {name} / main row: p99 "
-                    f"{ratio(var['latency'].get('p99_ms'), pc['latency'].get('p99_ms'))}, CPU per "
-                    f"delivery {ratio(us_per_delivery(var), us_per_delivery(pc))}"
-                )
-        # ... and the peers against it (progresscast / peer)
-        for kind, name in (
-            ("flask", "plain Flask-SocketIO"),
-            ("flask-nodeflate", "plain Flask-SocketIO without compression"),
-            ("node", "Node.js"),
-        ):
-            peer = run_for(results, kind, n)
-            if peer:
-                parts.append(
-                    f"{name} {describe(peer, cfg)} — progresscast/{name}: p99 "
-                    f"{ratio(pc['latency'].get('p99_ms'), peer['latency'].get('p99_ms'))}, CPU per "
-                    f"delivery {ratio(us_per_delivery(pc), us_per_delivery(peer))}"
-                )
+            other = run_for(results, kind, n)
+            if not other:
+                continue
+            a, b = (other, pc) if variant else (pc, other)
+            label = f"{name} / main row" if variant else f"progresscast/{name}"
+            parts.append(
+                f"{name} {describe(other, cfg)} — {label}: p99 "
+                f"{ratio(a['latency'].get('p99_ms'), b['latency'].get('p99_ms'))}, CPU per "
+                f"delivery {ratio(us_per_delivery(a), us_per_delivery(b))}"
+            )
         out.append(f"**{n:,} clients**: " + "; ".join(parts) + ".")
     pcr = find(results["latency"], "progresscast-redis")
     if pcr and pcr["runs"]:
