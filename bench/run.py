@@ -752,8 +752,9 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="progresscast benchmark suite")
     parser.add_argument("--quick", action="store_true", help="~2 minutes, for development")
-    parser.add_argument("--only", default="latency,connections,emitter",
-                        help="comma list of: latency, connections, emitter")  # fmt: skip
+    parser.add_argument("--only", default="latency,connections,emitter,storm,flood,scaleout",
+                        help="comma list of: latency, connections, emitter, storm, flood,"
+                             " scaleout")  # fmt: skip
     parser.add_argument("--servers", default=None, help="comma list restricting the servers")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy window")
     parser.add_argument("--profile", default=None, help="servers to py-spy (progresscast)")
@@ -766,6 +767,10 @@ def main() -> None:
     global CLIENT_DEFLATE
     CLIENT_DEFLATE = not args.no_client_deflate
     cfg = dict(QUICK if args.quick else FULL)
+    sys.modules.setdefault("run", sys.modules[__name__])  # bench/storm.py imports this module
+    import storm  # reconnect storms, request floods, scale-out (issue 16)
+
+    cfg.update(storm.QUICK_STORM if args.quick else storm.FULL_STORM)
     if args.no_profile:
         cfg["profile_seconds"] = 0.0
     if args.profile:
@@ -802,7 +807,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="progresscast-bench-") as tmpdir:
             tmp = Path(tmpdir)
             tokens = tmp / "tokens.json"
-            write_tokens(tokens, secret, max([*cfg["clients"], *cfg["levels"]]), cfg["jobs"])
+            count = max([*cfg["clients"], *cfg["levels"], storm.token_count(cfg)])
+            write_tokens(tokens, secret, count, cfg["jobs"])
             if "emitter" in only:
                 results["emitter"] = emitter_overhead()
             if "latency" in only:
@@ -811,6 +817,7 @@ def main() -> None:
             if "connections" in only:
                 for kind in cfg["conn_servers"]:
                     results["connections"].append(connections_suite(kind, cfg, tmp, secret, tokens))
+            storm.suites(only, cfg, tmp, secret, tokens, results)
     finally:
         cleanup()
     results["seconds"] = round(time.monotonic() - started, 1)

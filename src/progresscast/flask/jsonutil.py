@@ -31,6 +31,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def loads(s: str | bytes, **kwargs: Any) -> Any:
     """``json.loads`` that refuses what a browser could not read back.
 
@@ -39,11 +42,14 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
     deep that it exhausts the parser's recursion. Every refusal is a
     ``json.JSONDecodeError``, which callers already answer as malformed JSON.
     """
-    kwargs.setdefault("parse_constant", _no_constant)
-    kwargs.setdefault("parse_float", _finite_float)
     try:
         text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
-        value = json.loads(text, **kwargs)
+        if kwargs:
+            kwargs.setdefault("parse_constant", _no_constant)
+            kwargs.setdefault("parse_float", _finite_float)
+            value = json.loads(text, **kwargs)
+        else:  # json.loads with any argument builds a decoder per call
+            value = _STRICT.decode(text)
         if "\\u" in text or not text.isascii():
             # Surrogates can only come from escapes or surrogatepass bytes.
             json.dumps(value, ensure_ascii=False).encode("utf-8")
