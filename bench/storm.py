@@ -28,11 +28,13 @@ those into docs/benchmarks.md sections, progresscast beside Node's socket.io.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ import requests
 import run
 from lib import (
     BENCH,
+    NODE,
     Loadgen,
     Redis,
     call_all,
@@ -149,7 +152,8 @@ class StormServer(Server):
             return super().start()
         self.redis = Redis(self.tmp).start()
         self.store_url = f"sqlite:///{self.tmp / 'progresscast.db'}"
-        self._start_progresscast()
+        self._spawn()
+        wait_http(self.url + "/healthz", self.proc, log=self.tmp / "server.log")
         cport = free_port()
         self.worker = spawn(
             [sys.executable, str(BENCH / "pipelines.py"), "--store", self.store_url,
@@ -160,37 +164,55 @@ class StormServer(Server):
         wait_http(self.control + "/healthz", self.worker, log=self.tmp / "worker.log")
         return self
 
-    def _start_progresscast(self) -> None:
-        env = self._progresscast_env(self.store_url, self.redis.url)
-        self.proc = self._gunicorn("wsgi:app", env)
-        wait_http(self.url + "/healthz", self.proc, log=self.tmp / "server.log")
+    def _spawn(self, rate: float = 0, seconds: float = 0) -> None:
+        if self.kind == "node":
+            # its update timers start with it (--run-rate): nothing to ask
+            # of a server that is busy with the storm
+            cmd = [NODE, str(BENCH / "peers" / "node_server.mjs"), "--port", str(self.port),
+                   "--jobs", str(self.jobs), "--run-rate", str(rate),
+                   "--run-seconds", str(seconds)]  # fmt: skip
+            self.proc = spawn(cmd, log=self.tmp / "server.log", cwd=BENCH)
+        else:
+            env = self._progresscast_env(self.store_url, self.redis.url)
+            self.proc = self._gunicorn("wsgi:app", env)
 
     def restart(self, run_seconds: float, rate: float) -> dict:
-        """SIGKILL the server, start it again on the same port; seconds taken."""
+        """SIGKILL the server and start it again on the same port. Returns
+        at once; ``ready`` (a dict) gets ``ready_s`` when /healthz answers."""
         t0 = time.time()
         os.killpg(self.proc.pid, signal.SIGKILL)
         kill(self.proc)  # reap it
         killed = time.time()
-        if self.kind == "node":
-            super().start()  # a new Node process, its timers not running yet
-            self.post("/bench/start", duration=run_seconds, rate=rate, seed=2)
-        else:
-            self._start_progresscast()
-        return {"t0": t0, "killed_s": round(killed - t0, 3), "ready_s": round(time.time() - t0, 3)}
+        self._spawn(rate, run_seconds)
+        out = {"t0": t0, "killed_s": round(killed - t0, 3), "ready_s": None}
+
+        def ready() -> None:
+            with contextlib.suppress(RuntimeError):
+                wait_http(self.url + "/healthz", self.proc, timeout=run_seconds)
+                out["ready_s"] = round(time.time() - t0, 3)
+
+        threading.Thread(target=ready, daemon=True).start()
+        return out
 
 
 def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> dict:
     """Restart the server under ``n`` clients; wait until every one has caught up."""
-    settle = time.monotonic() + 2.0
-    while time.monotonic() < settle:  # every client is receiving live events
-        time.sleep(0.25)
+    # every client is receiving live events: count them over two seconds
+    e0, m0 = sum(r["totalEvents"] for r in call_all(gens, "stats", timeout=20)), time.monotonic()
+    time.sleep(2.0)
+    e1, m1 = sum(r["totalEvents"] for r in call_all(gens, "stats", timeout=20)), time.monotonic()
     t0 = time.time()
     call_all(gens, "stormArm", [{"t0": t0}] * len(gens), timeout=10)
     restart = server.restart(cfg["storm_timeout"] + 30, cfg["storm_rate"])
-    pid = server.server_pid()
     spy = None
     if cfg.get("storm_profile") and server.kind != "node":
-        spy = run.start_profile(server, cfg["storm_profile"])
+        # the gunicorn master: its worker is not forked yet (--subprocesses follows it)
+        seconds = cfg["storm_profile"]
+        raw = server.tmp / "profile.txt"
+        cmd = [str(run.VENV_BIN / "py-spy"), "record", "-p", str(server.proc.pid),
+               "--subprocesses", "-d", str(int(seconds)), "-r", "200", "-f", "raw",
+               "-o", str(raw), "--nonblocking"]  # fmt: skip
+        spy = (spawn(cmd, log=server.tmp / "py-spy.log"), raw, seconds)
     deadline = t0 + cfg["storm_timeout"]
     counts: dict[str, int] = {}
     while time.time() < deadline:
@@ -200,7 +222,7 @@ def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> 
             break
         time.sleep(0.1)
     waited = time.time() - t0
-    cpu = cpu_seconds([pid])  # the new server process, start-up included
+    cpu = cpu_seconds([server.proc.pid])  # the new server, start-up included
     reports = call_all(gens, "stormReport", timeout=60)
     profile = run.finish_profile(spy, server, {}) if spy else None
     if spy and os.environ.get("STORM_PROFILE_DIR"):  # keep the raw stacks for a closer look
@@ -217,6 +239,9 @@ def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> 
     out = {
         "clients": n,
         **restart,
+        # before the kill: live events per second reaching the clients, of n * rate
+        "deliveries_per_s_before": round((e1 - e0) / (m1 - m0)),
+        "expected_per_s": n * cfg["storm_rate"],
         "caught_up": len(caught),
         "all_caught_up_s": round(max(caught), 3) if len(caught) >= n else None,
         "waited_s": round(waited, 2),
@@ -234,7 +259,7 @@ def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> 
     if profile:
         out["profile"] = profile
     # after the last one caught up, from the moment the server answered
-    if out["all_caught_up_s"] is not None:
+    if out["all_caught_up_s"] is not None and restart["ready_s"] is not None:
         out["after_ready_s"] = round(out["all_caught_up_s"] - restart["ready_s"], 3)
     return out
 
@@ -394,6 +419,8 @@ def scaleout_window(instances: list[Server], worker, redis: Redis, control: str,
     since = time.time()
     c2, w2, t2 = cpu_now(), cpu_seconds([worker.pid]), time.monotonic()
     r2 = cpu_seconds([redis.proc.pid])
+    quiet = instances[-1]
+    spy = run.start_profile(quiet, window) if cfg.get("scaleout_profile") else None
     time.sleep(window)
     c3, w3, t3 = cpu_now(), cpu_seconds([worker.pid]), time.monotonic()
     r3 = cpu_seconds([redis.proc.pid])
@@ -406,9 +433,14 @@ def scaleout_window(instances: list[Server], worker, redis: Redis, control: str,
     busy = [(b - a) / (t3 - t2) for a, b in zip(c2, c3, strict=True)]
     rate = events / (t3 - t2)
     per_event = [(b - i) / rate * 1e6 for b, i in zip(busy, idle, strict=True)]  # µs CPU
-    quiet = per_event[1:]
-    worst = max(quiet) if quiet else None
+    others = per_event[1:]
+    worst = max(others) if others else None
+    profile = run.finish_profile(spy, quiet, {}) if spy else None
+    if spy and os.environ.get("STORM_PROFILE_DIR"):
+        raw = Path(os.environ["STORM_PROFILE_DIR"]) / f"scaleout-{len(instances)}.txt"
+        raw.write_bytes((quiet.tmp / "profile.txt").read_bytes())
     return {
+        "profile_of_last_instance": profile,
         "instances": len(instances),
         "events": events,
         "events_per_s": round(rate, 1),

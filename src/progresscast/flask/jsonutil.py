@@ -109,6 +109,18 @@ class TolerantPacket(Packet):
 
     json = SocketJSON
 
+    @classmethod
+    def data_is_binary(cls, data):
+        # python-socketio walks the whole payload in Python looking for
+        # bytes, for every ack: a join_job ack resuming 50 events took
+        # longer to walk than to build. orjson (jsoncodec) refuses bytes,
+        # so one C pass says "none"; only then is the walk needed.
+        try:
+            jsoncodec.dumps(data)
+        except TypeError:
+            return super().data_is_binary(data)
+        return False
+
     def decode(self, encoded_packet):
         try:
             attachments = super().decode(encoded_packet)

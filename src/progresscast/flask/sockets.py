@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ from progresscast.ratelimit import TokenBucket
 from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
-from .auth import Principal, socket_principal
+from .auth import Principal, socket_principal, token_principal
 from .batching import batches
 from .context import current_progress
 from .errors import error_ack, socket_request
@@ -101,6 +101,12 @@ class ProgressNamespace(Namespace):
         # a client message and passes the checks below first.
         sid = args[0] if args else None
         if event == "connect" and sid not in self.connections:
+            auth = args[2] if len(args) > 2 else None  # (sid, environ, auth)
+            if self.progress is not None and isinstance(auth, dict) and "token" in auth:
+                # A token says who the caller is: no Flask request context
+                # (the app's session, a URL adapter: most of a connect's
+                # cost in a reconnect storm), as for requests below.
+                return self._accept(sid, lambda: token_principal(self.progress, auth["token"]))
             return super().trigger_event(event, *args)
         if event == "disconnect" and not self.socketio.server.manager.is_connected(
             sid, self.namespace
@@ -201,28 +207,39 @@ class ProgressNamespace(Namespace):
     # ------------------------------------------------------------- lifecycle
 
     def on_connect(self, auth: Any = None) -> None:
-        config = self.config
-        try:
+        if self.progress is None:
+            self.progress = current_progress()  # this handler runs in the app's context
+        environ = request.environ
+
+        def principal() -> Principal:
             principal = socket_principal(auth)
             if principal.session and not same_site_connect(
-                request.environ, config["CORS_ALLOWED_ORIGINS"]
+                environ, self.config["CORS_ALLOWED_ORIGINS"]
             ):
                 # A websocket is not subject to CORS: without this, any site
                 # could open one with the user's cookie (origin.py).
                 raise Forbidden("cross-site connection refused: connect from this site's pages")
+            return principal
+
+        self._accept(request.sid, principal)
+
+    def _accept(self, sid: str, principal_of: Callable[[], Principal]) -> None:
+        """Accept connection ``sid`` as ``principal_of()``, or refuse it
+        (``connect_error``) with what that or the connection limits raise."""
+        config = self.config
+        try:
+            principal = principal_of()
             self.admit(principal)
         except ProgressCastError as exc:
             if self.metrics is not None:
                 self.metrics.refused(exc.code)
             raise ConnectionRefusedError(exc.message, exc.to_dict()) from None
-        self.connections[request.sid] = Connection(
+        self.connections[sid] = Connection(
             principal,
             TokenBucket(config["SOCKET_RATE"], config["SOCKET_BURST"]),
             TokenBucket(config["SOCKET_STRIKES_RATE"], config["SOCKET_STRIKES_BURST"]),
         )
         self.per_user[principal.user_id] += 1
-        if self.progress is None:
-            self.progress = current_progress()  # this handler runs in the app's context
         if self.metrics is not None:
             self.metrics.connected()
 

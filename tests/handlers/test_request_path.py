@@ -1,0 +1,87 @@
+"""The fast request path (issue 16): token connects and requests run without
+a Flask request context, in the green thread that received them, and still
+enforce everything the slow path did."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from socketio import packet
+
+from progresscast.flask.jsonutil import TolerantPacket
+from progresscast.tokens import issue_token
+
+from .helpers import TEST_SECRET, assert_error_ack
+from .test_socket_auth import BAD_TOKENS
+
+STAGES = {"parse": 1.0}
+
+
+@pytest.fixture
+def contexts(app, monkeypatch):
+    """How many Flask request contexts the app has made."""
+    made = []
+    original = app.request_context
+
+    def counting(environ):
+        made.append(environ)
+        return original(environ)
+
+    monkeypatch.setattr(app, "request_context", counting)
+    return made
+
+
+def test_requests_and_token_connects_make_no_request_context(connect, tracker, contexts):
+    tracker.create_job("r", STAGES, owner="alice", job_id="j1", start=True)
+    first = connect("alice")  # the first connect finds the app's state in its context
+    contexts.clear()
+
+    second = connect("alice")
+    assert second.ok("ping")["server_time"].endswith("Z")
+    assert second.ok("join_job", {"job_id": "j1", "since": 0})["events"][0]["seq"] == 1
+    assert second.ok("leave_job", {"job_id": "j1"})
+    assert_error_ack(second.request("join_job", {"job_id": "nope"}), "not_found")
+    assert_error_ack(second.request("ping", {"x": 1}), "invalid_payload")  # still validated
+    assert first.ok("ping")
+
+    assert contexts == []
+
+
+def test_a_cookie_connect_still_gets_its_request_context(make_app, connect, contexts, app):
+    connect("alice")
+    contexts.clear()
+    peer = connect(auth=None)  # no token: the app's sign-in, which needs the request
+    assert not peer.connected  # this app has no user_loader
+    assert len(contexts) == 1
+
+
+@pytest.mark.parametrize("auth", BAD_TOKENS)
+def test_the_fast_connect_refuses_what_the_slow_one_does(connect, socketio, auth):
+    assert connect("alice").connected  # later connects take the fast path
+    peer = connect(auth=auth() if callable(auth) else auth)
+    assert not peer.connected
+    assert len(socketio.server.namespace_handlers["/progress"].connections) == 1
+
+
+def test_the_fast_connect_keeps_limits_and_expiry(make_app, connect):
+    app = make_app(MAX_CONNECTIONS_PER_USER=2)
+    assert connect("alice", app=app).connected and connect("alice", app=app).connected
+    assert not connect("alice", app=app).connected  # the user's third
+    expired = issue_token(TEST_SECRET, "bob", ttl=1, now=time.time() - 10)
+    assert not connect(auth={"token": expired}, app=app).connected
+    ns = app.extensions["socketio"].server.namespace_handlers["/progress"]
+    assert ns.per_user == {"alice": 2}
+
+
+def test_requests_run_in_the_receiving_green_thread(socketio):
+    # python-socketio would start one more green thread per request
+    assert socketio.server.async_handlers is False
+
+
+def test_acks_with_bytes_are_still_binary():
+    assert TolerantPacket.data_is_binary([{"ok": True, "blob": [1, {"b": b"\x00"}]}])
+    assert not TolerantPacket.data_is_binary([{"ok": True, "events": [{"seq": 1}] * 50}])
+    assert not TolerantPacket.data_is_binary([{"big": 2**70}])  # beyond orjson, still JSON
+    ack = TolerantPacket(packet.ACK, namespace="/progress", data=[{"b": b"\x01"}], id=1)
+    assert ack.packet_type == packet.BINARY_ACK
