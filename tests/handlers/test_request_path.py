@@ -4,12 +4,13 @@ enforce everything the slow path did."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from socketio import packet
 
-from progresscast.flask.jsonutil import TolerantPacket
+from progresscast.flask.jsonutil import TolerantPacket, loads
 from progresscast.tokens import issue_token
 
 from .helpers import TEST_SECRET, assert_error_ack
@@ -85,3 +86,25 @@ def test_acks_with_bytes_are_still_binary():
     assert not TolerantPacket.data_is_binary([{"big": 2**70}])  # beyond orjson, still JSON
     ack = TolerantPacket(packet.ACK, namespace="/progress", data=[{"b": b"\x01"}], id=1)
     assert ack.packet_type == packet.BINARY_ACK
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "NaN",
+        "[Infinity]",
+        "1e400",
+        '["\\ud800"]',
+        b'"\xff"',
+        "[" * 5000 + "]" * 5000,
+        '{"a":"\x01"}',
+    ],
+)
+def test_strict_json_still_refuses_what_browsers_cannot_read(bad):
+    with pytest.raises(json.JSONDecodeError):
+        loads(bad)
+
+
+def test_strict_json_keeps_big_integers_exact():
+    assert loads("[12345678901234567890123, 1.5]") == [12345678901234567890123, 1.5]
+    assert loads(b'{"seq": 7, "p": 0.25}') == {"seq": 7, "p": 0.25}
