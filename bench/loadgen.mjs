@@ -331,6 +331,8 @@ function openResumingClient(i, timeoutMs, resume) {
     socket.on("progress_update", (ev) => liveEvent(c, ev));
     socket.on("connect_error", (err) => {
       c.connectErrors++;
+      const kind = String(err?.data?.code ?? err?.description?.message ?? err?.message).slice(0, 60);
+      connectErrorKinds[kind] = (connectErrorKinds[kind] ?? 0) + 1;
       if (!settled) settle(`connect_error: ${err?.data?.code ?? err?.message}`);
     });
     socket.on("disconnect", (reason) => {
@@ -364,6 +366,7 @@ function openResumingClient(i, timeoutMs, resume) {
   });
 }
 const errorsAfter = {}; // rejoin failures after the first connect, by reason
+const connectErrorKinds = {}; // failed (re)connects, by what the client was told
 
 function quantiles(values) {
   const v = [...values].sort((a, b) => a - b);
@@ -394,6 +397,7 @@ function stormReport() {
     resumedEvents: sum("resumed"),
     truncated: sum("truncated"),
     connectErrors: sum("connectErrors"),
+    connectErrorKinds,
     rejoinErrors: errorsAfter,
     disconnectReasons,
   };

@@ -254,6 +254,7 @@ def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> 
         "resumed_events": total("resumedEvents"),
         "truncated": total("truncated"),
         "connect_errors": total("connectErrors"),
+        "connect_error_kinds": {k: v for r in reports for k, v in r["connectErrorKinds"].items()},
         "rejoin_errors": {k: v for r in reports for k, v in r["rejoinErrors"].items()},
     }
     if profile:
