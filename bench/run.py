@@ -658,6 +658,7 @@ def connections_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path
                 out["stopped"] = f"failed at {level}: {conn['errors'] or 'pings unanswered'}"
                 break
             out["held"] = level
+            sys.modules["storm"].flood_in_ramp(server, gens, level, cfg, out)  # request flood
     except Exception as exc:
         log(f"  FAILED: {exc!r}")
         out["error"] = repr(exc)

@@ -239,6 +239,7 @@ def storm_round(server: StormServer, gens: list[Loadgen], n: int, cfg: dict) -> 
     out = {
         "clients": n,
         **restart,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],  # the machine is shared
         # before the kill: live events per second reaching the clients, of n * rate
         "deliveries_per_s_before": round((e1 - e0) / (m1 - m0)),
         "expected_per_s": n * cfg["storm_rate"],
@@ -305,45 +306,64 @@ def storm_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) -> d
 
 
 def flood_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) -> dict:
-    """Every one of F clients sends ``ping`` (with an ack) within one second."""
+    """Every one of F clients sends ``ping`` (with an ack) within one second
+    (on its own: with the connections suite, its ramp's last level is used)."""
     log(f"flood: {LABELS[kind]}")
     n = cfg["flood_clients"]
     server = Server(kind, tmp, secret, cfg["jobs"]).start()
     gens = gens_for(server, math.ceil(n / PER_GEN), tokens, "flood")
-    out: dict[str, Any] = {"kind": kind, "label": server.label, "clients": n, "rounds": []}
     t_start = time.monotonic()
+    out: dict[str, Any] = {}
     try:
-        out["connect"] = open_clients(gens, 0, n, 2000)
-        log(f"  {n} clients: joined {out['connect']['joined']} in {out['connect']['seconds']}s")
-        spy = None
-        if cfg.get("flood_profile") and kind.startswith("progresscast"):
-            spy = run.start_profile(server, cfg["flood_rounds"] * 4)
-        for _ in range(cfg["flood_rounds"]):
-            time.sleep(1.0)
-            pings = call_all(gens, "ping", [{"timeoutMs": 30000, "spreadMs": 1000}] * len(gens), 90)
-            answered = sum(p["answered"] for p in pings)
-            out["rounds"].append({
-                "sent": sum(p["sent"] for p in pings),
-                "answered": answered,
-                "p50_ms": round(max(p["rtt_ms"]["p50"] or 0 for p in pings), 1),
-                "p99_ms": round(max(p["rtt_ms"]["p99"] or 0 for p in pings), 1),
-                "max_ms": round(max(p["rtt_ms"]["max"] or 0 for p in pings), 1),
-                "seconds": round(max(p["seconds"] for p in pings), 2),
-            })  # fmt: skip
-            log(f"  flood: {answered} answered, p99 {out['rounds'][-1]['p99_ms']} ms")
-        if spy is not None:
-            out["profile"] = run.finish_profile(spy, server, out)
-        p99s = [r["p99_ms"] for r in out["rounds"] if r["answered"] == r["sent"]]
-        out["median_p99_ms"] = round(float(np.median(p99s)), 1) if p99s else None
+        connected = open_clients(gens, 0, n, 2000)
+        log(f"  {n} clients: joined {connected['joined']} in {connected['seconds']}s")
+        out = flood_rounds(server, gens, n, cfg)
+        out["connect"] = connected
     except Exception as exc:
         log(f"  FAILED: {exc!r}")
-        out["error"] = repr(exc)
+        out = {"kind": kind, "label": server.label, "clients": n, "rounds": [], "error": repr(exc)}
     finally:
         out["seconds"] = round(time.monotonic() - t_start, 1)
         for g in gens:
             g.close()
         server.stop()
     return out
+
+
+def flood_rounds(server: Server, gens: list[Loadgen], n: int, cfg: dict) -> dict:
+    """The flood, ``flood_rounds`` times, on ``n`` clients already connected;
+    run.py's connections suite calls it at the last level of its ramp."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    out: dict[str, Any] = {"kind": server.kind, "label": server.label, "clients": n,
+                           "rounds": [], "loadavg": load}  # fmt: skip
+    spy = None
+    if cfg.get("flood_profile") and server.kind.startswith("progresscast"):
+        spy = run.start_profile(server, cfg["flood_rounds"] * 4)
+    for _ in range(cfg["flood_rounds"]):
+        time.sleep(1.0)
+        pings = call_all(gens, "ping", [{"timeoutMs": 30000, "spreadMs": 1000}] * len(gens), 90)
+        answered = sum(p["answered"] for p in pings)
+        out["rounds"].append({
+            "sent": sum(p["sent"] for p in pings),
+            "answered": answered,
+            "p50_ms": round(max(p["rtt_ms"]["p50"] or 0 for p in pings), 1),
+            "p99_ms": round(max(p["rtt_ms"]["p99"] or 0 for p in pings), 1),
+            "max_ms": round(max(p["rtt_ms"]["max"] or 0 for p in pings), 1),
+            "seconds": round(max(p["seconds"] for p in pings), 2),
+        })  # fmt: skip
+        log(f"  flood: {answered} answered, p99 {out['rounds'][-1]['p99_ms']} ms")
+    if spy is not None:
+        out["profile"] = run.finish_profile(spy, server, out)
+    p99s = [r["p99_ms"] for r in out["rounds"] if r["answered"] == r["sent"]]
+    out["median_p99_ms"] = round(float(np.median(p99s)), 1) if p99s else None
+    return out
+
+
+def flood_in_ramp(server: Server, gens: list[Loadgen], level: int, cfg: dict, out: dict) -> None:
+    """The hook in run.py's connections suite: the flood at its ramp's last
+    level (the same 19,000 clients, connected once for both)."""
+    if level == cfg.get("flood_clients") and server.kind in cfg.get("flood_servers", ()):
+        out["flood"] = flood_rounds(server, gens, level, cfg)
 
 
 # ----------------------------------------------------------------- scale-out
@@ -443,6 +463,7 @@ def scaleout_window(instances: list[Server], worker, redis: Redis, control: str,
     return {
         "profile_of_last_instance": profile,
         "instances": len(instances),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "events": events,
         "events_per_s": round(rate, 1),
         "started": started,
@@ -461,6 +482,10 @@ def scaleout_window(instances: list[Server], worker, redis: Redis, control: str,
 
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a and b else "–"
+
+
+def _load(r: dict) -> str:
+    return f"{r['loadavg'][0]:.1f}" if r.get("loadavg") else "–"
 
 
 def _s(v: float | None) -> str:
@@ -489,8 +514,8 @@ def render_storm(results: dict) -> list[str]:
     lines += [
         "| server | clients | server answering (s) | all caught up (s) | after answering (s) |"
         " caught up p50 / p99 (s) | reconnected, last (s) | failed connects |"
-        " resumed events | seq gaps | server CPU (s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " resumed events | seq gaps | server CPU (s) | load average |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in storm:
         for r in server.get("runs", []):
@@ -502,7 +527,7 @@ def render_storm(results: dict) -> list[str]:
                 + f" | {_s(r.get('after_ready_s'))} | {_s(c.get('p50_s'))} / {_s(c.get('p99_s'))}"
                 f" | {_s(r['connected'].get('max_s'))} | {r['connect_errors']:,} |"
                 + (f" {r['resumed_events']:,} | {r['gaps']} |" if server["resume"] else " – | – |")
-                + f" {_s(r['server_cpu_s'])} |"
+                + f" {_s(r['server_cpu_s'])} | {_load(r)} |"
             )
         if server.get("error"):
             lines.append(f"| {server['label']} | failed: `{server['error'][:200]}` |")
@@ -537,8 +562,8 @@ def render_flood(results: dict) -> list[str]:
         " be). Round-trip time of the ack, per round; the figure is the median round's p99.",
         "",
         "| server | rounds: p99 (ms) | rounds: p50 (ms) | rounds: max (ms) | all answered |"
-        " median p99 (ms) |",
-        "| --- | --- | --- | --- | --- | ---: |",
+        " median p99 (ms) | load average |",
+        "| --- | --- | --- | --- | --- | ---: | ---: |",
     ]
     for f in flood:
         rounds = f.get("rounds", [])
@@ -549,7 +574,7 @@ def render_flood(results: dict) -> list[str]:
         lines.append(
             f"| {f['label']} | {each('p99_ms')} | {each('p50_ms')} | {each('max_ms')} |"
             f" {'yes' if rounds and all(r['answered'] == r['sent'] for r in rounds) else 'no'} |"
-            f" {_s(f.get('median_p99_ms'))} |"
+            f" {_s(f.get('median_p99_ms'))} | {_load(f)} |"
         )
         if f.get("error"):
             lines.append(f"| {f['label']} | failed: `{f['error'][:200]}` |")
@@ -577,15 +602,15 @@ def render_scaleout(results: dict) -> list[str]:
         " (CPU while events flow − CPU idle) / events per second.",
         "",
         "| instances | events/s | CPU % (A, B, C…) | idle CPU % | µs CPU per event (A, B, C…) |"
-        " worker CPU % | Redis CPU % | one instance saturates at (events/s) |",
-        "| ---: | ---: | --- | --- | --- | ---: | ---: | ---: |",
+        " worker CPU % | Redis CPU % | one instance saturates at (events/s) | load average |",
+        "| ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in sc["runs"]:
         lines.append(
             f"| {r['instances']} | {r['events_per_s']:,.0f} | {', '.join(map(str, r['cpu_pct']))}"
             f" | {', '.join(map(str, r['idle_cpu_pct']))} |"
             f" {', '.join(map(str, r['per_event_us']))} | {r['worker_cpu_pct']} |"
-            f" {r['redis_cpu_pct']} | {r['saturation_events_per_s'] or '–':,} |"
+            f" {r['redis_cpu_pct']} | {r['saturation_events_per_s'] or '–':,} | {_load(r)} |"
         )
     lines += [
         "",
@@ -608,7 +633,11 @@ def suites(only: set[str], cfg: dict, tmp: Path, secret: str, tokens: Path, resu
     if "storm" in only:
         results["storm"] = [storm_suite(k, cfg, tmp, secret, tokens) for k in cfg["storm_servers"]]
     if "flood" in only:
-        results["flood"] = [flood_suite(k, cfg, tmp, secret, tokens) for k in cfg["flood_servers"]]
+        # measured during the connections suite's ramp when it ran; else on its own
+        ramps = {c["kind"]: c["flood"] for c in results.get("connections", []) if "flood" in c}
+        results["flood"] = [
+            ramps.get(k) or flood_suite(k, cfg, tmp, secret, tokens) for k in cfg["flood_servers"]
+        ]
     if "scaleout" in only:
         results["scaleout"] = scaleout_suite(cfg, tmp, secret, tokens)
 
