@@ -108,3 +108,53 @@ def test_strict_json_still_refuses_what_browsers_cannot_read(bad):
 def test_strict_json_keeps_big_integers_exact():
     assert loads("[12345678901234567890123, 1.5]") == [12345678901234567890123, 1.5]
     assert loads(b'{"seq": 7, "p": 0.25}') == {"seq": 7, "p": 0.25}
+
+
+@pytest.fixture
+def event_reads(tracker, monkeypatch):
+    """The ``since`` of every read of stored events."""
+    reads = []
+    original = tracker.store.events_since
+
+    def counting(job_id, since, limit):
+        reads.append(since)
+        return original(job_id, since, limit)
+
+    monkeypatch.setattr(tracker.store, "events_since", counting)
+    return reads
+
+
+def test_rejoins_share_the_events_the_first_read(connect, tracker, event_reads):
+    job = tracker.job("r", STAGES, owner="alice", job_id="j1", min_interval=0)
+    for i in range(5):
+        job.update(i, 10)  # seq 2..6
+    a, b = connect("alice"), connect("alice")
+
+    first = a.ok("join_job", {"job_id": "j1", "since": 1})["events"]
+    assert [e["seq"] for e in first] == [2, 3, 4, 5, 6]
+    assert event_reads == [1]
+    second = b.ok("join_job", {"job_id": "j1", "since": 3})
+    assert second["events"] == first[2:] and second["job"]["seq"] == 6
+    assert event_reads == [1]  # nothing read again
+
+    job.update(5, 10)
+    job.update(6, 10)  # seq 7, 8: only those are read
+    third = b.ok("join_job", {"job_id": "j1", "since": 1})
+    assert [e["seq"] for e in third["events"]] == [2, 3, 4, 5, 6, 7, 8]
+    assert third["job"]["seq"] == 8 and event_reads == [1, 6]
+    assert third["events"] == tracker.events_page("j1", 1, 100).events
+
+
+def test_a_job_created_again_under_its_id_gets_its_own_events(connect, tracker, event_reads):
+    job = tracker.job("r", STAGES, owner="alice", job_id="j1", min_interval=0)
+    job.update(1, 10)
+    job.complete()
+    peer = connect("alice")
+    old = peer.ok("join_job", {"job_id": "j1", "since": 1})["events"]
+    assert tracker.prune(-1) == 1  # every ended job
+
+    again = tracker.job("r2", STAGES, owner="alice", job_id="j1", min_interval=0)
+    again.update(7, 10)
+    again.complete()
+    new = peer.ok("join_job", {"job_id": "j1", "since": 1})["events"]
+    assert new == tracker.events_page("j1", 1, 100).events and new != old

@@ -49,6 +49,7 @@ from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
 from .metrics import ENGINEIO_REASONS, Metrics
 from .origin import same_site_connect
+from .replay import Replay
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class ProgressNamespace(Namespace):
         #: the app's progresscast state (extension.py), taken at the first
         #: connect: requests run without Flask's context (see _request)
         self.progress: Any = None
+        #: stored events recently read for rejoins (a reconnect storm's)
+        self.replay = Replay()
 
     def principal(self, sid: str) -> Principal:
         return self.connections[sid].principal
@@ -339,13 +342,38 @@ class ProgressNamespace(Namespace):
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
         self.enter_room(sid, job_room(job_id))
-        read = tracker.read_since(job_id, since, self.config["JOIN_MAX_EVENTS"])
+        limit = self.config["JOIN_MAX_EVENTS"]
+        if since is not None:
+            resumed = self._resume(tracker, job_id, since, limit)
+            if resumed is not None:
+                return resumed
+        read = tracker.read_since(job_id, since, limit)
         ack: dict[str, Any] = {"ok": True, "job": read.snapshot}
         if read.events is not None:
             ack["events"] = read.events
             if read.truncated:
                 ack["truncated"] = True
+            else:
+                self.replay.keep(read.state, read.events)
         return ack
+
+    def _resume(self, tracker: Any, job_id: str, since: int, limit: int) -> dict | None:
+        """A rejoin's ack with the events other rejoins read already
+        (replay.py), or None: read it all from the store (read_since).
+        Called after joining the room, like read_since: every event up to
+        the state read here goes in the ack, later ones arrive live."""
+        state = tracker.get(job_id)
+        if not 0 <= state.seq - since <= limit:
+            return None  # truncated or a reset store: read_since's rules
+        events, reached = self.replay.events(state, since)
+        if reached < state.seq:
+            missing = state.seq - reached
+            tail = tracker.events_page(job_id, reached, missing).events[:missing]
+            if len(tail) != missing or tail[0]["seq"] != reached + 1:
+                return None  # history trimmed meanwhile: read_since decides
+            self.replay.keep(state, tail)
+            events = events + tail
+        return {"ok": True, "job": state.snapshot(tracker.clock()), "events": events}
 
     def wait_subscribed(self) -> None:
         """Events from other processes reach this server only through its
