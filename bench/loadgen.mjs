@@ -8,12 +8,20 @@
 //   node bench/loadgen.mjs '{"url": "http://127.0.0.1:8000", "jobs": 100, "tokens": "tokens.json"}'
 //
 // Commands:
-//   connect {from, to, rate, inflight, timeoutMs, join}   open clients [from, to); client i joins job i % jobs
+//   connect {from, to, rate, inflight, timeoutMs, join, reconnect, resume}
+//                                open clients [from, to); client i joins job i % jobs.
+//                                reconnect: socket.io-client's own reconnection (default
+//                                backoff) and a rejoin on every reconnect; resume: that rejoin
+//                                sends since = the last seq applied, and seq order is checked
+//                                (docs/protocol.md "Resume"; Node's peer keeps no seq)
 //   record {since, until}        start keeping latencies of updates sent in [since, until)
 //   report {latFile}             write those latencies (ms, float64) to latFile; counts
 //   burstArm {burst}             time the first update of burst K per client
 //   burstReport {}               per-client latencies of the armed burst (s)
 //   ping {timeoutMs}             every joined client sends ping with an ack
+//   stormArm {t0}                time every client's next reconnect from t0 (epoch s)
+//   stormCount {}                how many have reconnected, rejoined, caught up
+//   stormReport {}               per-client times since t0 (s) and the resume checks
 //   stats {}                     counters, CPU and memory of this process
 //   close {}                     disconnect everything and exit
 //
@@ -154,8 +162,9 @@ function openStream(i, timeoutMs) {
   });
 }
 
-function openClient(i, join, timeoutMs) {
+function openClient(i, join, timeoutMs, reconnect = false, resume = false) {
   if (SSE) return openStream(i, timeoutMs);
+  if (reconnect) return openResumingClient(i, timeoutMs, resume);
   return new Promise((resolve) => {
     const job = i % JOBS;
     const auth = tokens ? { token: tokens[i] } : {};
@@ -210,7 +219,188 @@ function openClient(i, join, timeoutMs) {
   });
 }
 
-async function connect({ from, to, rate = 1000, inflight = 200, timeoutMs = 15000, join = true, stopOnFailure = false }) {
+// ------------------------------------------------------------ reconnect storms
+//
+// A client that reconnects by itself (socket.io-client's reconnection, its
+// default backoff: 1 s doubling to 5 s, +-50 % jitter) and rejoins its job on
+// every connect, as static/progresscast.js does: with `resume`, it sends
+// since = the last seq it applied, buffers live events until the ack, applies
+// the ack's events, then the live ones above the ack's seq. Every seq it
+// applies must be the one after the last (a gap breaks DESIGN §4's promise).
+let storm = null; // {t0, connected, acked, caught: number[] (s since t0), ...}
+
+function stormRecord(c, what, t) {
+  if (!storm || c.stormSeen[what]) return;
+  c.stormSeen[what] = true;
+  storm[what].push(t - storm.t0);
+}
+
+function applySeq(c, ev) {
+  if (!c.resume || typeof ev?.seq !== "number") return true;
+  if (ev.seq <= c.lastSeq) {
+    c.dups++;
+    return false;
+  }
+  if (ev.seq !== c.lastSeq + 1) c.gaps++;
+  c.lastSeq = ev.seq;
+  return true;
+}
+
+function liveEvent(c, ev) {
+  const t = wallNow();
+  if (c.pending) return c.pending.push([t, ev]); // joining: held until the ack
+  if (!applySeq(c, ev)) return;
+  if (c.acked) stormRecord(c, "caught", t);
+  onUpdate(c, ev);
+}
+
+function joinJob(c, timeoutMs, attempt = 0) {
+  const payload = { job_id: jobId(c.job) };
+  if (c.resume && c.lastSeq > 0) payload.since = c.lastSeq;
+  c.pending = c.pending ?? [];
+  c.acked = false;
+  const generation = c.generation;
+  return new Promise((resolve) => {
+    c.socket.timeout(timeoutMs).emit("join_job", payload, (err, ack) => {
+      if (generation !== c.generation) return resolve("superseded"); // reconnected meanwhile
+      if (err) return resolve("join timeout");
+      const code = ack?.error?.code;
+      if (ack && !ack.ok && RETRYABLE.has(code) && attempt < 8) {
+        joinRetries[code] = (joinRetries[code] ?? 0) + 1;
+        const delay = 100 * 2 ** Math.min(attempt, 4) * (0.5 + Math.random());
+        return setTimeout(() => joinJob(c, timeoutMs, attempt + 1).then(resolve), delay);
+      }
+      if (!ack || !ack.ok) return resolve(`join refused: ${code}: ${String(ack?.error?.message).slice(0, 120)}`);
+      const t = wallNow();
+      if (c.resume) {
+        if (ack.truncated) c.truncated++;
+        if (payload.since === undefined) c.lastSeq = ack.job.seq; // a first join: start here
+        for (const ev of ack.events ?? []) {
+          if (applySeq(c, ev)) c.resumed++;
+        }
+        if (ack.job.seq > c.lastSeq) {
+          c.gaps++; // the snapshot is ahead of the events the ack gave
+          c.lastSeq = ack.job.seq;
+        }
+      }
+      c.acked = true;
+      stormRecord(c, "acked", t);
+      const held = c.pending;
+      c.pending = null;
+      for (const [when, ev] of held) {
+        if (!applySeq(c, ev)) continue;
+        stormRecord(c, "caught", Math.max(when, t)); // applied once the ack is in
+        onUpdate(c, ev);
+      }
+      resolve(null);
+    });
+  });
+}
+
+function openResumingClient(i, timeoutMs, resume) {
+  return new Promise((resolve) => {
+    const job = i % JOBS;
+    const socket = io(URL_ + NS, {
+      transports: ["websocket"],
+      forceNew: true,
+      timeout: timeoutMs,
+      auth: tokens ? { token: tokens[i] } : {},
+      ...(DEFLATE ? {} : { perMessageDeflate: false }),
+    });
+    const c = {
+      i, job, socket, state: "connecting", burstSeen: -1, resume, lastSeq: 0, generation: 0,
+      pending: null, acked: false, gaps: 0, dups: 0, resumed: 0, truncated: 0, connectErrors: 0,
+      stormSeen: {},
+    };
+    clients.push(c);
+    let settled = false;
+    const timer = setTimeout(() => settle("timeout"), timeoutMs + 1000);
+    function settle(why) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (why) {
+        c.state = "failed";
+        socket.disconnect();
+      }
+      resolve(why);
+    }
+    socket.on("progress_update", (ev) => liveEvent(c, ev));
+    socket.on("connect_error", (err) => {
+      c.connectErrors++;
+      const kind = String(err?.data?.code ?? err?.description?.message ?? err?.message).slice(0, 60);
+      connectErrorKinds[kind] = (connectErrorKinds[kind] ?? 0) + 1;
+      if (!settled) settle(`connect_error: ${err?.data?.code ?? err?.message}`);
+    });
+    socket.on("disconnect", (reason) => {
+      c.generation++;
+      c.pending = null;
+      c.acked = false;
+      if (c.state === "joined") {
+        joined--;
+        disconnects++;
+        disconnectReasons[reason] = (disconnectReasons[reason] ?? 0) + 1;
+        c.state = "reconnecting"; // socket.io-client retries by itself
+      }
+      if (!settled) settle(`disconnect: ${reason}`);
+    });
+    socket.on("connect", () => {
+      if (c.state === "failed") return;
+      stormRecord(c, "connected", wallNow());
+      joinJob(c, timeoutMs).then((why) => {
+        if (why === "superseded") return;
+        if (why) {
+          if (!settled) return settle(why);
+          c.state = "failed";
+          errorsAfter[why] = (errorsAfter[why] ?? 0) + 1;
+          return;
+        }
+        c.state = "joined";
+        joined++;
+        settle(null);
+      });
+    });
+  });
+}
+const errorsAfter = {}; // rejoin failures after the first connect, by reason
+const connectErrorKinds = {}; // failed (re)connects, by what the client was told
+
+function quantiles(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return { n: v.length, p50: percentile(v, 0.5), p99: percentile(v, 0.99), max: v.at(-1) ?? null };
+}
+
+function stormCounts() {
+  return {
+    connected: storm ? storm.connected.length : 0,
+    acked: storm ? storm.acked.length : 0,
+    caught: storm ? storm.caught.length : 0,
+    joined,
+  };
+}
+
+function stormReport() {
+  const mine = clients.filter((c) => c.stormSeen);
+  const sum = (k) => mine.reduce((a, c) => a + (c[k] ?? 0), 0);
+  return {
+    clients: mine.length,
+    ...stormCounts(),
+    // seconds since t0, per client, for the orchestrator's quantiles over all generators
+    connectedAt: storm?.connected ?? [],
+    ackedAt: storm?.acked ?? [],
+    caughtAt: storm?.caught ?? [],
+    gaps: sum("gaps"),
+    duplicates: sum("dups"),
+    resumedEvents: sum("resumed"),
+    truncated: sum("truncated"),
+    connectErrors: sum("connectErrors"),
+    connectErrorKinds,
+    rejoinErrors: errorsAfter,
+    disconnectReasons,
+  };
+}
+
+async function connect({ from, to, rate = 1000, inflight = 200, timeoutMs = 15000, join = true, stopOnFailure = false, reconnect = false, resume = false }) {
   const t0 = wallNow();
   const errors = {};
   let failed = 0;
@@ -231,7 +421,7 @@ async function connect({ from, to, rate = 1000, inflight = 200, timeoutMs = 1500
       for (; n > 0; n--) {
         const i = next++;
         active++;
-        openClient(i, join, timeoutMs).then((why) => {
+        openClient(i, join, timeoutMs, reconnect, resume).then((why) => {
           active--;
           finished++;
           if (why) {
@@ -316,6 +506,13 @@ const commands = {
   connect,
   ping,
   stats: async () => stats(),
+  stormArm: async ({ t0 }) => {
+    storm = { t0, connected: [], acked: [], caught: [] };
+    for (const c of clients) if (c.stormSeen) c.stormSeen = {};
+    return { armed: clients.length };
+  },
+  stormCount: async () => stormCounts(),
+  stormReport: async () => stormReport(),
   record: async ({ since, until }) => {
     rec = { since, until, lat: [], received: 0, watchers: watchersPerJob() };
     return { watchers: rec.watchers.reduce((a, b) => a + b, 0) };

@@ -675,6 +675,9 @@ def render(results: dict, docs: Path) -> list[Path]:
     for server in results["latency"]:
         if server["kind"] != "progresscast" and server.get("profile", {}).get("samples"):
             lines += ["", f"### {server['label']}", "", *profile_section(results, server["kind"])]
+    from storm import render as storm_sections  # reconnect storm, request flood, scale-out
+
+    lines += ["", *storm_sections(results)]
     lines += ["", "## Against the last run", "", *versus_last_run(results)]
     eta_results = BENCH / "results" / "eta.json"  # bench/eta.py --save (make bench)
     if eta_results.exists():

@@ -658,6 +658,7 @@ def connections_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path
                 out["stopped"] = f"failed at {level}: {conn['errors'] or 'pings unanswered'}"
                 break
             out["held"] = level
+            sys.modules["storm"].flood_in_ramp(server, gens, level, cfg, out)  # request flood
     except Exception as exc:
         log(f"  FAILED: {exc!r}")
         out["error"] = repr(exc)
@@ -782,8 +783,11 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="progresscast benchmark suite")
     parser.add_argument("--quick", action="store_true", help="~2 minutes, for development")
-    parser.add_argument("--only", default="latency,connections,emitter,update",
-                        help="comma list of: latency, connections, emitter, update")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        default="latency,connections,emitter,update,storm,flood,scaleout",
+        help="comma list of: latency, connections, emitter, update, storm, flood, scaleout",
+    )
     parser.add_argument("--servers", default=None, help="comma list restricting the servers")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy window")
     parser.add_argument("--profile", default=None, help="servers to py-spy (progresscast)")
@@ -796,6 +800,10 @@ def main() -> None:
     global CLIENT_DEFLATE
     CLIENT_DEFLATE = not args.no_client_deflate
     cfg = dict(QUICK if args.quick else FULL)
+    sys.modules.setdefault("run", sys.modules[__name__])  # bench/storm.py imports this module
+    import storm  # reconnect storms, request floods, scale-out (issue 16)
+
+    cfg.update(storm.QUICK_STORM if args.quick else storm.FULL_STORM)
     if args.no_profile:
         cfg["profile_seconds"] = 0.0
     if args.profile:
@@ -833,7 +841,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="progresscast-bench-") as tmpdir:
             tmp = Path(tmpdir)
             tokens = tmp / "tokens.json"
-            write_tokens(tokens, secret, max([*cfg["clients"], *cfg["levels"]]), cfg["jobs"])
+            count = max([*cfg["clients"], *cfg["levels"], storm.token_count(cfg)])
+            write_tokens(tokens, secret, count, cfg["jobs"])
             if "emitter" in only:
                 results["emitter"] = emitter_overhead()
             if "update" in only:
@@ -844,6 +853,7 @@ def main() -> None:
             if "connections" in only:
                 for kind in cfg["conn_servers"]:
                     results["connections"].append(connections_suite(kind, cfg, tmp, secret, tokens))
+            storm.suites(only, cfg, tmp, secret, tokens, results)
     finally:
         cleanup()
     results["seconds"] = round(time.monotonic() - started, 1)

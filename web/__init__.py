@@ -65,6 +65,12 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
         max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"],
         json=SocketJSON,
         serializer=TolerantPacket,
+        # A request runs in the green thread that received it (the
+        # connection's receiver), not in one more started per request: a
+        # flood of 19,000 pings made 19,000 extra green threads. A handler
+        # that blocks (join_job reading the store) delays that one
+        # connection's next requests only, as it would from one client.
+        async_handlers=False,
     )
     # Settings without a prefix, all URLs at the root, as before the extension.
     progress = ProgressCast(app, socketio, config_prefix="")

@@ -4,7 +4,7 @@
 // progress_update with the same fields and size as progresscast's. Same
 // /bench/* control API as bench/pipelines.py. No store, no auth.
 //
-//   node bench/peers/node_server.mjs --port 8001 [--jobs 100]
+//   node bench/peers/node_server.mjs --port 8001 [--jobs 100] [--run-rate R --run-seconds S]
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
@@ -130,5 +130,9 @@ nsp.on("connection", (socket) => {
   });
 });
 
-http.listen(PORT, "127.0.0.1", () => console.log(`node peer on ${PORT}`));
+http.listen(PORT, "127.0.0.1", () => {
+  console.log(`node peer on ${PORT}`);
+  // --run-rate R --run-seconds S: updates start with the server (bench/storm.py restarts it)
+  if (Number(args["run-rate"] ?? 0) > 0) startRun(Number(args["run-seconds"]), Number(args["run-rate"]), 2);
+});
 process.on("SIGTERM", () => process.exit(0));

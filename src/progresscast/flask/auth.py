@@ -13,7 +13,7 @@ Two ways in:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Request, g
 
@@ -21,6 +21,9 @@ from progresscast import Unauthorized
 from progresscast.tokens import USER_ID_RE, verify_token
 
 from .context import current_progress
+
+if TYPE_CHECKING:
+    from .extension import AppProgress
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +70,19 @@ def principal_from(value: Any) -> Principal | None:
     return principal
 
 
-def _from_token(token: Any) -> Principal:
-    ext = current_progress()
-    if ext.token_secret is None:
+def token_principal(progress: AppProgress, token: Any) -> Principal:
+    """The caller a bearer token names, for the app whose state is
+    ``progress``; needs no Flask context (sockets.py connects with it)."""
+    if progress.token_secret is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
-    claims = verify_token(ext.token_secret, token, leeway=ext.settings["TOKEN_LEEWAY"])
+    claims = verify_token(progress.token_secret, token, leeway=progress.settings["TOKEN_LEEWAY"])
     return Principal(
         claims.sub, claims.admin, claims.service, claims.jobs, session=False, expires_at=claims.exp
     )
+
+
+def _from_token(token: Any) -> Principal:
+    return token_principal(current_progress(), token)
 
 
 def _signed_in() -> Principal:

@@ -55,23 +55,32 @@ def error_ack(exc: ProgressCastError) -> dict[str, Any]:
 
 
 def socket_request(schema: Schema):
-    """Decorate a namespace handler ``fn(self, principal, payload)``.
+    """Decorate a namespace handler ``fn(self, sid, principal, payload)``,
+    called as ``handler(sid, *args)`` (sockets.py, without a Flask context).
 
     Validates the single payload argument with ``schema`` and turns every
     error into an error ack, so a bad message never drops the connection.
     """
 
+    # A schema with no required field takes an empty payload as it is: no
+    # marshmallow run for the commonest request (ping {}).
+    try:
+        empty_ok = schema.load({}) == {}
+    except ValidationError:
+        empty_ok = False
+
     def decorate(fn):
         @functools.wraps(fn)
-        def handler(self, *args):
+        def handler(self, sid, *args):
             try:
                 if len(args) > 1:
                     raise InvalidPayload(
                         "send one payload object",
                         details={"_schema": [f"expected 1 argument, got {len(args)}"]},
                     )
-                payload = load(schema, args[0] if args and args[0] is not None else {})
-                return fn(self, self.principal(), payload)
+                data = args[0] if args and args[0] is not None else {}
+                payload = {} if empty_ok and data == {} else load(schema, data)
+                return fn(self, sid, self.principal(sid), payload)
             except ProgressCastError as exc:
                 return error_ack(exc)
             except Exception:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+import orjson
 from flask.json.provider import DefaultJSONProvider
 from socketio.packet import BINARY_EVENT, CONNECT, EVENT, Packet
 from webargs import core
@@ -31,6 +33,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+# orjson refuses all that loads() refuses, in C, but reads integers beyond
+# 64 bits as floats: text with one takes the standard library's path.
+_LONG_INT = re.compile(r"\d{19}")
+_LONG_INT_BYTES = re.compile(rb"\d{19}")
+
+
 def loads(s: str | bytes, **kwargs: Any) -> Any:
     """``json.loads`` that refuses what a browser could not read back.
 
@@ -39,11 +48,23 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
     deep that it exhausts the parser's recursion. Every refusal is a
     ``json.JSONDecodeError``, which callers already answer as malformed JSON.
     """
-    kwargs.setdefault("parse_constant", _no_constant)
-    kwargs.setdefault("parse_float", _finite_float)
+    if not kwargs:
+        # Every event from the message queue (each instance decodes every
+        # one, docs/deployment.md) and every socket request comes this way.
+        long_int = _LONG_INT.search(s) if isinstance(s, str) else _LONG_INT_BYTES.search(s)
+        if long_int is None:
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                pass  # refused: the path below says why, in the same words as before
     try:
         text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
-        value = json.loads(text, **kwargs)
+        if kwargs:
+            kwargs.setdefault("parse_constant", _no_constant)
+            kwargs.setdefault("parse_float", _finite_float)
+            value = json.loads(text, **kwargs)
+        else:  # json.loads with any argument builds a decoder per call
+            value = _STRICT.decode(text)
         if "\\u" in text or not text.isascii():
             # Surrogates can only come from escapes or surrogatepass bytes.
             json.dumps(value, ensure_ascii=False).encode("utf-8")
@@ -102,6 +123,18 @@ class TolerantPacket(Packet):
     """
 
     json = SocketJSON
+
+    @classmethod
+    def data_is_binary(cls, data):
+        # python-socketio walks the whole payload in Python looking for
+        # bytes, for every ack: a join_job ack resuming 50 events took
+        # longer to walk than to build. orjson (jsoncodec) refuses bytes,
+        # so one C pass says "none"; only then is the walk needed.
+        try:
+            jsoncodec.dumps(data)
+        except TypeError:
+            return super().data_is_binary(data)
+        return False
 
     def decode(self, encoded_packet):
         try:

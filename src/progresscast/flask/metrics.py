@@ -109,6 +109,7 @@ class Metrics:
 
     def __init__(self, progress: AppProgress) -> None:
         self.progress = progress
+        self._request_children: dict[tuple[str, str], Any] = {}
         self.registry = registry = CollectorRegistry()
         self.connects = Counter(
             "progresscast_connects",
@@ -220,7 +221,12 @@ class Metrics:
         self.disconnects.labels(reason if reason in DISCONNECT_REASONS else "other").inc()
 
     def socket_request(self, name: str, result: str) -> None:
-        self.socket_requests.labels(name, result).inc()
+        # labels() takes a lock and builds a key each time: keep the children
+        # (a bounded set: request names and error codes are the protocol's)
+        child = self._request_children.get((name, result))
+        if child is None:
+            child = self._request_children[name, result] = self.socket_requests.labels(name, result)
+        child.inc()
 
     def http_request(self, endpoint: str | None, status: int) -> None:
         self.http_requests.labels(endpoint or "unknown", str(status)).inc()

@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
-from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
+from flask_socketio import ConnectionRefusedError, Namespace
 
 from progresscast import (
     Forbidden,
@@ -43,13 +42,14 @@ from progresscast.ratelimit import TokenBucket
 from progresscast.state import iso
 
 from .access import cancellable_job, readable_job
-from .auth import Principal, socket_principal
+from .auth import Principal, socket_principal, token_principal
 from .batching import batches
-from .context import get_tracker
+from .context import current_progress
 from .errors import error_ack, socket_request
 from .jsonutil import MALFORMED
 from .metrics import ENGINEIO_REASONS, Metrics
 from .origin import same_site_connect
+from .replay import Replay
 from .schemas import CancelJobSchema, EmptySchema, JobRefSchema, JoinJobSchema, WatchJobsSchema
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,18 @@ class ProgressNamespace(Namespace):
         self.metrics: Metrics | None = None
         #: the app's SSE streams (sse.py), set by the extension
         self.sse: Any = None
+        #: the app's progresscast state (extension.py), taken at the first
+        #: connect: requests run without Flask's context (see _request)
+        self.progress: Any = None
+        #: stored events recently read for rejoins (a reconnect storm's)
+        self.replay = Replay()
 
-    def principal(self) -> Principal:
-        return self.connections[request.sid].principal
+    def principal(self, sid: str) -> Principal:
+        return self.connections[sid].principal
+
+    @property
+    def tracker(self) -> Any:
+        return self.progress.tracker
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         # Clients can emit any event name, "connect" and "disconnect" included.
@@ -95,6 +104,12 @@ class ProgressNamespace(Namespace):
         # a client message and passes the checks below first.
         sid = args[0] if args else None
         if event == "connect" and sid not in self.connections:
+            auth = args[2] if len(args) > 2 else None  # (sid, environ, auth)
+            if self.progress is not None and isinstance(auth, dict) and "token" in auth:
+                # A token says who the caller is: no Flask request context
+                # (the app's session, a URL adapter: most of a connect's
+                # cost in a reconnect storm), as for requests below.
+                return self._accept(sid, lambda: token_principal(self.progress, auth["token"]))
             return super().trigger_event(event, *args)
         if event == "disconnect" and not self.socketio.server.manager.is_connected(
             sid, self.namespace
@@ -114,7 +129,12 @@ class ProgressNamespace(Namespace):
         if refusal is not None:
             return refusal
         if event in REQUESTS:
-            return super().trigger_event(event, *args)
+            # Called directly, not through Flask-SocketIO's trigger_event:
+            # that pushes a Flask request context per message (a Request, its
+            # URL adapter, the cookie session), which cost more than a whole
+            # ping. The handlers take the sid and need no Flask context: the
+            # principal was stored at connect, the tracker is self.progress's.
+            return getattr(self, "on_" + event)(sid, *args[1:])
         if event == MALFORMED:
             reason = args[1] if len(args) > 1 else "undecodable payload"
             return error_ack(
@@ -190,21 +210,34 @@ class ProgressNamespace(Namespace):
     # ------------------------------------------------------------- lifecycle
 
     def on_connect(self, auth: Any = None) -> None:
-        config = self.config
-        try:
+        if self.progress is None:
+            self.progress = current_progress()  # this handler runs in the app's context
+        environ = request.environ
+
+        def principal() -> Principal:
             principal = socket_principal(auth)
             if principal.session and not same_site_connect(
-                request.environ, config["CORS_ALLOWED_ORIGINS"]
+                environ, self.config["CORS_ALLOWED_ORIGINS"]
             ):
                 # A websocket is not subject to CORS: without this, any site
                 # could open one with the user's cookie (origin.py).
                 raise Forbidden("cross-site connection refused: connect from this site's pages")
+            return principal
+
+        self._accept(request.sid, principal)
+
+    def _accept(self, sid: str, principal_of: Callable[[], Principal]) -> None:
+        """Accept connection ``sid`` as ``principal_of()``, or refuse it
+        (``connect_error``) with what that or the connection limits raise."""
+        config = self.config
+        try:
+            principal = principal_of()
             self.admit(principal)
         except ProgressCastError as exc:
             if self.metrics is not None:
                 self.metrics.refused(exc.code)
             raise ConnectionRefusedError(exc.message, exc.to_dict()) from None
-        self.connections[request.sid] = Connection(
+        self.connections[sid] = Connection(
             principal,
             TokenBucket(config["SOCKET_RATE"], config["SOCKET_BURST"]),
             TokenBucket(config["SOCKET_STRIKES_RATE"], config["SOCKET_STRIKES_BURST"]),
@@ -291,9 +324,15 @@ class ProgressNamespace(Namespace):
 
     # --------------------------------------------------------------- requests
 
+    def enter_room(self, sid: str, room: str) -> None:
+        self.socketio.server.enter_room(sid, room, namespace=self.namespace)
+
+    def leave_room(self, sid: str, room: str) -> None:
+        self.socketio.server.leave_room(sid, room, namespace=self.namespace)
+
     @socket_request(_join)
-    def on_join_job(self, principal: Principal, payload: dict) -> dict:
-        tracker = get_tracker()
+    def on_join_job(self, sid: str, principal: Principal, payload: dict) -> dict:
+        tracker = self.tracker
         job_id, since = payload["job_id"], payload.get("since")
         state = readable_job(tracker, principal, job_id)
         self.wait_subscribed()
@@ -302,14 +341,39 @@ class ProgressNamespace(Namespace):
         self.note_read(job_id, state.seq)
         # Join first, then read: an event stored after this read is emitted
         # after the join, so it reaches us live; nothing falls in between.
-        join_room(job_room(job_id))
-        read = tracker.read_since(job_id, since, self.config["JOIN_MAX_EVENTS"])
+        self.enter_room(sid, job_room(job_id))
+        limit = self.config["JOIN_MAX_EVENTS"]
+        if since is not None:
+            resumed = self._resume(tracker, job_id, since, limit)
+            if resumed is not None:
+                return resumed
+        read = tracker.read_since(job_id, since, limit)
         ack: dict[str, Any] = {"ok": True, "job": read.snapshot}
         if read.events is not None:
             ack["events"] = read.events
             if read.truncated:
                 ack["truncated"] = True
+            else:
+                self.replay.keep(read.state, read.events)
         return ack
+
+    def _resume(self, tracker: Any, job_id: str, since: int, limit: int) -> dict | None:
+        """A rejoin's ack with the events other rejoins read already
+        (replay.py), or None: read it all from the store (read_since).
+        Called after joining the room, like read_since: every event up to
+        the state read here goes in the ack, later ones arrive live."""
+        state = tracker.get(job_id)
+        if not 0 <= state.seq - since <= limit:
+            return None  # truncated or a reset store: read_since's rules
+        events, reached = self.replay.events(state, since)
+        if reached < state.seq:
+            missing = state.seq - reached
+            tail = tracker.events_page(job_id, reached, missing).events[:missing]
+            if len(tail) != missing or tail[0]["seq"] != reached + 1:
+                return None  # history trimmed meanwhile: read_since decides
+            self.replay.keep(state, tail)
+            events = events + tail
+        return {"ok": True, "job": state.snapshot(tracker.clock()), "events": events}
 
     def wait_subscribed(self) -> None:
         """Events from other processes reach this server only through its
@@ -328,13 +392,13 @@ class ProgressNamespace(Namespace):
             note(job_id, seq)
 
     @socket_request(_ref)
-    def on_leave_job(self, principal: Principal, payload: dict) -> dict:
-        leave_room(job_room(payload["job_id"]))
+    def on_leave_job(self, sid: str, principal: Principal, payload: dict) -> dict:
+        self.leave_room(sid, job_room(payload["job_id"]))
         return {"ok": True}
 
     @socket_request(_watch)
-    def on_watch_jobs(self, principal: Principal, payload: dict) -> dict:
-        tracker = get_tracker()
+    def on_watch_jobs(self, sid: str, principal: Principal, payload: dict) -> dict:
+        tracker = self.tracker
         everyone = payload.get("all", False)
         if everyone and not principal.admin:
             raise Forbidden("only admins may watch all jobs")
@@ -342,7 +406,7 @@ class ProgressNamespace(Namespace):
         self.wait_subscribed()
         # With another client manager than ours, events come one by one.
         batch = payload.get("batch") and batches(self.socketio.server.manager)
-        join_room(batched(room) if batch else room)
+        self.enter_room(sid, batched(room) if batch else room)
         now = tracker.clock()
         jobs = tracker.list_jobs(
             None if everyone else principal.user_id, limit=self.config["WATCH_MAX_JOBS"]
@@ -352,32 +416,32 @@ class ProgressNamespace(Namespace):
         return {"ok": True, "jobs": [job.snapshot(now) for job in jobs]}
 
     @socket_request(_empty)
-    def on_unwatch_jobs(self, principal: Principal, payload: dict) -> dict:
+    def on_unwatch_jobs(self, sid: str, principal: Principal, payload: dict) -> dict:
         for room in (user_room(principal.user_id), ALL_JOBS_ROOM):
-            leave_room(room)
-            leave_room(batched(room))
+            self.leave_room(sid, room)
+            self.leave_room(sid, batched(room))
         return {"ok": True}
 
     @socket_request(_cancel)
-    def on_cancel_job(self, principal: Principal, payload: dict) -> dict:
-        tracker = get_tracker()
+    def on_cancel_job(self, sid: str, principal: Principal, payload: dict) -> dict:
+        tracker = self.tracker
         job_id = payload["job_id"]
         cancellable_job(tracker, principal, job_id)
         state = tracker.request_cancel(job_id, payload.get("reason"))
         return {"ok": True, "status": state.status.value}
 
     @socket_request(_ref)
-    def on_list_children(self, principal: Principal, payload: dict) -> dict:
-        tracker = get_tracker()
+    def on_list_children(self, sid: str, principal: Principal, payload: dict) -> dict:
+        tracker = self.tracker
         job_id = payload["job_id"]
         readable_job(tracker, principal, job_id)
         now = tracker.clock()
         return {"ok": True, "jobs": [child.snapshot(now) for child in tracker.children(job_id)]}
 
     @socket_request(_empty)
-    def on_ping(self, principal: Principal, payload: dict) -> dict:
+    def on_ping(self, sid: str, principal: Principal, payload: dict) -> dict:
         return {
             "ok": True,
-            "server_time": iso(datetime.now(UTC).timestamp()),
+            "server_time": iso(time.time()),
             "instance": self.config["INSTANCE_NAME"],
         }

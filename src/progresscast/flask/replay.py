@@ -1,0 +1,66 @@
+"""Recently read stored events, for the rejoins of a reconnect storm.
+
+After a restart every client rejoins with ``since`` = the last seq it
+applied, and the watchers of one job applied the same events: 100 watchers
+of a job ask for the same events, each one read from the store and decoded
+again. Stored events never change, so the first read serves the others.
+
+Only the events are taken from here: ``join_job`` still reads the job's state
+after joining the room (docs/protocol.md "Resume"), and whatever stored event
+this does not hold up to that state's ``seq`` is read from the store. An
+entry belongs to one job's identity (its id and creation time), so a job that
+is deleted and created again under its id never gets the old one's events.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from progresscast.state import JobState
+
+
+class Replay:
+    """Stored events by job and seq, the most recently used jobs first out
+    last, at most ``capacity`` events in all."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        # jobs[(job_id, created_at)] = {seq: event}, least recently used first
+        self._jobs: OrderedDict[tuple[str, float], dict[int, dict[str, Any]]] = OrderedDict()
+        self._size = 0
+
+    def events(self, state: JobState, since: int) -> tuple[list[dict[str, Any]], int]:
+        """The held events ``since + 1, since + 2, ...`` up to ``state.seq``,
+        in order, stopping at the first one not held; and the seq it reached."""
+        held = self._jobs.get((state.job_id, state.created_at))
+        out: list[dict[str, Any]] = []
+        if held is None:
+            return out, since
+        self._jobs.move_to_end((state.job_id, state.created_at))
+        seq = since
+        while seq < state.seq:
+            event = held.get(seq + 1)
+            if event is None:
+                break
+            out.append(event)
+            seq += 1
+        return out, seq
+
+    def keep(self, state: JobState, events: list[dict[str, Any]]) -> None:
+        """Hold ``events`` (stored events of ``state``'s job)."""
+        if not events or len(events) > self.capacity:
+            return
+        key = (state.job_id, state.created_at)
+        held = self._jobs.setdefault(key, {})
+        self._jobs.move_to_end(key)
+        for event in events:
+            if event["seq"] not in held:
+                held[event["seq"]] = event
+                self._size += 1
+        while self._size > self.capacity and self._jobs:
+            _, dropped = self._jobs.popitem(last=False)
+            self._size -= len(dropped)
+
+    def __len__(self) -> int:
+        return self._size
