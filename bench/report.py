@@ -524,6 +524,20 @@ def key_figures(results: dict) -> dict[str, float]:
         if best:
             out[f"{server['label']}: KiB / connection"] = best["kib_per_conn"]
             out[f"{server['label']}: ping p99 ms at {server['held']:,}"] = best["ping_p99_ms"]
+    for server in results.get("storm") or []:
+        for run in server.get("runs", []):
+            out[f"{server['label']}: storm, all caught up (s) at {run['clients']:,}"] = run.get(
+                "all_caught_up_s"
+            )
+    for server in results.get("flood") or []:
+        out[f"{server['label']}: request flood, median p99 ms"] = server.get("median_p99_ms")
+    for run in (results.get("scaleout") or {}).get("runs", []):
+        # the instances without clients (A has them all)
+        per = [x for x in run.get("per_event_us", [])[1:] if x is not None]
+        if per:
+            out[f"scale-out, {run['instances']} instances: µs CPU per unwatched event"] = round(
+                sum(per) / len(per), 1
+            )
     uc = results.get("update_cost") or {}
     for key, name in (("in_process_us", "in-process"), ("worker_us", "worker")):
         if uc.get(key) is not None:
