@@ -677,8 +677,25 @@ def _why(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _run_counts_as_ints(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with its per-run-count tables keyed by int again (JSON made
+    the keys strings: bench/results/eta.json read back by report.py)."""
+
+    def fix(row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        for key in ("history", "warm"):
+            if isinstance(row.get(key), dict):
+                out[key] = {int(k): v for k, v in row[key].items()}
+        if "per_seed" in row:
+            out["per_seed"] = [fix(e) for e in row["per_seed"]]
+        return out
+
+    return {**results, "rows": [fix(r) for r in results["rows"]]}
+
+
 def docs_section(results: dict[str, Any]) -> list[str]:
     """The "ETA accuracy" section of docs/benchmarks.md, from :func:`measure`'s results."""
+    results = _run_counts_as_ints(results)
     lo, hi = results["window"]
     took = results.get("run_seconds")
     took = f"; the whole table took {took:.0f} s here" if took else ""
