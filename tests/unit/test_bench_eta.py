@@ -4,6 +4,7 @@ its small kinds, cold and warm, and its metric on traces whose answer is known."
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
 import sys
 from pathlib import Path
@@ -129,3 +130,5 @@ def test_table_has_a_row_per_kind_and_the_warm_columns():
     assert section.startswith(bench.DOCS_HEADING)
     assert table in section
     assert "**met** on every kind" in section
+    # as bench/report.py renders it: from bench/results/eta.json, read back
+    assert bench.docs_section(json.loads(json.dumps(results))) == bench.docs_section(results)
