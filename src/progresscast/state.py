@@ -391,6 +391,8 @@ def _depth(value: Any) -> int:
     depth, level = 0, [value]
     while level:
         depth += 1
+        if depth > MAX_JSON_DEPTH + 1:
+            return depth - 1  # deeper than allowed: no need to walk further
         nxt: list[Any] = []
         for item in level:
             if isinstance(item, dict):
@@ -398,8 +400,6 @@ def _depth(value: Any) -> int:
             elif isinstance(item, list | tuple):
                 nxt.extend(item)
         level = nxt
-        if depth > MAX_JSON_DEPTH:
-            break
     return depth - 1
 
 

@@ -158,3 +158,18 @@ def test_a_job_created_again_under_its_id_gets_its_own_events(connect, tracker, 
     again.complete()
     new = peer.ok("join_job", {"job_id": "j1", "since": 1})["events"]
     assert new == tracker.events_page("j1", 1, 100).events and new != old
+
+
+def test_rejoins_read_the_events_that_carry_a_result_from_the_store(connect, tracker, event_reads):
+    # The replay counts events, not bytes: it keeps none of those whose size
+    # the caller chooses (metadata, result: up to 16 KiB each; found in review).
+    job = tracker.job("r", STAGES, owner="alice", job_id="j1", min_interval=0)
+    job.update(1, 10)  # seq 2
+    job.complete(result={"report": "x" * 10_000})  # stage_completed, job_completed
+    a, b = connect("alice"), connect("alice")
+    first = a.ok("join_job", {"job_id": "j1", "since": 1})["events"]
+    assert event_reads == [1]
+    second = b.ok("join_job", {"job_id": "j1", "since": 1})["events"]
+    completed = next(e["seq"] for e in first if e["type"] == "job_completed")
+    assert event_reads == [1, completed - 1]  # the small ones came from the replay
+    assert second == first == tracker.events_page("j1", 1, 100).events

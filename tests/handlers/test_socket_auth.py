@@ -124,12 +124,17 @@ def demo_app(make_app):
     return make_app(DEMO=True, DEMO_CONCURRENCY=0)
 
 
-@pytest.mark.parametrize("auth", [None, {}], ids=["no-auth", "empty-auth"])
+@pytest.mark.parametrize(
+    "auth", [None, {}, {"token": None}], ids=["no-auth", "empty-auth", "null-token"]
+)
 def test_demo_mode_connects_without_auth_as_the_demo_user(connect, demo_app, auth):
     tracker = demo_app.extensions["progresscast"].tracker
     tracker.create_job("d", STAGES, owner="demo", job_id="d1")
     tracker.create_job("a", STAGES, owner="alice", job_id="a1")
 
+    # Twice: the second connect takes the fast path for tokens, which a
+    # null token must not enter (found in review).
+    assert connect(auth=auth, app=demo_app).connected
     peer = connect(auth=auth, app=demo_app)
 
     assert peer.connected

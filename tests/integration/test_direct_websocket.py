@@ -21,6 +21,7 @@ from wsproto.events import (
     TextMessage,
 )
 
+from progresscast.flask.transport.connection import MAX_INBOX
 from tests.harness import NAMESPACE, ServerProcess, token_for, wait_until
 
 STAGES = [{"name": "only", "weight": 1.0}]
@@ -200,6 +201,22 @@ def test_a_client_that_stops_reading_is_cut_off_and_nobody_else_waits(slow_serve
         10,
         what="the slow reader in the metrics",
     )
+    # A client that sends more messages at once than a connection may have
+    # waiting for its handler is cut off as a flood (transport MAX_INBOX),
+    # not buffered without bound (found in review); the others carry on.
+    flooder = RawWebsocketClient(server.url, "mallory")
+    ping = flooder.ws.send(TextMessage(data=f'42{NAMESPACE},["ping",{{}}]'))
+    flooder.sock.sendall(ping * (MAX_INBOX + 100))
+    answered = [m for m in flooder.read_to_end() if m.startswith(f"43{NAMESPACE},")]
+    assert flooder.closed and answered == []  # cut before any was handled
+    flooder.close()
+    flood = re.compile(r'^progresscast_disconnects_total\{reason="flood"\} 1\.0$', re.M)
+    wait_until(
+        lambda: flood.search(requests.get(f"{server.url}/metrics", timeout=10).text),
+        10,
+        what="the flood in the metrics",
+    )
+    assert later.call("ping", {})["ok"]
 
 
 @MODES

@@ -14,7 +14,7 @@ import redis
 import socketio
 
 from progresscast import ProgressTracker
-from progresscast.errors import SeqConflict
+from progresscast.errors import SeqConflict, StoreUnavailable
 from progresscast.protocol import NAMESPACE, event_rooms
 from progresscast.stores.redis import QueuePublisher, RedisStore, same_server
 
@@ -188,3 +188,36 @@ def test_same_server():
     assert not same_server("rediss://h/0", "redis://h/0")
     assert same_server("unix:///tmp/r.sock?db=1", "unix:///tmp/r.sock")
     assert not same_server("redis+sentinel://h:26379/0/m", "redis+sentinel://h:26379/0/m")
+
+
+def test_a_write_whose_reply_is_lost_is_not_sent_again(redis_server):
+    """Redis is busy (another client's long script) past the store's socket
+    timeout: the store gives up waiting, but the write it sent still runs
+    once Redis is free. Sending it again would store the update twice (found
+    in review)."""
+    prefix = f"lost{next(_channels)}"
+    store = RedisStore(redis_server.url, prefix=prefix, socket_timeout=0.2)
+    tracker = ProgressTracker(store)
+    busy = redis.Redis.from_url(redis_server.url)
+    try:
+        state = tracker.create_job("r", ["a", "b"], owner="u", start=True)
+        started = threading.Event()
+
+        def hold_redis() -> None:
+            started.set()
+            # Redis's one thread, busy for well over the socket timeout
+            busy.eval("local i = 0 while i < 40000000 do i = i + 1 end", 0)
+
+        holder = threading.Thread(target=hold_redis)
+        holder.start()
+        started.wait(5)
+        time.sleep(0.05)  # the script is running (Redis answers nobody meanwhile)
+        with pytest.raises(StoreUnavailable):
+            tracker.record(state.job_id, "stage_completed")
+        holder.join(10)
+        events = store.events_since(state.job_id)
+        assert [e["type"] for e in events].count("stage_completed") == 1, events
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    finally:
+        busy.close()
+        tracker.close()

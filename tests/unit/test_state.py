@@ -633,3 +633,17 @@ def test_a_copy_has_every_field_and_its_own_stage_lists():
     for name in JobState.__slots__:
         assert getattr(twin, name) is getattr(job, name) or name in ("stage_status", "stage_pct")
     assert twin.stage_status is not job.stage_status and twin.stage_pct is not job.stage_pct
+
+
+@pytest.mark.parametrize("depth", [16, 17, 30, 990])
+def test_metadata_nested_past_the_limit_is_invalid_payload(depth):
+    from progresscast.state import MAX_JSON_DEPTH, _check_json
+
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    if depth <= MAX_JSON_DEPTH:
+        assert _check_json(value, "metadata") == value
+    else:  # before, anything past 16 levels passed the check (found in review)
+        with pytest.raises(InvalidPayload, match="nested deeper"):
+            _check_json(value, "metadata")

@@ -14,10 +14,14 @@ is deleted and created again under its id never gets the old one's events.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
 from progresscast.state import JobState
+
+#: fields whose size the caller chooses (job_queued, job_started, job_completed)
+_LARGE = frozenset({"metadata", "result"})
 
 
 class Replay:
@@ -29,22 +33,25 @@ class Replay:
         # jobs[(job_id, created_at)] = {seq: event}, least recently used first
         self._jobs: OrderedDict[tuple[str, float], dict[int, dict[str, Any]]] = OrderedDict()
         self._size = 0
+        # handlers run in threads of their own in threading mode
+        self._lock = threading.Lock()
 
     def events(self, state: JobState, since: int) -> tuple[list[dict[str, Any]], int]:
         """The held events ``since + 1, since + 2, ...`` up to ``state.seq``,
         in order, stopping at the first one not held; and the seq it reached."""
-        held = self._jobs.get((state.job_id, state.created_at))
         out: list[dict[str, Any]] = []
-        if held is None:
-            return out, since
-        self._jobs.move_to_end((state.job_id, state.created_at))
-        seq = since
-        while seq < state.seq:
-            event = held.get(seq + 1)
-            if event is None:
-                break
-            out.append(event)
-            seq += 1
+        with self._lock:
+            held = self._jobs.get((state.job_id, state.created_at))
+            if held is None:
+                return out, since
+            self._jobs.move_to_end((state.job_id, state.created_at))
+            seq = since
+            while seq < state.seq:
+                event = held.get(seq + 1)
+                if event is None:
+                    break
+                out.append(event)
+                seq += 1
         return out, seq
 
     def keep(self, state: JobState, events: list[dict[str, Any]]) -> None:
@@ -52,15 +59,19 @@ class Replay:
         if not events or len(events) > self.capacity:
             return
         key = (state.job_id, state.created_at)
-        held = self._jobs.setdefault(key, {})
-        self._jobs.move_to_end(key)
-        for event in events:
-            if event["seq"] not in held:
-                held[event["seq"]] = event
-                self._size += 1
-        while self._size > self.capacity and self._jobs:
-            _, dropped = self._jobs.popitem(last=False)
-            self._size -= len(dropped)
+        with self._lock:
+            held = self._jobs.setdefault(key, {})
+            self._jobs.move_to_end(key)
+            for event in events:
+                # Not the events that carry the caller's metadata or result
+                # (up to 16 KiB each): the capacity counts events, so each
+                # must stay small. A rejoin reads those from the store.
+                if event["seq"] not in held and not _LARGE.intersection(event):
+                    held[event["seq"]] = event
+                    self._size += 1
+            while self._size > self.capacity and self._jobs:
+                _, dropped = self._jobs.popitem(last=False)
+                self._size -= len(dropped)
 
     def __len__(self) -> int:
         return self._size

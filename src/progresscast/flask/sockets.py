@@ -105,11 +105,12 @@ class ProgressNamespace(Namespace):
         sid = args[0] if args else None
         if event == "connect" and sid not in self.connections:
             auth = args[2] if len(args) > 2 else None  # (sid, environ, auth)
-            if self.progress is not None and isinstance(auth, dict) and "token" in auth:
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if self.progress is not None and token is not None:
                 # A token says who the caller is: no Flask request context
                 # (the app's session, a URL adapter: most of a connect's
                 # cost in a reconnect storm), as for requests below.
-                return self._accept(sid, lambda: token_principal(self.progress, auth["token"]))
+                return self._accept(sid, lambda: token_principal(self.progress, token))
             return super().trigger_event(event, *args)
         if event == "disconnect" and not self.socketio.server.manager.is_connected(
             sid, self.namespace

@@ -200,10 +200,12 @@ class SSEHub:
                 self._cut(stream, "slow_reader")
                 continue
             # Only the first event wakes the stream: later ones are drained
-            # with it (take() drains after it clears the wake-up).
-            if not stream.pending:
-                stream.wake.set()
+            # with it (take() drains after it clears the wake-up). Appended
+            # first: woken before, a thread could drain nothing and wait again.
+            first = not stream.pending
             stream.pending.append(queued)
+            if first:
+                stream.wake.set()
 
     def cut_all(self, reason: str, user: str | None = None) -> int:
         """End every open stream (of ``user``, if given): the client resumes

@@ -356,24 +356,28 @@ class RedisStore(JobStore):
         """``script(keys, args)`` on a connection of the pool, the command
         packed here: redis-py's per-argument encoding and command plumbing
         cost more CPU than the script (bench/update_cost.py), and a worker
-        runs this once per update. A connection error retries once on a
-        fresh connection, as redis-py does; a script Redis lost (restarted)
-        is loaded again."""
+        runs this once per update. A connection that fails while the command
+        is sent (a pooled connection Redis closed) is replaced once; a
+        command that was sent is never sent again: if its reply is lost, it
+        may have run, and a second run would store the update twice. A
+        script Redis lost (restarted) is loaded again."""
         pool = self.redis.connection_pool
         command = _pack(["EVALSHA", script.sha, len(keys), *keys, *args])
         for attempt in (1, 2, 3):
             conn = pool.get_connection()
             try:
-                conn.send_packed_command([command])
+                try:
+                    conn.send_packed_command([command])
+                except (redis.ConnectionError, redis.TimeoutError):
+                    conn.disconnect()
+                    if attempt >= 2:
+                        raise
+                    continue
                 return conn.read_response()
             except redis.exceptions.NoScriptError:
                 if attempt == 3:
                     raise
                 self.redis.script_load(script.script)
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                if attempt >= 2:
-                    raise
             finally:
                 pool.release(conn)
         raise AssertionError("unreachable")

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BACKLOG = 4 * 2**20
 #: the pinger sends due pings in rounds at most this far apart (seconds)
 PING_ROUND = 0.25
+#: complete messages a connection may have waiting for its handler (which
+#: may block, e.g. on the store) before it is cut off as a flood
+MAX_INBOX = 1000
 CLOSE_PACKET_FRAME = packet_frame(eio_packet.Packet(eio_packet.CLOSE).encode())
 
 
@@ -340,6 +343,10 @@ class DirectSocket(engineio.socket.Socket):
                 if event.message_finished:
                     parts, self._message_parts, self._message_bytes = self._message_parts, [], 0
                     self._inbox.append(parts[0] if len(parts) == 1 else parts[0][:0].join(parts))
+                    if len(self._inbox) > MAX_INBOX:
+                        self.server.logger.info("%s: over %d messages waiting", self.sid, MAX_INBOX)
+                        self.cut_reason = "flood"
+                        return True
             elif kind == "Ping":
                 self._write(self._frames.send(event.response()))
             elif kind == "CloseConnection":
