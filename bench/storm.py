@@ -54,7 +54,7 @@ from lib import (
     spawn,
     wait_http,
 )
-from run import LABELS, Server, log
+from run import LABELS, Server, log, make_gens
 
 STORM_LABELS = {
     "progresscast-storm": "progresscast (worker + SQLite, events through Redis)",
@@ -88,19 +88,6 @@ QUICK_STORM: dict[str, Any] = {
 }
 #: clients per load generator process
 PER_GEN = 5000
-
-
-def gens_for(server: Server, count: int, tokens: Path, tag: str) -> list[Loadgen]:
-    return [
-        Loadgen(
-            server.url,
-            jobs=server.jobs,
-            tokens=tokens if server.uses_tokens else None,
-            log=server.tmp / f"loadgen-{tag}-{g}.log",
-            deflate=run.CLIENT_DEFLATE,
-        )
-        for g in range(count)
-    ]
 
 
 def open_clients(gens: list[Loadgen], have: int, want: int, rate: float, **extra: Any) -> dict:
@@ -270,7 +257,7 @@ def storm_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) -> d
     log(f"storm: {LABELS[kind]}")
     server = StormServer(kind, tmp, secret, cfg["jobs"]).start()
     sizes = cfg["storm_clients"]
-    gens = gens_for(server, math.ceil(max(sizes) / PER_GEN), tokens, "storm")
+    gens = make_gens(server, math.ceil(max(sizes) / PER_GEN), tokens, "storm")
     resume = kind != "node"
     out: dict[str, Any] = {"kind": kind, "label": server.label, "resume": resume, "runs": [],
                            "rate": cfg["storm_rate"], "jobs": cfg["jobs"]}  # fmt: skip
@@ -311,7 +298,7 @@ def flood_suite(kind: str, cfg: dict, tmp: Path, secret: str, tokens: Path) -> d
     log(f"flood: {LABELS[kind]}")
     n = cfg["flood_clients"]
     server = Server(kind, tmp, secret, cfg["jobs"]).start()
-    gens = gens_for(server, math.ceil(n / PER_GEN), tokens, "flood")
+    gens = make_gens(server, math.ceil(n / PER_GEN), tokens, "flood")
     t_start = time.monotonic()
     out: dict[str, Any] = {}
     try:
@@ -397,7 +384,7 @@ def scaleout_suite(cfg: dict, tmp: Path, secret: str, tokens: Path) -> dict:
         )  # fmt: skip
         control = f"http://127.0.0.1:{cport}"
         wait_http(control + "/healthz", worker, log=a.tmp / "worker.log")
-        gens = gens_for(a, 1, tokens, "scaleout")
+        gens = make_gens(a, 1, tokens, "scaleout")
         out["connect"] = open_clients(gens, 0, cfg["scaleout_clients"], 1000)
         for count in cfg["scaleout_instances"]:
             while len(instances) < count:

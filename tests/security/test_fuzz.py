@@ -62,8 +62,11 @@ ENDPOINTS = {
 BUFFER = 16 * 1024  # MAX_HTTP_BUFFER_SIZE
 FUZZER = "fuzzer"
 
-HANDLER_EXAMPLES = 250  # per socket request / REST endpoint, Flask test client
-LIVE_EXAMPLES = 100  # per socket request / REST endpoint, real server
+# Per socket request / REST endpoint (derandomized: the same examples every
+# run). Down from 250 and 100 to keep the whole suite inside CI's ten minutes
+# on two cores; the bugs the larger runs found are pinned by their own tests.
+HANDLER_EXAMPLES = 150  # Flask test client
+LIVE_EXAMPLES = 60  # real server
 
 EXAMPLES: Counter[str] = Counter()  # examples actually run, for the report
 OUTCOMES: dict[str, Counter] = defaultdict(Counter)  # status codes / ack codes seen
