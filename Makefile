@@ -70,7 +70,7 @@ unit: setup-dev
 screenshots: setup-dev system-deps
 	SCREENSHOTS=1 $(BIN)/pytest tests/browser/test_screenshots.py -q
 
-# Benchmarks (issue 6): set up, run every comparison side by side (~6 min), then
+# Benchmarks (issue 6): set up, run every comparison side by side (~12 min), then
 # write bench/results/full.json, docs/benchmarks.md and its plots.
 # Then bench/eta.py --save (~20 s, a fake clock): ETA accuracy (issue 14) into
 # bench/results/eta.{json,md} and its section of docs/benchmarks.md.

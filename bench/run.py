@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """progresscast benchmark suite (issue 6): run everything, write results and docs.
 
-    make bench                     # set up, run all (~6 min), write docs/benchmarks.md
+    make bench                     # set up, run all (~12 min), write docs/benchmarks.md
     python bench/run.py --quick    # ~2 min, for development (docs/ untouched)
     python bench/run.py --only latency --servers progresscast,node   # a subset
 
