@@ -20,8 +20,11 @@ from typing import Any
 
 from progresscast.state import JobState
 
-#: fields whose size the caller chooses (job_queued, job_started, job_completed)
-_LARGE = frozenset({"metadata", "result"})
+
+def _carries_large(event: dict[str, Any]) -> bool:
+    """Whether an event holds a field whose size the caller chooses
+    (job_queued, job_started: metadata; job_completed: result)."""
+    return "metadata" in event or "result" in event
 
 
 class Replay:
@@ -66,7 +69,7 @@ class Replay:
                 # Not the events that carry the caller's metadata or result
                 # (up to 16 KiB each): the capacity counts events, so each
                 # must stay small. A rejoin reads those from the store.
-                if event["seq"] not in held and not _LARGE.intersection(event):
+                if event["seq"] not in held and not _carries_large(event):
                     held[event["seq"]] = event
                     self._size += 1
             while self._size > self.capacity and self._jobs:
