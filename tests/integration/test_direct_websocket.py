@@ -17,6 +17,7 @@ from wsproto.events import (
     AcceptConnection,
     CloseConnection,
     Ping,
+    Pong,
     Request,
     TextMessage,
 )
@@ -58,6 +59,7 @@ class RawWebsocketClient:
         self.messages: list[str] = []  # passed over while waiting for an ack
         self.accepted = False
         self.closed = False
+        self.pongs: list[bytes] = []
         self._inbox: list[str] = []  # whole messages not read yet
         self._partial = ""  # a message whose end has not arrived (dropped if it never does)
         self._send(Request(host=f"{host}:{port}", target="/socket.io/?EIO=4&transport=websocket"))
@@ -98,6 +100,8 @@ class RawWebsocketClient:
                     self._partial = ""
             elif isinstance(event, Ping):
                 self._send(event.response())
+            elif isinstance(event, Pong):
+                self.pongs.append(bytes(event.payload))
             elif isinstance(event, CloseConnection):
                 self.closed = True
 
@@ -241,10 +245,31 @@ def test_pings_keep_an_idle_connection_alive(tmp_path, clients, mode):
             while True:
                 silent.next_message(answer_pings=False)  # reads, never answers
         assert time.monotonic() - started < 6
+
+        # The transport reads frames itself (transport/frames.py): a request
+        # in fragments with a websocket ping between them gets its pong and
+        # its ack; a client that breaks RFC 6455 (an unmasked frame) is cut
+        # off, and nobody else notices.
+        text = f'42{NAMESPACE},7["ping",{{}}]'
+        for part, done in ((text[:5], False), (text[5:9], False), (text[9:], True)):
+            raw._send(TextMessage(data=part, message_finished=done))
+            if part == text[:5]:
+                raw._send(Ping(b"still there?"))
+        prefix = f"43{NAMESPACE},7"
+        ack = next(m for m in iter(raw.next_message, None) if m.startswith(prefix))
+        assert json.loads(ack[len(prefix) :])[0]["ok"]
+        assert raw.pongs == [b"still there?"]
+        rude = RawWebsocketClient(server.url, "carol")
+        rude.sock.sendall(b"\x81\x05hello")  # servers must refuse unmasked client frames
+        with pytest.raises(ConnectionError):
+            while True:
+                rude.next_message()
         watcher = clients(server.url)
         assert watcher.call("ping")["ok"]
+        assert raw.call("ping", {}, 8)[0]["ok"]
         raw.close()
         silent.close()
+        rude.close()
     finally:
         server.stop()
 

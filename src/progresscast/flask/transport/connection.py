@@ -19,7 +19,7 @@ green thread of its own, under any loop that has a driver (drivers/):
   ``max_backlog`` bytes is disconnected (it resumes from its last ``seq``
   when it reconnects) instead of growing the server without bound;
 * the reader is parked in the hub (:meth:`DirectSocket._park`): the driver
-  calls back when the client sends something, wsproto parses it, and a
+  calls back when the client sends something, :class:`FrameReader` parses it, and a
   green thread that lives only while there is something to handle hands
   the messages to Engine.IO in order;
 * one :class:`Pinger` per server sends every connection's pings.
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import engineio
 from engineio import packet as eio_packet
 
-from .frames import CLOSE_FRAME, packet_frame
+from .frames import CLOSE_FRAME, FrameReader, MessageTooLarge, packet_frame
 
 if TYPE_CHECKING:
     from .drivers import Driver
@@ -108,12 +108,11 @@ class DirectSocket(engineio.socket.Socket):
     _backlog_bytes = 0
     _sock_closed = False
     _watch: Any = None  # the driver's read watch
-    _frames: Any = None  # wsproto's frame parser
-    _message_parts: list | None = None  # a message arriving in parts
-    _message_bytes = 0
+    _frames: FrameReader | None = None  # the client's frames
     _inbox: deque | None = None  # complete messages waiting for the receiver
     _receiving = False
     _pinger: Pinger | None = None
+    _receivers: Receivers | None = None
     #: why the server cut the connection, when it did (metrics.py counts it)
     cut_reason: str | None = None
 
@@ -289,19 +288,15 @@ class DirectSocket(engineio.socket.Socket):
         WSGI request, which then ends: the server closes its copy, the
         websocket object is let go without a closing frame, and the green
         thread with its stacks is freed. The driver calls
-        :meth:`_on_readable` when the client sends something; wsproto turns
-        the bytes into websocket messages.
+        :meth:`_on_readable` when the client sends something; a
+        :class:`FrameReader` turns the bytes into websocket messages.
         """
-        from wsproto.connection import Connection, ConnectionType
-
         parked = self._driver.park(ws)
         # The C socket type: the same under every loop's monkey patching.
         raw = _socket.socket(fileno=parked.fd)
         raw.setblocking(False)
         self._raw, self._fd = raw, parked.fd
-        self._frames = parked.frames or Connection(ConnectionType.SERVER)
-        self._message_parts = parked.parts
-        self._message_bytes = sum(len(part) for part in parked.parts)
+        self._frames = parked.frames or FrameReader(int(self.server.max_http_buffer_size))
         self._inbox = deque(parked.messages)
         self._watch = self._driver.watch_readable(parked.fd, self._on_readable, self._on_fd_lost)
 
@@ -330,28 +325,21 @@ class DirectSocket(engineio.socket.Socket):
             return True
         if not data:
             return True
-        self._frames.receive_data(data)
-        for event in self._frames.events():
-            kind = type(event).__name__
-            if kind in ("TextMessage", "BytesMessage"):
-                self._message_parts.append(event.data)
-                self._message_bytes += len(event.data)
-                if self._message_bytes > self.server.max_http_buffer_size:
-                    self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
-                    self.cut_reason = "too_large"
-                    return True
-                if event.message_finished:
-                    parts, self._message_parts, self._message_bytes = self._message_parts, [], 0
-                    self._inbox.append(parts[0] if len(parts) == 1 else parts[0][:0].join(parts))
-                    if len(self._inbox) > MAX_INBOX:
-                        self.server.logger.info("%s: over %d messages waiting", self.sid, MAX_INBOX)
-                        self.cut_reason = "flood"
-                        return True
-            elif kind == "Ping":
-                self._write(self._frames.send(event.response()))
-            elif kind == "CloseConnection":
-                return True
-        return False
+        frames = self._frames
+        messages, replies = frames.feed(data)
+        for reply in replies:
+            self._write(reply)
+        self._inbox.extend(messages)
+        if isinstance(frames.error, MessageTooLarge):
+            self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
+            self.cut_reason = "too_large"
+        elif frames.error is not None:
+            self.server.logger.info("%s: websocket protocol error: %s", self.sid, frames.error)
+        elif len(self._inbox) > MAX_INBOX:
+            self.server.logger.info("%s: over %d messages waiting", self.sid, MAX_INBOX)
+            self.cut_reason = "flood"
+            return True
+        return frames.closed
 
     def _on_fd_lost(self) -> None:
         # The hub dropped our watch itself: the fd number now belongs to
@@ -371,7 +359,7 @@ class DirectSocket(engineio.socket.Socket):
         # One receiver at a time, so messages are handled in the order sent.
         if not self._receiving:
             self._receiving = True
-            self._driver.spawn(self._receive_inbox)
+            self._receivers.add(self)
 
     def _receive_inbox(self) -> None:
         """Hand queued messages to Engine.IO in order; ``None`` means the
@@ -439,6 +427,41 @@ class Pinger:
             self.server.sleep(min(max(wait, PING_ROUND / 10), PING_ROUND))
 
 
+class Receivers:
+    """Green threads that hand parked sockets' messages to Engine.IO.
+
+    A green thread per message cost a spawn, a timer and two switches each
+    (a request flood: 19,000 at once). Instead the sockets with something
+    to handle wait in one deque, and a green thread is started only when
+    none is about to run: the hub calls :meth:`add` only while every
+    receiver is either done or blocked in a handler (the store, Redis), so
+    one that blocks never holds up the sockets behind it; the next one
+    takes them. Each socket is in the deque at most once (its
+    ``_receiving`` flag), so its messages keep their order.
+    """
+
+    def __init__(self, driver: Driver | None) -> None:
+        self.driver = driver
+        self.ready: deque[DirectSocket] = deque()
+        self.starting = False  # a receiver was spawned and has not run yet
+
+    def add(self, sock: DirectSocket) -> None:
+        self.ready.append(sock)
+        if not self.starting:
+            self.starting = True
+            self.driver.spawn(self._run)
+
+    def _run(self) -> None:
+        self.starting = False
+        ready = self.ready
+        while ready:
+            sock = ready.popleft()
+            try:
+                sock._receive_inbox()
+            except Exception:  # one socket's failure must not strand the others
+                log.exception("%s: receive failed", sock.sid)
+
+
 class DirectSockets(dict):
     """``engineio.Server.sockets``, turning each new socket into a DirectSocket.
 
@@ -449,6 +472,7 @@ class DirectSockets(dict):
     def __init__(self, server: engineio.Server, max_backlog: int, driver: Driver | None) -> None:
         super().__init__()
         self.pinger = Pinger(server)
+        self.receivers = Receivers(driver)
         self.max_backlog = max_backlog
         self.driver = driver
 
@@ -457,6 +481,7 @@ class DirectSockets(dict):
             sock.__class__ = DirectSocket
             sock.max_backlog = self.max_backlog
             sock._pinger = self.pinger
+            sock._receivers = self.receivers
             sock._driver = self.driver
         super().__setitem__(sid, sock)
 

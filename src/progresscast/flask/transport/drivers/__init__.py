@@ -19,22 +19,15 @@ class Parked:
     file descriptor of the connection (a copy the transport owns) and what
     the websocket library had already read past the handshake."""
 
-    __slots__ = ("fd", "frames", "messages", "parts")
+    __slots__ = ("fd", "frames", "messages")
 
-    def __init__(
-        self,
-        fd: int,
-        frames: Any = None,
-        messages: list | None = None,
-        parts: list | None = None,
-    ) -> None:
+    def __init__(self, fd: int, frames: Any = None, messages: list | None = None) -> None:
         self.fd = fd
-        #: wsproto ``Connection`` already fed with the client's bytes, or None
+        #: the ``FrameReader`` already fed with the client's bytes (it holds
+        #: the start of a frame or message not complete yet), or None
         self.frames = frames
         #: whole messages read but not handled yet, in order
         self.messages = messages or []
-        #: the first parts of a message whose end has not arrived
-        self.parts = parts or []
 
 
 class Driver:

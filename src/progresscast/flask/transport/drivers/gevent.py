@@ -21,7 +21,7 @@ from typing import Any
 import gevent
 from gevent.socket import wait_write
 
-from ..frames import CLOSE_FRAME, text_frame
+from ..frames import CLOSE_FRAME, FrameReader, text_frame
 from . import Driver, Parked
 
 READ = 1  # libev's EV_READ
@@ -50,7 +50,7 @@ class GeventDriver(Driver):
 
     def park(self, ws: Any) -> Parked:
         ws.parked = True  # the connection goes on: no closing frame
-        return Parked(os.dup(ws.socket.fileno()), ws.frames, ws.messages, ws.parts)
+        return Parked(os.dup(ws.socket.fileno()), ws.frames, ws.messages)
 
     def watch_readable(
         self, fd: int, callback: Callable[[], None], lost: Callable[[], None]
@@ -143,21 +143,18 @@ class GeventWebSocket:
     ``close``) until the transport parks the connection."""
 
     def __init__(self, sock: Any, environ: dict[str, Any], max_message: int) -> None:
-        from wsproto.connection import Connection, ConnectionType
-
         self.socket = sock
         self.environ = environ
-        self.max_message = max_message
-        self.frames = Connection(ConnectionType.SERVER)
+        self.frames = FrameReader(max_message)
         self.messages: list = []  # whole messages read but not returned yet
-        self.parts: list = []
         self.parked = False
         self.closed = False
 
     def wait(self) -> str | bytes | None:
         """The next message; None when the connection ended."""
         while not self.messages:
-            if self.closed:
+            if self.closed or self.frames.closed:
+                self.closed = True
                 return None
             try:
                 data = self.socket.recv(65536)
@@ -166,23 +163,10 @@ class GeventWebSocket:
             if not data:
                 self.closed = True
                 return None
-            self.frames.receive_data(data)
-            for event in self.frames.events():
-                kind = type(event).__name__
-                if kind in ("TextMessage", "BytesMessage"):
-                    self.parts.append(event.data)
-                    if sum(len(p) for p in self.parts) > self.max_message:
-                        self.closed = True
-                        return None
-                    if event.message_finished:
-                        parts, self.parts = self.parts, []
-                        self.messages.append(
-                            parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
-                        )
-                elif kind == "Ping":
-                    self.socket.sendall(self.frames.send(event.response()))
-                elif kind == "CloseConnection":
-                    self.closed = True
+            messages, replies = self.frames.feed(data)
+            for reply in replies:
+                self.socket.sendall(reply)
+            self.messages.extend(messages)
         return self.messages.pop(0)
 
     def send(self, message: str | bytes) -> None:
