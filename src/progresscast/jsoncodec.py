@@ -35,3 +35,13 @@ def dumpb(obj: Any) -> bytes:
         return orjson.dumps(obj)
     except TypeError:
         return _fallback(obj).encode()
+
+
+def loads(text: str | bytes) -> Any:
+    """What :func:`dumps` wrote (or any JSON), decoded with orjson: the
+    stores read a job's state on every request about it. Integers beyond
+    64 bits, which orjson refuses, go through the standard library."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

@@ -829,7 +829,7 @@ class ProgressTracker:
             return JobRead(state, snapshot, None, False)
         if state.seq - since > limit:
             return JobRead(state, snapshot, [], True)
-        events, truncated = self._events_after(job_id, since, state.seq, limit)
+        events, truncated = self.events_after(job_id, since, state.seq, limit)
         return JobRead(state, snapshot, [] if truncated else events, truncated)
 
     def events_page(self, job_id: str, since: int, limit: int) -> JobRead:
@@ -843,15 +843,16 @@ class ProgressTracker:
         :class:`JobNotFound`.
         """
         state = self.get(job_id)
-        events, truncated = self._events_after(job_id, since, state.seq, limit)
+        events, truncated = self.events_after(job_id, since, state.seq, limit)
         return JobRead(state, state.snapshot(self.clock()), events, truncated)
 
-    def _events_after(
+    def events_after(
         self, job_id: str, since: int, seq: int, limit: int
     ) -> tuple[list[dict[str, Any]], bool]:
         """Up to ``limit`` stored events with ``since < seq' <= seq``, and
         whether history cannot be continued from ``since``: the one rule of
-        :meth:`read_since` and :meth:`events_page`."""
+        :meth:`read_since` and :meth:`events_page`, for a caller that read
+        the job's state (``seq``) already."""
         if since > seq:
             return [], True  # the reader is ahead of the store: it was reset
         if since == seq:

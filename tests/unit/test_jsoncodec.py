@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from progresscast.jsoncodec import dumps
+from progresscast.jsoncodec import dumps, loads
 
 EVENT = {
     "job_id": "j1",
@@ -47,3 +47,15 @@ def test_what_orjson_refuses_goes_through_json(value, expected):
 def test_unencodable_values_still_raise():
     with pytest.raises(TypeError):
         dumps({"x": object()})
+
+
+@pytest.mark.parametrize("value", [EVENT, {"n": 2**64}, {"1": "a"}, [], "ü✓"])
+def test_loads_reads_back_what_dumps_wrote(value):
+    # 2**64 is beyond orjson: the standard library reads it
+    assert loads(dumps(value)) == value
+    assert loads(dumps(value).encode()) == value
+
+
+def test_loads_still_refuses_what_is_not_json():
+    with pytest.raises(ValueError):
+        loads("{'single': 'quotes'}")

@@ -369,8 +369,8 @@ class ProgressNamespace(Namespace):
         events, reached = self.replay.events(state, since)
         if reached < state.seq:
             missing = state.seq - reached
-            tail = tracker.events_page(job_id, reached, missing).events[:missing]
-            if len(tail) != missing or tail[0]["seq"] != reached + 1:
+            tail, truncated = tracker.events_after(job_id, reached, state.seq, missing)
+            if truncated or len(tail) != missing:
                 return None  # history trimmed meanwhile: read_since decides
             self.replay.keep(state, tail)
             events = events + tail

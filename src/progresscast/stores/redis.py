@@ -34,7 +34,6 @@ moving the indexes happen together or not at all, and the compare-and-set on
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -42,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
-from ..jsoncodec import dumpb, dumps
+from ..jsoncodec import dumpb, dumps, loads
 from ..state import JobState, JobStatus
 from .base import JobStore, run_fields
 
@@ -383,7 +382,7 @@ class RedisStore(JobStore):
         raise AssertionError("unreachable")
 
     def _state(self, fields: dict[str, str]) -> JobState:
-        state = JobState.from_record(json.loads(fields["state"]))
+        state = JobState.from_record(loads(fields["state"]))
         state.cancel_requested = fields.get("cancel_reason")
         return state
 
@@ -417,7 +416,7 @@ class RedisStore(JobStore):
         entries = self.redis.xrange(
             self._events(job_id), min=f"{since + 1}-0", max="+", count=limit
         )
-        return [json.loads(fields["e"]) for _, fields in entries]
+        return [loads(fields["e"]) for _, fields in entries]
 
     @_unavailable
     def first_seq(self, job_id: str) -> int | None:
@@ -503,7 +502,7 @@ class RedisStore(JobStore):
         records = self._runs(
             args=[self.prefix, kind, "-inf" if since is None else repr(float(since)), int(limit)]
         )
-        return [json.loads(r) for r in records]
+        return [loads(r) for r in records]
 
     @_unavailable
     def history_kinds(self) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ same file: ``BEGIN IMMEDIATE`` and the busy ``timeout`` coordinate them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sqlite3
 import threading
@@ -29,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SeqConflict, StoreUnavailable
-from ..jsoncodec import dumps
+from ..jsoncodec import dumps, loads
 from ..state import TERMINAL, JobState, JobStatus
 from .base import JobStore, run_fields
 
@@ -224,7 +223,7 @@ class SQLiteStore(JobStore):
 
     @staticmethod
     def _state(row: tuple) -> JobState:
-        state = JobState.from_record(json.loads(row[0]))
+        state = JobState.from_record(loads(row[0]))
         state.cancel_requested = row[1]
         return state
 
@@ -272,7 +271,7 @@ class SQLiteStore(JobStore):
             "SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (job_id, since, -1 if limit is None else limit),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     @_locked
     def first_seq(self, job_id: str) -> int | None:
@@ -385,7 +384,7 @@ class SQLiteStore(JobStore):
             + " ORDER BY finished_at DESC, job_id DESC LIMIT ?",
             (kind, limit) if since is None else (kind, since, limit),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     @_locked
     def history_kinds(self) -> list[dict[str, Any]]:
