@@ -10,7 +10,13 @@ import jwt
 import pytest
 
 from progresscast import Unauthorized
-from progresscast.tokens import MIN_SECRET_LENGTH, check_secret, issue_token, verify_token
+from progresscast.tokens import (
+    MIN_SECRET_LENGTH,
+    VerifiedTokens,
+    check_secret,
+    issue_token,
+    verify_token,
+)
 
 SECRET = "s" * MIN_SECRET_LENGTH
 NOW = time.time()
@@ -175,3 +181,36 @@ def jwt_exp(token: str) -> int:
     import jwt
 
     return jwt.decode(token, options={"verify_signature": False})["exp"]
+
+
+def test_verified_tokens_check_a_token_once_then_only_its_expiry(monkeypatch):
+    now = [time.time()]
+    tokens = VerifiedTokens(SECRET, leeway=5, size=2, clock=lambda: now[0])
+    token = issue_token(SECRET, "alice", ttl=60, jobs=["j1"], now=now[0])
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    first = tokens.verify(token)
+    assert tokens.verify(token) == first == verify_token(SECRET, token)
+    assert first.sub == "alice" and first.jobs == frozenset({"j1"})
+    assert len(decoded) == 2  # ours once, verify_token's once: the second verify was remembered
+    # expiry still counts, with the same leeway as PyJWT's
+    now[0] = first.exp + 4
+    assert tokens.verify(token) == first
+    now[0] = first.exp + 5
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(token)
+
+
+def test_verified_tokens_never_remember_a_refusal_and_keep_at_most_size():
+    tokens = VerifiedTokens(SECRET, size=2)
+    bad = issue_token("another-secret-" + "x" * 40, "mallory")
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature"):
+            tokens.verify(bad)
+    for token in (None, 7, ["list"], {"a": 1}, ""):
+        with pytest.raises(Unauthorized, match="non-empty string"):
+            tokens.verify(token)
+    for user in ("a", "b", "c"):
+        assert tokens.verify(issue_token(SECRET, user)).sub == user
+    assert tokens._verify.cache_info().currsize == 2

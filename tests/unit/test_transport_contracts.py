@@ -8,6 +8,7 @@ server in threading mode fed WSGI environs, socket pairs in each hub."""
 from __future__ import annotations
 
 import inspect
+import logging
 import socket
 import time
 
@@ -176,6 +177,34 @@ def test_engineio_send():
         "engineio_send",
         sock.sent == ["4hi", "4there"],
         f"Server.send/send_packet did not go through Socket.send: {sock.sent}",
+    )
+
+
+def test_engineio_message_handler():
+    got, raised = [], []
+
+    def on_message(sid, data):
+        got.append((sid, data))
+        if data == "boom":
+            raise RuntimeError("boom")
+
+    eio = eio_server(message=on_message)
+    eio.async_handlers = False
+    eio.logger = logging.getLogger("contract")
+    eio.logger.exception = lambda message, *args: raised.append(message)
+    sock = connect_polling(eio)
+    sock.receive(eio_packet.Packet(encoded_packet="4hello"))
+    sock.receive(eio_packet.Packet(encoded_packet="4boom"))
+    check(
+        "engineio_message_handler",
+        eio.handlers.get("message") is on_message
+        and got == [(sock.sid, "hello"), (sock.sid, "boom")],
+        f"a MESSAGE did not reach handlers['message'](sid, data) at once: {got}",
+    )
+    check(
+        "engineio_message_handler",
+        raised == ["message handler error"] and not sock.closed,
+        f"an error in the message handler is no longer logged and passed over: {raised}",
     )
 
 
@@ -428,32 +457,6 @@ def full_socket_pair():
     except BlockingIOError:
         pass
     return a, b
-
-
-def test_eventlet_websocket():
-    from eventlet.greenio import GreenSocket
-    from eventlet.websocket import RFC6455WebSocket
-
-    a, b = socket.socketpair()
-    try:
-        green = GreenSocket(a)
-        ws = RFC6455WebSocket(green, {"PATH_INFO": "/"}, 13)
-        for attr in ("socket", "environ", "extensions", "websocket_closed"):
-            check("eventlet_websocket", hasattr(ws, attr), f"RFC6455WebSocket has no {attr!r}")
-        check(
-            "eventlet_websocket",
-            ws.socket.fd.fileno() == a.fileno(),
-            "ws.socket.fd is not the OS socket",
-        )
-        ws.websocket_closed = True
-        ws._send_closing_frame(True)  # what WebSocketWSGI does when the handler returns
-        b.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            data = b.recv(16)
-            check("eventlet_websocket", False, f"websocket_closed=True still wrote {data!r}")
-    finally:
-        a.close()
-        b.close()
 
 
 def test_eventlet_hub_listeners():

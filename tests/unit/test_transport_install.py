@@ -12,8 +12,7 @@ import pytest
 from progresscast.flask import transport
 from progresscast.flask.transport import hooks
 from progresscast.flask.transport.connection import DirectSockets
-from progresscast.flask.transport.drivers.eventlet import EventletInput
-from progresscast.flask.transport.drivers.gevent import SOCKET, GeventInput
+from progresscast.flask.transport.handshake import SOCKET, SocketInput
 
 
 def wsgi_app(environ, start_response):
@@ -24,19 +23,13 @@ def server(mode: str) -> engineio.Server:
     return engineio.Server(async_mode=mode, monitor_clients=False)
 
 
-def test_eventlet_gets_direct_sockets_and_its_middleware():
-    eio = server("eventlet")
-    app = transport.install(eio, "eventlet", wsgi_app)
-    assert transport.is_installed(eio) and eio.sockets.driver.name == "eventlet"
-    assert isinstance(app, EventletInput) and app.app is wsgi_app
-
-
-def test_gevent_gets_its_own_websocket_class_on_this_server_only():
-    eio, other = server("gevent"), server("gevent")
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_each_loop_gets_our_websocket_class_on_this_server_only(mode):
+    eio, other = server(mode), server(mode)
     shared = other._async["websocket"]
-    app = transport.install(eio, "gevent", wsgi_app)
-    assert isinstance(app, GeventInput) and app.app is wsgi_app
-    assert transport.is_installed(eio) and eio.sockets.driver.name == "gevent"
+    app = transport.install(eio, mode, wsgi_app)
+    assert isinstance(app, SocketInput) and app.app is wsgi_app
+    assert transport.is_installed(eio) and eio.sockets.driver.name == mode
     assert eio._async["websocket"] is not shared  # ours, falling back to shared
     assert other._async["websocket"] is shared  # python-engineio's module dict untouched
 
@@ -51,7 +44,7 @@ def test_threading_keeps_python_engineios_websockets_with_the_shared_pinger():
 def test_direct_websocket_false_turns_all_of_it_off(mode):
     eio = server(mode)
     websocket = eio._async["websocket"]
-    assert transport.install(eio, mode, wsgi_app, enabled=False) is wsgi_app  # no EventletInput
+    assert transport.install(eio, mode, wsgi_app, enabled=False) is wsgi_app  # no SocketInput
     assert type(eio.sockets) is dict and eio._async["websocket"] is websocket
 
 
@@ -112,9 +105,9 @@ def test_the_extension_wires_it_off_too(tmp_path):
         app.extensions["progresscast"].close()
 
 
-def test_gevent_input_moves_only_engineio_requests_socket():
+def test_socket_input_moves_only_engineio_requests_socket():
     seen = []
-    app = GeventInput(lambda environ, start_response: seen.append(dict(environ)) or [])
+    app = SocketInput(lambda environ, start_response: seen.append(dict(environ)) or [])
     sock = object()
     app({"QUERY_STRING": "EIO=4&transport=websocket", "gunicorn.socket": sock}, None)
     app({"QUERY_STRING": "", "gunicorn.socket": sock}, None)  # an SSE stream reads it there
@@ -122,16 +115,23 @@ def test_gevent_input_moves_only_engineio_requests_socket():
     assert seen[1] == {"QUERY_STRING": "", "gunicorn.socket": sock}
 
 
-def test_gevent_websocket_answers_the_handshake_on_gunicorns_plain_socket():
+def test_our_websocket_answers_the_handshake_on_gunicorns_plain_socket():
     import socket
     from types import SimpleNamespace
 
-    from progresscast.flask.transport.drivers.gevent import GeventWebSocket, WebSocketWSGI
+    from progresscast.flask.transport.handshake import ServerWebSocket, WebSocketWSGI
 
     fallbacks = []
 
     def fallback(handler, server):
-        return lambda environ, start_response: fallbacks.append(environ.get("gunicorn.socket"))
+        def app(environ, start_response):
+            sock = environ.get("gunicorn.socket")
+            fallbacks.append(sock)
+            if sock is not None:  # eventlet's websocket finds it here
+                assert environ["eventlet.input"].get_socket() is sock
+            return []
+
+        return app
 
     handled = []
     server = SimpleNamespace(max_http_buffer_size=1000)
@@ -146,7 +146,7 @@ def test_gevent_websocket_answers_the_handshake_on_gunicorns_plain_socket():
         with pytest.raises(StopIteration):  # gunicorn: no response, close the connection
             websocket(environ, None)
         (ws,) = handled
-        assert isinstance(ws, GeventWebSocket) and ws.socket is ours
+        assert isinstance(ws, ServerWebSocket) and ws.socket is ours
         client.settimeout(5)
         answer = client.recv(4096)
         assert answer.startswith(b"HTTP/1.1 101 ")

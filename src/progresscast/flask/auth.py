@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Request, g
 
 from progresscast import Unauthorized
-from progresscast.tokens import USER_ID_RE, verify_token
+from progresscast.tokens import USER_ID_RE
 
 from .context import current_progress
 
@@ -73,9 +73,9 @@ def principal_from(value: Any) -> Principal | None:
 def token_principal(progress: AppProgress, token: Any) -> Principal:
     """The caller a bearer token names, for the app whose state is
     ``progress``; needs no Flask context (sockets.py connects with it)."""
-    if progress.token_secret is None:
+    if progress.tokens is None:
         raise Unauthorized("bearer tokens are not enabled on this server")
-    claims = verify_token(progress.token_secret, token, leeway=progress.settings["TOKEN_LEEWAY"])
+    claims = progress.tokens.verify(token)
     return Principal(
         claims.sub, claims.admin, claims.service, claims.jobs, session=False, expires_at=claims.exp
     )

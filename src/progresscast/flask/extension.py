@@ -20,7 +20,7 @@ from socketio.packet import Packet
 from progresscast import ProgressTracker, open_store
 from progresscast.protocol import NAMESPACE
 from progresscast.ratelimit import BucketMap
-from progresscast.tokens import check_secret
+from progresscast.tokens import VerifiedTokens, check_secret
 
 from . import transport
 from .admin import instrument_admin_ui, register_admin
@@ -189,6 +189,12 @@ class ProgressCast:
             raise
         state = AppProgress(self, app, socketio, settings, tracker)
         state.token_secret = _token_secret(settings, app)
+        if state.token_secret is not None:
+            state.tokens = VerifiedTokens(
+                state.token_secret,
+                leeway=settings["TOKEN_LEEWAY"],
+                size=settings["MAX_CONNECTIONS"],
+            )
         state.message_queue_url = message_queue_url
         if settings["METRICS"]:
             state.metrics = tracker.observer = Metrics(state)
@@ -270,6 +276,8 @@ class AppProgress:
         #: client manager only (another manager: streams get no live events)
         self.sse: SSEHub | None = None
         self.token_secret: str | None = None
+        #: bearer tokens verified with ``token_secret`` (tokens.VerifiedTokens)
+        self.tokens: VerifiedTokens | None = None
         self.message_queue_url: str | None = None
         self.queue_probe: Any = None  # a Redis client for /readyz, made at its first call
         #: the app's Prometheus metrics (metrics.py); None when METRICS is off

@@ -113,6 +113,9 @@ class DirectSocket(engineio.socket.Socket):
     _receiving = False
     _pinger: Pinger | None = None
     _receivers: Receivers | None = None
+    #: python-engineio's "message" handler, when it runs in the receiving
+    #: green thread (``async_handlers`` off): MESSAGE packets go straight to it
+    _on_message: Any = None
     #: why the server cut the connection, when it did (metrics.py counts it)
     cut_reason: str | None = None
 
@@ -298,6 +301,8 @@ class DirectSocket(engineio.socket.Socket):
         self._raw, self._fd = raw, parked.fd
         self._frames = parked.frames or FrameReader(int(self.server.max_http_buffer_size))
         self._inbox = deque(parked.messages)
+        if not self.server.async_handlers:
+            self._on_message = self.server.handlers.get("message")
         self._watch = self._driver.watch_readable(parked.fd, self._on_readable, self._on_fd_lost)
 
     def _on_readable(self, *_: Any) -> None:
@@ -377,6 +382,16 @@ class DirectSocket(engineio.socket.Socket):
     def _receive_one(self, data: str | bytes) -> bool:
         if self.closed:
             return False
+        on_message = self._on_message
+        if on_message is not None and type(data) is str and data[:1] == "4":
+            # A MESSAGE, nearly every packet a client sends: what
+            # Socket.receive and Server._trigger_event would do with it,
+            # without building an Engine.IO packet and a closure for it.
+            try:
+                on_message(self.sid, data[1:])
+            except Exception:  # as _trigger_event: logged, the connection stays
+                self.server.logger.exception("message handler error")
+            return True
         try:
             self.receive(eio_packet.Packet(encoded_packet=data))
         except engineio.exceptions.UnknownPacketError:

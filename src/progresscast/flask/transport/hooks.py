@@ -84,17 +84,26 @@ HOOKS: tuple[Hook, ...] = (
         "a parked socket's queue is swapped for one shared sink (memory per connection)",
     ),
     Hook(
+        "engineio_message_handler",
+        "python-engineio",
+        "Socket.receive(MESSAGE) calls Server._trigger_event('message', sid, data, "
+        "run_async=async_handlers), which calls Server.handlers['message'](sid, data) and "
+        "logs what it raises",
+        "with async_handlers off, a parked socket calls handlers['message'] itself",
+    ),
+    Hook(
         "engineio_eventlet_input",
         "python-engineio",
         "engineio.async_drivers.eventlet.WebSocketWSGI: the socket from "
         "environ['eventlet.input'].get_socket()",
-        "EventletInput hands it gunicorn's socket without a class per request",
+        "where the transport cannot answer the handshake under eventlet (TLS, compression),"
+        " SocketHolder hands python-engineio's class gunicorn's socket",
     ),
     Hook(
         "engineio_async_websocket",
         "python-engineio",
         "engineio.Server._async['websocket'](handler, server)(environ, start_response)",
-        "gevent: replaced per server by a class that answers the handshake itself",
+        "replaced per server by a class that answers the handshake itself (handshake.py)",
     ),
     Hook(
         "socketio_pubsub_handle_emit",
@@ -123,13 +132,6 @@ HOOKS: tuple[Hook, ...] = (
         "python-socketio",
         "socketio.Manager.rooms[namespace][room][sid] = eio_sid, get_participants()",
         "the fan-out and the batches read the rooms to frame once per room",
-    ),
-    Hook(
-        "eventlet_websocket",
-        "eventlet",
-        "eventlet.websocket.RFC6455WebSocket: socket (GreenSocket with .fd), environ, "
-        "extensions, websocket_closed",
-        "the parked socket is a copy of ws.socket; websocket_closed=True: no closing frame",
     ),
     Hook(
         "eventlet_hub_listeners",

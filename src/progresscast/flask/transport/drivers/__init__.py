@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..handshake import ServerWebSocket, SocketInput
+from ..handshake import install as install_handshake
+
 
 class Parked:
     """What a driver hands over when a websocket leaves its request: the
@@ -36,18 +39,20 @@ class Driver:
     name = ""
 
     def install(self, eio: Any) -> None:
-        """Prepare ``eio`` (python-engineio's server) for parked websockets."""
+        """Prepare ``eio`` (python-engineio's server) for parked websockets:
+        the transport answers the handshake (handshake.py)."""
+        install_handshake(eio)
 
     def wrap_app(self, wsgi_app: Callable) -> Callable:
-        """The WSGI app, wrapped in whatever middleware this loop needs."""
-        return wsgi_app
+        """The WSGI app, wrapped in the middleware the handshake needs."""
+        return SocketInput(wsgi_app)
 
     def parkable(self, ws: Any) -> bool:
         """Whether the connection of ``ws`` (what python-engineio gives a
-        socket's websocket handler) can leave its request: not under TLS,
-        without compression, on a server that keeps the connection open
-        when the request ends. Otherwise python-engineio's own path serves it."""
-        raise NotImplementedError
+        socket's websocket handler) can leave its request: the transport
+        answered its handshake (gunicorn, no TLS, no compression).
+        Otherwise python-engineio's own path serves it."""
+        return isinstance(ws, ServerWebSocket) and not ws.parked
 
     def park(self, ws: Any) -> Parked:
         """Take the connection of a :meth:`parkable` ``ws`` away from its
