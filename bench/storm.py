@@ -326,11 +326,15 @@ def flood_rounds(server: Server, gens: list[Loadgen], n: int, cfg: dict) -> dict
     spy = None
     if cfg.get("flood_profile") and server.kind.startswith("progresscast"):
         spy = run.start_profile(server, cfg["flood_rounds"] * 4)
+    pid = server.server_pid()
     for _ in range(cfg["flood_rounds"]):
         time.sleep(1.0)
+        cpu0 = cpu_seconds([pid])
         pings = call_all(gens, "ping", [{"timeoutMs": 30000, "spreadMs": 1000}] * len(gens), 90)
+        cpu = cpu_seconds([pid]) - cpu0  # the round's requests, and little else
         answered = sum(p["answered"] for p in pings)
         out["rounds"].append({
+            "cpu_us_per_request": round(1e6 * cpu / max(1, answered), 1),
             "sent": sum(p["sent"] for p in pings),
             "answered": answered,
             "p50_ms": round(max(p["rtt_ms"]["p50"] or 0 for p in pings), 1),
@@ -343,6 +347,8 @@ def flood_rounds(server: Server, gens: list[Loadgen], n: int, cfg: dict) -> dict
         out["profile"] = run.finish_profile(spy, server, out)
     p99s = [r["p99_ms"] for r in out["rounds"] if r["answered"] == r["sent"]]
     out["median_p99_ms"] = round(float(np.median(p99s)), 1) if p99s else None
+    per_request = [r["cpu_us_per_request"] for r in out["rounds"]]
+    out["cpu_us_per_request"] = round(float(np.median(per_request)), 1) if per_request else None
     return out
 
 
@@ -546,11 +552,13 @@ def render_flood(results: dict) -> list[str]:
         "",
         f"{n:,} clients connected and joined, nothing else running; every client sends `ping`"
         " with an ack, the sends spread evenly over one second (as real clients' timers would"
-        " be). Round-trip time of the ack, per round; the figure is the median round's p99.",
+        " be). Round-trip time of the ack, per round; the figure is the median round's p99."
+        " *Server CPU per request*: the server process's CPU time during a round over the"
+        " requests answered (the median round); the load generators share the two cores.",
         "",
         "| server | rounds: p99 (ms) | rounds: p50 (ms) | rounds: max (ms) | all answered |"
-        " median p99 (ms) | load average |",
-        "| --- | --- | --- | --- | --- | ---: | ---: |",
+        " median p99 (ms) | server CPU per request (µs) | load average |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
     for f in flood:
         rounds = f.get("rounds", [])
@@ -561,7 +569,7 @@ def render_flood(results: dict) -> list[str]:
         lines.append(
             f"| {f['label']} | {each('p99_ms')} | {each('p50_ms')} | {each('max_ms')} |"
             f" {'yes' if rounds and all(r['answered'] == r['sent'] for r in rounds) else 'no'} |"
-            f" {_s(f.get('median_p99_ms'))} | {_load(f)} |"
+            f" {_s(f.get('median_p99_ms'))} | {_s(f.get('cpu_us_per_request'))} | {_load(f)} |"
         )
         if f.get("error"):
             lines.append(f"| {f['label']} | failed: `{f['error'][:200]}` |")
