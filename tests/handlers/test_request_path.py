@@ -105,6 +105,24 @@ def test_strict_json_still_refuses_what_browsers_cannot_read(bad):
         loads(bad)
 
 
+@pytest.mark.parametrize("big_int", ["", "12345678901234567890123"])  # orjson's path, json's
+def test_json_nested_past_the_limit_is_refused_before_anything_walks_it(big_int):
+    from progresscast.flask.jsonutil import MAX_NESTING
+    from progresscast.jsoncodec import dumps
+
+    def nested(depth: int, inner: str = "1") -> str:
+        return "[" * depth + (big_int or inner) + "]" * depth
+
+    # 512 levels pass, and encode again (the fallback encoder gives up near 1,000)
+    assert dumps(loads(nested(MAX_NESTING))).count("[") == MAX_NESTING
+    for depth in (MAX_NESTING + 1, 1000, 1024):  # orjson alone read up to 1,024
+        with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+            loads(nested(depth))
+    # many brackets side by side are not nesting
+    wide = "[" + ",".join(["[{}]"] * 2000) + "]"
+    assert len(loads(wide)) == 2000
+
+
 def test_strict_json_keeps_big_integers_exact():
     assert loads("[12345678901234567890123, 1.5]") == [12345678901234567890123, 1.5]
     assert loads(b'{"seq": 7, "p": 0.25}') == {"seq": 7, "p": 0.25}

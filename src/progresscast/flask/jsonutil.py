@@ -34,6 +34,10 @@ def _finite_float(text: str) -> float:
 
 
 _STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+#: arrays and objects nested deeper than this are refused: orjson reads up to
+#: 1,024 levels, but Python's json (the encoder's fallback) and every
+#: recursive walk give up near 1,000 with a RecursionError
+MAX_NESTING = 512
 # orjson refuses all that loads() refuses, in C, but reads integers beyond
 # 64 bits as floats: text with one takes the standard library's path.
 _LONG_INT = re.compile(r"\d{19}")
@@ -54,9 +58,12 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
         long_int = _LONG_INT.search(s) if isinstance(s, str) else _LONG_INT_BYTES.search(s)
         if long_int is None:
             try:
-                return orjson.loads(s)
+                value = orjson.loads(s)
             except orjson.JSONDecodeError:
                 pass  # refused: the path below says why, in the same words as before
+            else:
+                _check_nesting(s, value)
+                return value
     try:
         text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
         if kwargs:
@@ -65,6 +72,7 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
             value = json.loads(text, **kwargs)
         else:  # json.loads with any argument builds a decoder per call
             value = _STRICT.decode(text)
+        _check_nesting(text, value)
         if "\\u" in text or not text.isascii():
             # Surrogates can only come from escapes or surrogatepass bytes.
             json.dumps(value, ensure_ascii=False).encode("utf-8")
@@ -75,6 +83,31 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
         doc = s if isinstance(s, str) else bytes(s).decode("utf-8", "replace")
         message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise json.JSONDecodeError(message[:200], doc[:200], 0) from None
+
+
+def _check_nesting(s: str | bytes, value: Any) -> None:
+    # Counting brackets is one pass in C; only text with that many walks the value.
+    opened = s.count("[") + s.count("{") if isinstance(s, str) else s.count(b"[") + s.count(b"{")
+    if opened > MAX_NESTING and _depth(value) > MAX_NESTING:
+        doc = s if isinstance(s, str) else bytes(s).decode("utf-8", "replace")
+        raise json.JSONDecodeError("nested too deeply", doc[:200], 0)
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
