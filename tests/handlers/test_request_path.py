@@ -191,3 +191,22 @@ def test_rejoins_read_the_events_that_carry_a_result_from_the_store(connect, tra
     completed = next(e["seq"] for e in first if e["type"] == "job_completed")
     assert event_reads == [1, completed - 1]  # the small ones came from the replay
     assert second == first == tracker.events_page("j1", 1, 100).events
+
+
+def test_the_replay_drops_a_job_whose_store_went_back():
+    # A store restored from a backup lost its newest events; the seqs after
+    # it are written again with other content, and must come from the store.
+    from progresscast.flask.replay import Replay
+    from progresscast.state import new_job
+
+    replay = Replay()
+    state = new_job("j1", "r", [{"name": "a", "weight": 1.0}], "alice", {}, 1000.0)
+    events = [{"seq": seq, "type": "progress_update", "job_id": "j1"} for seq in range(2, 7)]
+    state.seq = 6
+    replay.keep(state, events)
+    assert replay.events(state, 1) == (events, 6)
+    state.seq = 4  # restored: 5 and 6 are gone (and may be written again)
+    assert replay.events(state, 1) == ([], 1)
+    assert len(replay) == 0
+    state.seq = 6  # written again: nothing stale is served
+    assert replay.events(state, 1) == ([], 1)

@@ -9,7 +9,10 @@ Only the events are taken from here: ``join_job`` still reads the job's state
 after joining the room (docs/protocol.md "Resume"), and whatever stored event
 this does not hold up to that state's ``seq`` is read from the store. An
 entry belongs to one job's identity (its id and creation time), so a job that
-is deleted and created again under its id never gets the old one's events.
+is deleted and created again under its id never gets the old one's events;
+and a store seen behind what was held (restored from a backup, its newest
+events lost) drops the job's entry, so events written again under those seqs
+are read from the store.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Replay:
         # jobs[(job_id, created_at)] = {seq: event}, least recently used first
         self._jobs: OrderedDict[tuple[str, float], dict[int, dict[str, Any]]] = OrderedDict()
         self._size = 0
+        # the highest seq held per job: a state read below it means the store went back
+        self._top: dict[tuple[str, float], int] = {}
         # handlers run in threads of their own in threading mode
         self._lock = threading.Lock()
 
@@ -44,10 +49,14 @@ class Replay:
         in order, stopping at the first one not held; and the seq it reached."""
         out: list[dict[str, Any]] = []
         with self._lock:
-            held = self._jobs.get((state.job_id, state.created_at))
+            key = (state.job_id, state.created_at)
+            held = self._jobs.get(key)
             if held is None:
                 return out, since
-            self._jobs.move_to_end((state.job_id, state.created_at))
+            if self._top[key] > state.seq:  # the store lost events we hold
+                self._drop(key)
+                return out, since
+            self._jobs.move_to_end(key)
             seq = since
             while seq < state.seq:
                 event = held.get(seq + 1)
@@ -72,9 +81,13 @@ class Replay:
                 if event["seq"] not in held and not _carries_large(event):
                     held[event["seq"]] = event
                     self._size += 1
+            self._top[key] = max(self._top.get(key, 0), events[-1]["seq"])
             while self._size > self.capacity and self._jobs:
-                _, dropped = self._jobs.popitem(last=False)
-                self._size -= len(dropped)
+                self._drop(next(iter(self._jobs)))
+
+    def _drop(self, key: tuple[str, float]) -> None:
+        self._size -= len(self._jobs.pop(key))
+        self._top.pop(key, None)
 
     def __len__(self) -> int:
         return self._size
