@@ -13,6 +13,7 @@ instead, so anything that encoded before still encodes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -37,11 +38,21 @@ def dumpb(obj: Any) -> bytes:
         return _fallback(obj).encode()
 
 
+#: a run of digits that may be an integer orjson cannot hold: it would read
+#: it as a float (losing digits) without a word
+_LONG_INT = re.compile(r"\d{19}")
+_LONG_INT_BYTES = re.compile(rb"\d{19}")
+
+
 def loads(text: str | bytes) -> Any:
     """What :func:`dumps` wrote (or any JSON), decoded with orjson: the
-    stores read a job's state on every request about it. Integers beyond
-    64 bits, which orjson refuses, go through the standard library."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    stores read a job's state on every request about it. Text holding an
+    integer of 19 digits or more (beyond 64 bits, orjson reads a float) goes
+    through the standard library, as does what orjson refuses."""
+    long_int = (_LONG_INT if isinstance(text, str) else _LONG_INT_BYTES).search(text)
+    if long_int is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)

@@ -162,7 +162,7 @@ class VerifiedTokens:
         if not isinstance(token, str):  # unhashable ones too
             raise Unauthorized("token must be a non-empty string")
         claims = self._verify(token)
-        if claims.exp <= self.clock() - self.leeway:  # PyJWT's rule
+        if int(claims.exp) <= self.clock() - self.leeway:  # PyJWT's rule, to the letter
             raise Unauthorized("token expired")
         return claims
 

@@ -49,11 +49,16 @@ def test_unencodable_values_still_raise():
         dumps({"x": object()})
 
 
-@pytest.mark.parametrize("value", [EVENT, {"n": 2**64}, {"1": "a"}, [], "ü✓"])
+@pytest.mark.parametrize(
+    "value",
+    [EVENT, {"n": 2**64 + 1}, {"n": -(2**63) - 1}, [2**100 + 7], {"1": "a"}, [], "ü✓"],
+)
 def test_loads_reads_back_what_dumps_wrote(value):
-    # 2**64 is beyond orjson: the standard library reads it
-    assert loads(dumps(value)) == value
-    assert loads(dumps(value).encode()) == value
+    # integers beyond 64 bits: orjson would read floats (2**64 + 1 -> 1.8446744073709552e19)
+    for text in (dumps(value), dumps(value).encode()):
+        back = loads(text)
+        assert back == value
+        assert repr(back) == repr(value)  # ints stay ints, exactly
 
 
 def test_loads_still_refuses_what_is_not_json():

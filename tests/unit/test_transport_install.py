@@ -159,6 +159,53 @@ def test_our_websocket_answers_the_handshake_on_gunicorns_plain_socket():
         tls = SimpleNamespace(getpeercert=lambda: None)
         websocket({**environ, SOCKET: None, "gunicorn.socket": tls}, None)
         assert fallbacks[0] is not None and fallbacks[1:] == [None, tls]
+        # refusals: tuples (a list on an upgrade from polling is taken for packets)
+        statuses = []
+
+        def start_response(status, headers):
+            statuses.append((status, dict(headers).get("Sec-WebSocket-Version")))
+
+        for bad, status in (
+            ({"HTTP_SEC_WEBSOCKET_VERSION": "8"}, ("426 Upgrade Required", "13")),
+            ({"HTTP_SEC_WEBSOCKET_KEY": "not base64 but 24 chars!"}, ("400 Bad Request", None)),
+            ({"HTTP_SEC_WEBSOCKET_KEY": "c2hvcnQ="}, ("400 Bad Request", None)),  # 5 bytes
+        ):
+            body = websocket({**environ, **bad}, start_response)
+            assert type(body) is tuple and statuses.pop() == status
+        assert len(handled) == 1  # no handler ran for them
     finally:
         ours.close()
         client.close()
+
+
+def test_receivers_hand_on_when_a_handler_ends_a_receiver_with_more_than_an_exception():
+    # A Timeout or GreenletExit leaking out of a handler ended the shared
+    # receiver and stranded the sockets behind it (found in review).
+    from types import SimpleNamespace
+
+    from progresscast.flask.transport.connection import Receivers
+
+    spawned = []
+    receivers = Receivers(SimpleNamespace(spawn=spawned.append))
+
+    class Stop(BaseException):
+        pass
+
+    handled = []
+
+    def socket(name, fails=False):
+        def receive_inbox():
+            handled.append(name)
+            if fails:
+                raise Stop
+
+        return SimpleNamespace(sid=name, _receive_inbox=receive_inbox)
+
+    receivers.add(socket("a", fails=True))
+    receivers.add(socket("b"))
+    assert spawned == [receivers._run]  # one receiver for both
+    with pytest.raises(Stop):
+        spawned.pop()()
+    assert handled == ["a"] and spawned == [receivers._run]  # handed on to a new one
+    spawned.pop()()
+    assert handled == ["a", "b"] and not receivers.ready and spawned == []

@@ -7,6 +7,7 @@ import pytest
 from eventlet.websocket import RFC6455WebSocket
 
 from progresscast.flask.transport.frames import (
+    FRAGMENT_COST,
     FrameReader,
     MessageTooLarge,
     ProtocolError,
@@ -127,6 +128,13 @@ def masked_frame(first: int, payload: bytes, mask=b"\x01\x02\x03\x04", length=No
         (masked_frame(0x89, b"x" * 126), "control frame"),
         (masked_frame(0x81, b"\xff\xfe"), "not UTF-8"),
         (masked_frame(0x01, b"a") + masked_frame(0x81, b"b"), "before the last one ended"),
+        (b"\x81\xfe\x00\x05" + b"\x00" * 9, "shortest form"),  # 5 in the 16-bit form
+        (b"\x81\xff" + (65_535).to_bytes(8, "big"), "shortest form"),  # fits in 16 bits
+        (b"\x81\xff" + (2**63 + 5).to_bytes(8, "big"), "shortest form"),  # the top bit
+        (masked_frame(0x88, b"\x03"), "one-byte body"),
+        (masked_frame(0x88, (999).to_bytes(2, "big")), "may not be sent"),
+        (masked_frame(0x88, (1005).to_bytes(2, "big")), "may not be sent"),
+        (masked_frame(0x88, (1000).to_bytes(2, "big") + b"\xff"), "reason is not UTF-8"),
     ],
 )
 def test_reader_refuses_what_rfc6455_forbids_after_the_messages_before_it(bad, why):
@@ -137,6 +145,40 @@ def test_reader_refuses_what_rfc6455_forbids_after_the_messages_before_it(bad, w
     assert why in str(reader.error)
 
 
+def test_the_close_code_answers_the_kind_of_error():
+    for wire, code in (
+        (masked_frame(0x81, b"\xff"), 1007),  # text that is not UTF-8
+        (b"\x81\x05hello", 1002),  # unmasked
+        (masked_frame(0x81, b"x" * 11), 1009),  # over the limit
+    ):
+        reader = FrameReader(10)
+        reader.feed(wire)
+        assert reader.closed and reader.error.code == code
+    reader = FrameReader(10)
+    assert reader.feed(masked_frame(0x88, (4000).to_bytes(2, "big") + "bye ✓".encode()))
+    assert reader.closed and reader.error is None  # a valid close from the client
+
+
+def test_empty_fragments_count_against_the_limit():
+    # A client sending endless empty continuation frames held memory for ever
+    # (found in review): each fragment costs FRAGMENT_COST besides its bytes.
+    reader = FrameReader(100_000)
+    wire = masked_frame(0x01, b"") + masked_frame(0x00, b"") * (100_000 // FRAGMENT_COST + 1)
+    assert reader.feed(wire) == ([], [])
+    assert reader.closed and isinstance(reader.error, MessageTooLarge)
+
+
+def test_a_large_message_in_small_pieces_is_parsed_once_it_is_all_there():
+    reader = FrameReader(10**7)
+    wire = masked_frame(0x82, bytes(range(256)) * 4096)  # 1 MiB, 14 bytes of header
+    assert reader.feed(wire[:14]) == ([], [])
+    assert reader.need == len(wire)  # nothing is parsed again until then
+    for at in range(14, len(wire) - 200, 200):
+        assert reader.feed(wire[at : at + 200]) == ([], [])
+    (message,), _ = reader.feed(wire[at + 200 :])
+    assert message == bytes(range(256)) * 4096 and reader.buffer == b"" and reader.need == 2
+
+
 def test_reader_refuses_a_message_over_the_limit_from_its_header_alone():
     reader = FrameReader(100)
     assert reader.feed(masked_frame(0x81, b"x" * 100)) == (["x" * 100], [])
@@ -144,8 +186,8 @@ def test_reader_refuses_a_message_over_the_limit_from_its_header_alone():
     reader.feed(masked_frame(0x81, b"", length=2**40)[:14])
     assert reader.closed and isinstance(reader.error, MessageTooLarge)
     # fragments count together
-    reader = FrameReader(100)
-    messages, _ = reader.feed(masked_frame(0x01, b"x" * 60) + masked_frame(0x80, b"x" * 60))
+    reader = FrameReader(200)
+    messages, _ = reader.feed(masked_frame(0x01, b"x" * 60) + masked_frame(0x80, b"x" * 90))
     assert messages == [] and isinstance(reader.error, MessageTooLarge)
 
 

@@ -193,7 +193,7 @@ class ProgressCast:
             state.tokens = VerifiedTokens(
                 state.token_secret,
                 leeway=settings["TOKEN_LEEWAY"],
-                size=settings["MAX_CONNECTIONS"],
+                size=min(settings["MAX_CONNECTIONS"], 20_000),  # valid tokens only
             )
         state.message_queue_url = message_queue_url
         if settings["METRICS"]:

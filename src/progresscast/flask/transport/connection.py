@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import engineio
 from engineio import packet as eio_packet
 
-from .frames import CLOSE_FRAME, FrameReader, MessageTooLarge, packet_frame
+from .frames import CLOSE_FRAME, FrameReader, MessageTooLarge, close_frame, packet_frame
 
 if TYPE_CHECKING:
     from .drivers import Driver
@@ -118,6 +118,7 @@ class DirectSocket(engineio.socket.Socket):
     _on_message: Any = None
     #: why the server cut the connection, when it did (metrics.py counts it)
     cut_reason: str | None = None
+    _close_frame = CLOSE_FRAME  # the websocket close the server sends last
 
     # -- sending -------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class DirectSocket(engineio.socket.Socket):
         self._sock_closed = True
         self._unwatch()
         with contextlib.suppress(OSError):
-            self._raw.send(CLOSE_FRAME)  # if the socket takes it now
+            self._raw.send(self._close_frame)  # if the socket takes it now
         with contextlib.suppress(OSError):
             self._raw.close()
 
@@ -335,6 +336,8 @@ class DirectSocket(engineio.socket.Socket):
         for reply in replies:
             self._write(reply)
         self._inbox.extend(messages)
+        if frames.error is not None:  # answered with its close code (1002, 1007, 1009)
+            self._close_frame = close_frame(frames.error.code)
         if isinstance(frames.error, MessageTooLarge):
             self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
             self.cut_reason = "too_large"
@@ -389,7 +392,7 @@ class DirectSocket(engineio.socket.Socket):
             # without building an Engine.IO packet and a closure for it.
             try:
                 on_message(self.sid, data[1:])
-            except Exception:  # as _trigger_event: logged, the connection stays
+            except BaseException:  # as _trigger_event (a bare except): logged, the connection stays
                 self.server.logger.exception("message handler error")
             return True
         try:
@@ -469,12 +472,17 @@ class Receivers:
     def _run(self) -> None:
         self.starting = False
         ready = self.ready
-        while ready:
-            sock = ready.popleft()
-            try:
-                sock._receive_inbox()
-            except Exception:  # one socket's failure must not strand the others
-                log.exception("%s: receive failed", sock.sid)
+        try:
+            while ready:
+                sock = ready.popleft()
+                try:
+                    sock._receive_inbox()
+                except Exception:  # one socket's failure must not strand the others
+                    log.exception("%s: receive failed", sock.sid)
+        finally:
+            if ready and not self.starting:  # ended by more than an Exception: hand on
+                self.starting = True
+                self.driver.spawn(self._run)
 
 
 class DirectSockets(dict):

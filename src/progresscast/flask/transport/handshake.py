@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from .frames import CLOSE_FRAME, FrameReader, text_frame
+from .frames import CLOSE_FRAME, FrameReader, close_frame, text_frame
 
 #: RFC 6455 §1.3: the key's answer is SHA-1(key + this), base64
 HANDSHAKE_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -107,10 +107,19 @@ class WebSocketWSGI:
                 environ["gunicorn.socket"] = sock
                 environ.setdefault("eventlet.input", SocketHolder(sock))
             return self.fallback(self.handler, self.server)(environ, start_response)
+        # python-engineio checked the method and the Upgrade header already.
+        # Tuples, not lists: on an upgrade from long-polling python-engineio
+        # takes a list for packets of its own to encode.
+        if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":  # RFC 6455 §4.4
+            start_response(
+                "426 Upgrade Required",
+                [("Content-Type", "text/plain"), ("Sec-WebSocket-Version", "13")],
+            )
+            return (b"websocket version 13 only",)
         key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
-        if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13" or len(key) != 24:
+        if not _valid_key(key):
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
-            return [b"Not a websocket handshake"]
+            return (b"Not a websocket handshake: Sec-WebSocket-Key",)
         accept = base64.b64encode(hashlib.sha1(key.encode() + HANDSHAKE_GUID).digest())
         sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -122,6 +131,14 @@ class WebSocketWSGI:
         finally:
             ws.close()
         raise StopIteration
+
+
+def _valid_key(key: str) -> bool:
+    """RFC 6455 §4.1: the client's key is 16 bytes, base64."""
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:  # binascii.Error
+        return False
 
 
 class ServerWebSocket:
@@ -165,5 +182,6 @@ class ServerWebSocket:
     def close(self) -> None:
         if not self.parked and not self.closed:
             self.closed = True
+            error = self.frames.error
             with contextlib.suppress(OSError):
-                self.socket.sendall(CLOSE_FRAME)
+                self.socket.sendall(CLOSE_FRAME if error is None else close_frame(error.code))
