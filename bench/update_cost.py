@@ -150,14 +150,17 @@ def measure(n: int = N, repeats: int = REPEATS) -> dict:
 
             # Interleaved, so a change in the machine's load hits every path alike.
             results: dict[str, float] = {}
+            ratios: list[float] = []  # worker / in-process within each repeat
             for _ in range(repeats):
+                this: dict[str, float] = {}
                 for name, make in (
                     ("in_process", in_process),
                     ("worker", worker(True)),
                     ("worker_two_step", worker(False)),
                 ):
-                    us = best_of(make, n, 1, f"{name}{next(tags)}")
+                    us = this[name] = best_of(make, n, 1, f"{name}{next(tags)}")
                     results[name] = min(results.get(name, us), us)
+                ratios.append(this["worker"] / this["in_process"])
         finally:
             redis.stop()
     return {
@@ -166,6 +169,8 @@ def measure(n: int = N, repeats: int = REPEATS) -> dict:
         "worker_two_step_us": round(results["worker_two_step"], 1),
         "ratio": round(results["worker"] / results["in_process"], 2),
         "ratio_two_step": round(results["worker_two_step"] / results["in_process"], 2),
+        # how far the ratio moves between repeats of the same code: the noise
+        "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
         "reports": n,
         "repeats": repeats,
         "updates_per_stage": UPDATES_PER_STAGE,
