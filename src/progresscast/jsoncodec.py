@@ -44,13 +44,18 @@ _LONG_INT = re.compile(r"\d{19}")
 _LONG_INT_BYTES = re.compile(rb"\d{19}")
 
 
+def may_hold_long_int(text: str | bytes) -> bool:
+    """Whether JSON ``text`` may hold an integer beyond 64 bits, which
+    orjson reads as a float: such text takes the standard library's path."""
+    return (_LONG_INT if isinstance(text, str) else _LONG_INT_BYTES).search(text) is not None
+
+
 def loads(text: str | bytes) -> Any:
     """What :func:`dumps` wrote (or any JSON), decoded with orjson: the
     stores read a job's state on every request about it. Text holding an
     integer of 19 digits or more (beyond 64 bits, orjson reads a float) goes
     through the standard library, as does what orjson refuses."""
-    long_int = (_LONG_INT if isinstance(text, str) else _LONG_INT_BYTES).search(text)
-    if long_int is None:
+    if not may_hold_long_int(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -7,6 +7,7 @@ import pytest
 from eventlet.websocket import RFC6455WebSocket
 
 from progresscast.flask.transport.frames import (
+    CLOSE_FRAME,
     FRAGMENT_COST,
     FrameReader,
     MessageTooLarge,
@@ -154,9 +155,11 @@ def test_the_close_code_answers_the_kind_of_error():
         reader = FrameReader(10)
         reader.feed(wire)
         assert reader.closed and reader.error.code == code
+        assert reader.closing_frame() == b"\x88\x02" + code.to_bytes(2, "big")
     reader = FrameReader(10)
     assert reader.feed(masked_frame(0x88, (4000).to_bytes(2, "big") + "bye ✓".encode()))
     assert reader.closed and reader.error is None  # a valid close from the client
+    assert reader.closing_frame() == CLOSE_FRAME
 
 
 def test_empty_fragments_count_against_the_limit():

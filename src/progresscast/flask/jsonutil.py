@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -39,9 +38,8 @@ _STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_floa
 #: recursive walk give up near 1,000 with a RecursionError
 MAX_NESTING = 512
 # orjson refuses all that loads() refuses, in C, but reads integers beyond
-# 64 bits as floats: text with one takes the standard library's path.
-_LONG_INT = re.compile(r"\d{19}")
-_LONG_INT_BYTES = re.compile(rb"\d{19}")
+# 64 bits as floats: text with one takes the standard library's path
+# (jsoncodec.may_hold_long_int).
 
 
 def loads(s: str | bytes, **kwargs: Any) -> Any:
@@ -52,18 +50,16 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
     deep that it exhausts the parser's recursion. Every refusal is a
     ``json.JSONDecodeError``, which callers already answer as malformed JSON.
     """
-    if not kwargs:
-        # Every event from the message queue (each instance decodes every
-        # one, docs/deployment.md) and every socket request comes this way.
-        long_int = _LONG_INT.search(s) if isinstance(s, str) else _LONG_INT_BYTES.search(s)
-        if long_int is None:
-            try:
-                value = orjson.loads(s)
-            except orjson.JSONDecodeError:
-                pass  # refused: the path below says why, in the same words as before
-            else:
-                _check_nesting(s, value)
-                return value
+    # Every event from the message queue (each instance decodes every one,
+    # docs/deployment.md) and every socket request comes this way.
+    if not kwargs and not jsoncodec.may_hold_long_int(s):
+        try:
+            value = orjson.loads(s)
+        except orjson.JSONDecodeError:
+            pass  # refused: the path below says why, in the same words as before
+        else:
+            _check_nesting(s, value)
+            return value
     try:
         text = s.decode("utf-8") if isinstance(s, bytes | bytearray) else s
         if kwargs:

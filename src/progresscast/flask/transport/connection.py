@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import engineio
 from engineio import packet as eio_packet
 
-from .frames import CLOSE_FRAME, FrameReader, MessageTooLarge, close_frame, packet_frame
+from .frames import FrameReader, MessageTooLarge, packet_frame
 
 if TYPE_CHECKING:
     from .drivers import Driver
@@ -118,7 +118,6 @@ class DirectSocket(engineio.socket.Socket):
     _on_message: Any = None
     #: why the server cut the connection, when it did (metrics.py counts it)
     cut_reason: str | None = None
-    _close_frame = CLOSE_FRAME  # the websocket close the server sends last
 
     # -- sending -------------------------------------------------------------
 
@@ -202,7 +201,7 @@ class DirectSocket(engineio.socket.Socket):
         self._sock_closed = True
         self._unwatch()
         with contextlib.suppress(OSError):
-            self._raw.send(self._close_frame)  # if the socket takes it now
+            self._raw.send(self._frames.closing_frame())  # if the socket takes it now
         with contextlib.suppress(OSError):
             self._raw.close()
 
@@ -336,8 +335,6 @@ class DirectSocket(engineio.socket.Socket):
         for reply in replies:
             self._write(reply)
         self._inbox.extend(messages)
-        if frames.error is not None:  # answered with its close code (1002, 1007, 1009)
-            self._close_frame = close_frame(frames.error.code)
         if isinstance(frames.error, MessageTooLarge):
             self.server.logger.info("%s: packet over max_http_buffer_size", self.sid)
             self.cut_reason = "too_large"

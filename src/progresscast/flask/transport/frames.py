@@ -104,6 +104,11 @@ class FrameReader:
         self.closed = False
         self.error: ProtocolError | MessageTooLarge | None = None
 
+    def closing_frame(self) -> bytes:
+        """The close frame the server ends with: a normal closure, or the
+        code of the error that ended the connection (1002, 1007, 1009)."""
+        return CLOSE_FRAME if self.error is None else close_frame(self.error.code)
+
     def feed(self, data: bytes) -> tuple[list[str | bytes], list[bytes]]:
         messages: list[str | bytes] = []
         replies: list[bytes] = []

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from .frames import CLOSE_FRAME, FrameReader, close_frame, text_frame
+from .frames import FrameReader, packet_frame
 
 #: RFC 6455 §1.3: the key's answer is SHA-1(key + this), base64
 HANDSHAKE_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -174,14 +174,10 @@ class ServerWebSocket:
         return self.messages.pop(0)
 
     def send(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.socket.sendall(text_frame(message, 0x2))
-        else:
-            self.socket.sendall(text_frame(message.encode()))
+        self.socket.sendall(packet_frame(message))
 
     def close(self) -> None:
         if not self.parked and not self.closed:
             self.closed = True
-            error = self.frames.error
             with contextlib.suppress(OSError):
-                self.socket.sendall(CLOSE_FRAME if error is None else close_frame(error.code))
+                self.socket.sendall(self.frames.closing_frame())
