@@ -60,8 +60,12 @@ system-deps:
 		$(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $$missing; \
 	fi
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each file in one
+# of them: its module fixtures (servers, workers) start once.
+TEST_WORKERS ?= 2
+
 test: setup-dev system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 unit: setup-dev
 	$(BIN)/pytest tests/unit tests/handlers

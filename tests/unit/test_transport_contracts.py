@@ -450,6 +450,50 @@ def test_socketio_manager_rooms():
     )
 
 
+def test_socketio_handle_eio_message():
+    server = socketio.Server(async_mode="threading")
+    check(
+        "socketio_handle_eio_message",
+        server.eio.handlers.get("message") == server._handle_eio_message,
+        "python-socketio no longer registers _handle_eio_message as Engine.IO's message handler",
+    )
+    check(
+        "socketio_handle_eio_message",
+        list(inspect.signature(server._handle_eio_message).parameters) == ["eio_sid", "data"],
+        "_handle_eio_message does not take (eio_sid, data)",
+    )
+    for attr, kind in [
+        ("_binary_packet", dict),
+        ("handlers", dict),
+        ("namespace_handlers", dict),
+        ("async_handlers", bool),
+    ]:
+        check(
+            "socketio_handle_eio_message",
+            isinstance(getattr(server, attr, None), kind),
+            f"Server.{attr} is not a {kind.__name__}",
+        )
+    check("socketio_handle_eio_message", hasattr(server, "not_handled"), "no Server.not_handled")
+    # What the lane does for a plain EVENT, python-socketio must do too: the
+    # namespace handler's trigger_event(event, sid, *args), then an ACK.
+    calls, sent = [], []
+
+    class Recorder(socketio.Namespace):
+        def trigger_event(self, event, *args):
+            calls.append((event, *args))
+            return {"ok": True}
+
+    server.register_namespace(Recorder("/progress"))
+    server._send_packet = lambda eio_sid, pkt: sent.append(pkt.encode())
+    sid = server.manager.connect("eio1", "/progress")
+    server._handle_eio_message("eio1", '2/progress,7["ping",{}]')
+    check(
+        "socketio_handle_eio_message",
+        calls == [("ping", sid, {})] and sent == ['3/progress,7[{"ok":true}]'],
+        f"an EVENT reached the namespace as {calls} and was acked as {sent}",
+    )
+
+
 # -- eventlet and gevent: real hubs on a socket pair ---------------------------
 
 

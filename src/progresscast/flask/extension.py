@@ -22,7 +22,7 @@ from progresscast.protocol import NAMESPACE
 from progresscast.ratelimit import BucketMap
 from progresscast.tokens import VerifiedTokens, check_secret
 
-from . import transport
+from . import event_lane, transport
 from .admin import instrument_admin_ui, register_admin
 from .api import register_api
 from .auth import Principal, principal_from
@@ -248,6 +248,10 @@ class ProgressCast:
             enabled=settings["DIRECT_WEBSOCKET"],
             max_backlog=settings["WEBSOCKET_MAX_BACKLOG"],
         )
+        if transport.is_installed(server.eio):
+            # Requests in one pass (event_lane.py), on the same terms as the
+            # transport: DIRECT_WEBSOCKET on and versions it was tested with.
+            event_lane.install(server)
         if not settings["WEBSOCKET_COMPRESSION"]:
             app.wsgi_app = NoWebsocketCompression(app.wsgi_app)
         start_background_tasks(state)

@@ -128,6 +128,15 @@ class DirectSocket(engineio.socket.Socket):
             return
         self._write(packet_frame(pkt.encode()))
 
+    def send_message(self, text: str) -> None:
+        """Send ``text`` as an Engine.IO MESSAGE: what ``send(Packet(MESSAGE,
+        data=text))`` does, without building the packet."""
+        if not self.direct:
+            return super().send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
+        if not self.check_ping_timeout():
+            return
+        self._write(packet_frame("4" + text))
+
     def write_frame(self, frame: bytes) -> None:
         """Send one websocket frame already built (a broadcast builds it once)."""
         self._write(frame)

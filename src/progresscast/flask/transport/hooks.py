@@ -134,6 +134,15 @@ HOOKS: tuple[Hook, ...] = (
         "the fan-out and the batches read the rooms to frame once per room",
     ),
     Hook(
+        "socketio_handle_eio_message",
+        "python-socketio",
+        "socketio.Server registers _handle_eio_message(eio_sid, data) as Engine.IO's "
+        "'message' handler; it reads _binary_packet, handlers, namespace_handlers, "
+        "not_handled, manager.sid_from_eio_sid() and manager.is_connected()",
+        "event_lane.py takes its place for plain EVENTs to a class-based namespace and"
+        " hands it every other message",
+    ),
+    Hook(
         "eventlet_hub_listeners",
         "eventlet",
         "hub.add(hub.READ, fd, cb, tb, mark_as_closed), hub.remove(listener), "
