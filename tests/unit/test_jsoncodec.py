@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from progresscast.jsoncodec import dumps, loads
+from progresscast.jsoncodec import dumps, loads, may_hold_long_int
 
 EVENT = {
     "job_id": "j1",
@@ -64,3 +64,32 @@ def test_loads_reads_back_what_dumps_wrote(value):
 def test_loads_still_refuses_what_is_not_json():
     with pytest.raises(ValueError):
         loads("{'single': 'quotes'}")
+
+
+@pytest.mark.parametrize(
+    ("text", "long_int"),
+    [
+        ("12345678901234567890", True),
+        ('{"n":-12345678901234567890}', True),
+        ("[1234567890123456789]", True),  # 19 digits: may pass 2**63
+        ('"a string of 12345678901234567890 digits"', True),  # harmless: json's path
+        ("123456789012345678", False),  # 18 digits: always 64 bits
+        ("0.00012345678901234567", False),  # a fraction: a float either way
+        ("1234567890123456789.5", False),
+        ("12345678901234567890e5", False),
+        ('{"created_at":1796052477.1444128,"progress":0.4123456789012345}', False),
+        ('"\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663"', False),  # not ASCII
+    ],
+)
+def test_only_integers_orjson_cannot_hold_take_jsons_path(text, long_int):
+    assert may_hold_long_int(text) is long_int
+    assert may_hold_long_int(text.encode()) is long_int
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["0.00012345678901234567", "1234567890123456789.5", "12345678901234567890e5", "1e-7"],
+)
+def test_long_fractions_read_as_json_reads_them(number):
+    # They skip json's path now: orjson must give the same float.
+    assert repr(loads(number)) == repr(json.loads(number))
