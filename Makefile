@@ -61,11 +61,13 @@ system-deps:
 	fi
 
 # Test files run in TEST_WORKERS processes (pytest-xdist), each file in one
-# of them: its module fixtures (servers, workers) start once.
+# of them: its module fixtures (servers, workers) start once. Tests marked
+# serial (schemathesis, whose items pytest-xdist cannot tell apart) run after.
 TEST_WORKERS ?= 2
 
 test: setup-dev system-deps lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/pytest -m serial
 
 unit: setup-dev
 	$(BIN)/pytest tests/unit tests/handlers

@@ -62,10 +62,34 @@ def require_component(ok: bool, what: str) -> None:
     pytest.skip(message)
 
 
+#: under pytest-xdist each worker takes its servers' ports from a range of
+#: its own, below the kernel's ephemeral ports (32768 and up): a port one
+#: worker found free cannot be taken meanwhile by the other worker's servers
+#: or by its clients' outgoing connections
+_PORTS_PER_WORKER = 2000
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, for a server a test starts."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    first = 20000 + int(worker[2:]) * _PORTS_PER_WORKER
+    if not _next_port:  # where a previous run of this worker is unlikely to linger
+        _next_port.append(first + secrets.randbelow(_PORTS_PER_WORKER))
+    for _ in range(_PORTS_PER_WORKER):
+        port = _next_port[0]
+        _next_port[0] = first + (port + 1 - first) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + _PORTS_PER_WORKER - 1}")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -311,6 +335,9 @@ class RedisServer:
     def _answers(self) -> bool:
         import redis
 
+        if self.proc.poll() is not None:  # never another process's redis on our port
+            code = self.proc.returncode
+            raise AssertionError(f"redis-server on port {self.port} exited ({code})")
         try:
             # Closed at once: a client left to the garbage collector warns
             # (ResourceWarning) in whatever test happens to be running then.

@@ -53,7 +53,10 @@ _LONG_INT_BYTES = re.compile(rb"(?<![.\d])\d{19,}(?![.\deE])")
 def may_hold_long_int(text: str | bytes) -> bool:
     """Whether JSON ``text`` may hold an integer beyond 64 bits, which
     orjson reads as a float: such text takes the standard library's path."""
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if isinstance(text, str):
+        raw = text.encode("utf-8", "surrogatepass")
+    else:
+        raw = text = bytes(text)  # bytearray, memoryview: what orjson also reads
     if _RUN not in raw.translate(_DIGITS):
         return False
     return (_LONG_INT if isinstance(text, str) else _LONG_INT_BYTES).search(text) is not None
@@ -64,6 +67,8 @@ def loads(text: str | bytes) -> Any:
     stores read a job's state on every request about it. Text holding an
     integer of 19 digits or more (beyond 64 bits, orjson reads a float) goes
     through the standard library, as does what orjson refuses."""
+    if not isinstance(text, (str, bytes)):
+        text = bytes(text)  # a memoryview, which json.loads does not take
     if not may_hold_long_int(text):
         try:
             return orjson.loads(text)

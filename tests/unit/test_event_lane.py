@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 import socketio
@@ -48,15 +49,17 @@ class Recorder(socketio.Namespace):
 class Rig:
     """A python-socketio server, its lane (or not), and what it did."""
 
-    def __init__(self, lane: bool, logger: bool = False) -> None:
+    def __init__(self, lane: bool, logger: Any = False, namespace: str = NAMESPACE) -> None:
         # Handlers inline, as web/ runs them (the lane stands aside otherwise).
         self.server = socketio.Server(async_mode="threading", logger=logger, async_handlers=False)
         self.server.packet_class = TolerantPacket
         self.calls: list = []
         self.sent: list = []
-        self.server.register_namespace(Recorder(NAMESPACE, self.calls))
-        self.server.eio.send = lambda eio_sid, data: self.sent.append((eio_sid, data))
-        self.sid = self.server.manager.connect("eio1", NAMESPACE)
+        self.server.register_namespace(Recorder(namespace, self.calls))
+        eio = self.server.eio
+        eio.send = lambda eio_sid, data: self.sent.append((eio_sid, data))
+        eio.send_packet = lambda eio_sid, pkt: self.sent.append((eio_sid, pkt.encode()))
+        self.sid = self.server.manager.connect("eio1", namespace)
         self.lane = event_lane.install(self.server) if lane else None
         self.receive = self.server.eio.handlers["message"]
 
@@ -129,8 +132,7 @@ def test_each_edge_case_gets_python_socketios_answer(message):
 def test_the_common_case_goes_through_the_lane_itself():
     # The lane answers a ping itself (python-socketio's handler is not run).
     lane = Rig(lane=True)
-    lane.server._handle_eio_message = None  # would raise if called
-    lane.lane.fallback = None
+    lane.lane.fallback = None  # python-socketio's path: would raise if called
     calls, sent, raised = lane.feed('2/progress,7["ping",{"x":1}]')
     assert raised is None
     assert calls == [("ping", "SID", {"x": 1})]
@@ -164,6 +166,51 @@ def test_with_info_logging_every_event_is_logged_as_python_socketio_does(caplog)
         same_answers(['2/progress,1["ping"]'], logger=logger)
     received = [r.getMessage() for r in caplog.records if "received event" in r.getMessage()]
     assert len(received) == 2  # once per server: the lane stood aside
+
+
+def test_an_app_namespace_on_the_root_gets_python_socketios_ack():
+    # Packet.encode() leaves "/" out of the ACK ("35[...]", not "3/,5[...]").
+    same_answers(['2/,5["ping"]', '25["ping"]'], namespace="/")
+
+
+def test_the_admin_uis_development_mode_still_sees_every_event():
+    # It wraps _trigger_event on the instance to report each event. (It also
+    # patches python-engineio's Socket class: one server at a time, undone.)
+    for rig in (Rig(lane=True), Rig(lane=False)):
+        admin = rig.server.instrument(auth=False, mode="development", namespace="/admin")
+        try:
+            rig.server.manager.connect("eio-admin", "/admin")
+            rig.sent.clear()
+            calls, sent, raised = rig.feed('2/progress,1["ping"]')
+        finally:
+            admin.uninstrument()
+        assert calls == [("ping", "SID")] and raised is None
+        reported = [text for _, text in sent if "event_received" in text]
+        assert len(reported) == 1, sent
+        assert sent[-1] == ("eio1", '3/progress,1[{"ok":true,"event":"ping","args":1}]')
+
+
+class BareLogger:
+    """Any object will do as python-socketio's logger: no isEnabledFor here."""
+
+    def info(self, *args, **kwargs):
+        pass
+
+    warning = error = exception = debug = info
+
+
+def test_a_logger_that_is_not_a_logging_logger_keeps_python_socketios_path():
+    same_answers(['2/progress,1["ping"]'], logger=BareLogger())
+
+
+def test_a_server_class_with_its_own_dispatch_gets_no_lane():
+    class Custom(socketio.Server):
+        def _trigger_event(self, event, namespace, *args):
+            return super()._trigger_event(event, namespace, *args)
+
+    server = Custom(async_mode="threading", async_handlers=False)
+    server.packet_class = TolerantPacket
+    assert event_lane.install(server) is None
 
 
 def test_with_async_handlers_python_socketio_runs_the_handler():

@@ -93,3 +93,9 @@ def test_only_integers_orjson_cannot_hold_take_jsons_path(text, long_int):
 def test_long_fractions_read_as_json_reads_them(number):
     # They skip json's path now: orjson must give the same float.
     assert repr(loads(number)) == repr(json.loads(number))
+
+
+def test_loads_reads_any_bytes_like_text():
+    for text in (bytearray(b'[1,"x"]'), memoryview(b'[1,"x"]')):
+        assert loads(text) == [1, "x"]
+    assert loads(memoryview(b"[12345678901234567890]")) == [12345678901234567890]

@@ -26,6 +26,19 @@ import socketio
 
 from .jsonutil import SocketJSON, TolerantPacket
 
+#: python-socketio's methods that the lane does the work of: when one is
+#: replaced (on the instance or in a subclass), the lane stands aside
+_WRAPPABLE = frozenset(
+    {
+        "_handle_eio_message",
+        "_handle_event",
+        "_handle_event_internal",
+        "_trigger_event",
+        "_send_packet",
+    }
+)
+_LOGGERS = (logging.Logger, logging.LoggerAdapter)
+
 #: an ack id as python-socketio reads it (at most 99 ASCII digits here),
 #: then the JSON array of the event
 _ACK_ID = re.compile(r"[0-9]{0,99}(?=\[)")
@@ -46,13 +59,18 @@ class EventLane:
 
     def __call__(self, eio_sid: str, data: Any) -> None:
         server = self.server
+        logger = server.logger
         if (
             type(data) is not str
             or data[:2] != "2/"  # an EVENT to a namespace other than "/"
             or server.async_handlers
             or eio_sid in server._binary_packet  # the attachments of a binary event
-            or "_send_packet" in vars(server)  # Flask-SocketIO's test client listens there
-            or server.logger.isEnabledFor(logging.INFO)  # python-socketio logs each event
+            # Wrapped on the instance: Flask-SocketIO's test client listens
+            # on _send_packet, the Admin UI's development mode on _trigger_event.
+            or not _WRAPPABLE.isdisjoint(vars(server))
+            # python-socketio logs each event (and takes any object as logger)
+            or not isinstance(logger, _LOGGERS)
+            or logger.isEnabledFor(logging.INFO)
         ):
             return self.fallback(eio_sid, data)
         comma = data.find(",", 2)
@@ -61,6 +79,7 @@ class EventLane:
         if (
             comma < 0
             or handler is None
+            or namespace == "/"  # its ACK is written without the namespace
             or namespace in server.handlers
             or "*" in server.handlers
             or "?" in namespace
@@ -110,11 +129,16 @@ def install(server: socketio.Server) -> EventLane | None:
 
     Only with progresscast's packet class (jsonutil.TolerantPacket and its
     JSON): its JSON refuses bytes with a TypeError, which is how the lane
-    spots a binary ack. Returns None, installing nothing, for another one.
+    spots a binary ack. Returns None, installing nothing, for another packet
+    class or a server class that replaces python-socketio's dispatch.
     """
     packet_class = server.packet_class
     if not (issubclass(packet_class, TolerantPacket) and packet_class.json is SocketJSON):
         return None
+    if any(
+        getattr(type(server), name) is not getattr(socketio.Server, name) for name in _WRAPPABLE
+    ):
+        return None  # a subclass does its own dispatch
     lane = EventLane(server)
     server.eio.on("message", lane)
     return lane

@@ -139,8 +139,9 @@ HOOKS: tuple[Hook, ...] = (
         "socketio.Server registers _handle_eio_message(eio_sid, data) as Engine.IO's "
         "'message' handler; it reads _binary_packet, handlers, namespace_handlers, "
         "not_handled, manager.sid_from_eio_sid() and manager.is_connected()",
-        "event_lane.py takes its place for plain EVENTs to a class-based namespace and"
-        " hands it every other message",
+        "event_lane.py takes its place for plain EVENTs to a class-based namespace, doing"
+        " what _handle_event, _trigger_event and _send_packet do (it stands aside when"
+        " one is replaced), and hands it every other message",
     ),
     Hook(
         "eventlet_hub_listeners",
