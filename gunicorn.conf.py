@@ -20,7 +20,10 @@ worker_connections = int(os.environ.get("PROGRESSCAST_WORKER_CONNECTIONS", "1000
 # gunicorn's 2048 the rest of a 10,000-client storm had their SYNs dropped and
 # retried seconds later (bench/storm.py). The kernel caps it at
 # net.core.somaxconn (4096 on current kernels); raise both for larger storms.
-backlog = int(os.environ.get("PROGRESSCAST_BACKLOG", "4096"))
+# Connections waiting for accept() while a restarted worker boots: every
+# client reconnects at once. The kernel caps it at net.core.somaxconn (4096 on
+# current kernels); raise that too for instances with over 4,000 clients.
+backlog = int(os.environ.get("PROGRESSCAST_BACKLOG", "16384"))
 timeout = 30
 graceful_timeout = 10
 accesslog = os.environ.get("PROGRESSCAST_ACCESS_LOG") or None
