@@ -13,7 +13,6 @@ instead, so anything that encoded before still encodes.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -43,23 +42,35 @@ def dumpb(obj: Any) -> bytes:
 #: times orjson's decoding of a job's state)
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _RUN = b"0" * 19
-#: an integer orjson cannot hold: 19 digits or more, not the fraction or the
-#: integer part of a number with a fraction or an exponent (orjson reads those
-#: as floats, as the standard library does)
-_LONG_INT = re.compile(r"(?<![.\d])\d{19,}(?![.\deE])")
-_LONG_INT_BYTES = re.compile(rb"(?<![.\d])\d{19,}(?![.\deE])")
+#: what may come just after a run of digits that is part of a float
+_FLOAT_TAIL = frozenset(b".eE")
 
 
 def may_hold_long_int(text: str | bytes) -> bool:
     """Whether JSON ``text`` may hold an integer beyond 64 bits, which
-    orjson reads as a float: such text takes the standard library's path."""
-    if isinstance(text, str):
-        raw = text.encode("utf-8", "surrogatepass")
-    else:
-        raw = text = bytes(text)  # bytearray, memoryview: what orjson also reads
-    if _RUN not in raw.translate(_DIGITS):
-        return False
-    return (_LONG_INT if isinstance(text, str) else _LONG_INT_BYTES).search(text) is not None
+    orjson reads as a float: such text takes the standard library's path.
+
+    That is a run of 19 digits or more that is not a float's fraction (after
+    a ``.``) nor its integer part (before ``.``, ``e`` or ``E``). Digits in a
+    string count too: a false alarm only costs the slower decoder. Floats
+    such as ``0.0004525184631347656`` are common in a job's state (ETA
+    paces), so each run is judged by its two neighbours, in C, rather than
+    by a regex that would be tried at every position of the text.
+    """
+    # bytearray, memoryview: what orjson also reads
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    digits = raw.translate(_DIGITS)
+    start = digits.find(_RUN)
+    while start != -1:  # the first match is where a run starts
+        end = digits.find(b" ", start)
+        if end == -1:
+            end = len(raw)
+        fraction = start > 0 and raw[start - 1] == 0x2E  # after a "."
+        integer_part = end < len(raw) and raw[end] in _FLOAT_TAIL
+        if not (fraction or integer_part):
+            return True
+        start = digits.find(_RUN, end)
+    return False
 
 
 def loads(text: str | bytes) -> Any:

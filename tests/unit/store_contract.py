@@ -98,6 +98,22 @@ class StoreContract:
         assert got.snapshot(now=T0 + 99) == state.snapshot(now=T0 + 99)
         assert isinstance(got.status, JobStatus)
 
+    def test_each_read_is_a_state_of_its_own(self, store):
+        # Reads of an unchanged job share their decoding (stores/base.py,
+        # decode_state): what one reader changes must not reach the next.
+        _, state = self.put(store, create(start=True))
+        first = store.get("j1")
+        first.stage_pct[0] = 99.0
+        first.stage_status[0] = None
+        first.cancel_requested = "mine"
+        first.seq = 1234
+        again = store.get("j1")
+        assert again == state
+        assert again is not first and again.stage_pct is not first.stage_pct
+        assert store.request_cancel("j1", "stop") is True
+        assert store.get("j1").cancel_requested == "stop"
+        assert store.get("j1").stage_pct == state.stage_pct
+
     def test_append_stores_every_event_of_a_request_in_order(self, store):
         first, state = self.put(store, create(start=True))
         events, state = self.put(store, step(state, "progress_update", stage="c"))

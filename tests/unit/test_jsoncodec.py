@@ -1,8 +1,11 @@
 """progresscast.jsoncodec: orjson's speed, the standard library's reach."""
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from progresscast.jsoncodec import dumps, loads, may_hold_long_int
 
@@ -78,12 +81,29 @@ def test_loads_still_refuses_what_is_not_json():
         ("1234567890123456789.5", False),
         ("12345678901234567890e5", False),
         ('{"created_at":1796052477.1444128,"progress":0.4123456789012345}', False),
+        ('{"pace":[0.0004525184631347656,12345678901234567890]}', True),  # after a float
+        ('{"pace":[0.0004525184631347656,0.5159342802268996]}', False),
+        ("[12345678901234567890.5,12345678901234567890]", True),
         ('"\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663\u0663"', False),  # not ASCII
     ],
 )
 def test_only_integers_orjson_cannot_hold_take_jsons_path(text, long_int):
     assert may_hold_long_int(text) is long_int
     assert may_hold_long_int(text.encode()) is long_int
+
+
+#: the rule, as a regex: 19 digits or more, not a fraction (after ".") and
+#: not an integer part (before ".", "e" or "E")
+LONG_INT = re.compile(r"(?<![.0-9])[0-9]{19,}(?![.0-9eE])")
+NUMBERISH = st.text(alphabet="0123456789.eE-+ ,[]\"ab\u0663é", max_size=80)
+
+
+@given(st.lists(st.one_of(NUMBERISH, st.just("1" * 19), st.just("0." + "4" * 19)), max_size=6))
+def test_the_check_follows_the_rule_on_any_text(parts):
+    text = "".join(parts)
+    expected = LONG_INT.search(text) is not None
+    assert may_hold_long_int(text) is expected
+    assert may_hold_long_int(text.encode()) is expected
 
 
 @pytest.mark.parametrize(

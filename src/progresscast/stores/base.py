@@ -18,11 +18,36 @@ and read back as equal dicts.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..jsoncodec import loads
 from ..state import JobState, JobStatus
+
+
+def decode_state(text: str | bytes) -> JobState:
+    """A job's state from the JSON text a store keeps it as.
+
+    A job is read far more often than it changes: every client that joins
+    or rejoins it reads it twice, and a reconnect storm brings thousands at
+    once. The text of recent states is remembered with the state it decodes
+    to, and each caller gets its own :meth:`JobState.copy` (the per-stage
+    lists are new; the rest is never changed in place). Only texts up to
+    8 KiB are remembered, 512 of them: a few MiB at most.
+    """
+    if len(text) > _REMEMBERED_TEXT:
+        return JobState.from_record(loads(text))
+    return _decoded(text).copy()
+
+
+_REMEMBERED_TEXT = 8192
+
+
+@functools.lru_cache(maxsize=512)
+def _decoded(text: str | bytes) -> JobState:
+    return JobState.from_record(loads(text))
 
 
 class JobStore:

@@ -43,7 +43,7 @@ from typing import Any
 from ..errors import SeqConflict, StoreUnavailable
 from ..jsoncodec import dumpb, dumps, loads
 from ..state import JobState, JobStatus
-from .base import JobStore, run_fields
+from .base import JobStore, decode_state, run_fields
 
 try:
     import redis
@@ -382,7 +382,7 @@ class RedisStore(JobStore):
         raise AssertionError("unreachable")
 
     def _state(self, fields: dict[str, str]) -> JobState:
-        state = JobState.from_record(loads(fields["state"]))
+        state = decode_state(fields["state"])
         state.cancel_requested = fields.get("cancel_reason")
         return state
 

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import SeqConflict, StoreUnavailable
 from ..jsoncodec import dumps, loads
 from ..state import TERMINAL, JobState, JobStatus
-from .base import JobStore, run_fields
+from .base import JobStore, decode_state, run_fields
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -223,7 +223,7 @@ class SQLiteStore(JobStore):
 
     @staticmethod
     def _state(row: tuple) -> JobState:
-        state = JobState.from_record(loads(row[0]))
+        state = decode_state(row[0])
         state.cancel_requested = row[1]
         return state
 
