@@ -580,10 +580,12 @@ def targets(results: dict) -> list[str]:
                     f" against Node's {peer['server_cpu_s']:.1f} s"
                     f" ({1000 * run['server_cpu_s'] / n:.2f} against"
                     f" {1000 * peer['server_cpu_s'] / n:.2f} ms per client). Ours goes to the"
-                    " restarted worker's boot (about a second of imports), gunicorn's HTTP"
-                    " parse, a JWT verification per token, the Socket.IO connect and the"
-                    " resumed rejoin, and the live events sent meanwhile (see Reconnect"
-                    " storm).",
+                    " restarted worker's boot (its imports: it answered after"
+                    f" {run.get('ready_s') or 0:.1f} s, Node after"
+                    f" {peer.get('ready_s') or 0:.1f} s), gunicorn's HTTP request and the"
+                    " websocket handshake, a JWT verification per token, the Socket.IO"
+                    " connect and the resumed rejoin, and the live events sent meanwhile"
+                    " (see Reconnect storm).",
                 ))  # fmt: skip
     flood = {f["kind"]: f for f in results.get("flood") or []}
     pcf = next((f for k, f in flood.items() if k.startswith("progresscast")), None)
@@ -606,7 +608,8 @@ def targets(results: dict) -> list[str]:
             f"{cost}; on a machine the load generators saturate, that difference shows"
             " several times over in the p99. In profiles about a quarter of ours is the"
             " kernel's work in the `send()` of each ack and a tenth reading and polling; most"
-            " of the rest is python-socketio's dispatch and the handler.",
+            " of the rest is the dispatch (flask/event_lane.py) and the handler. Single runs"
+            " at saturation swing (see Reconnect storms and request floods).",
         ))  # fmt: skip
     return lines
 
