@@ -16,13 +16,10 @@ workers = 1  # Socket.IO needs sticky sessions: scale with instances, not worker
 # Long-lived websocket connections per worker (eventlet's default caps at 1000).
 worker_connections = int(os.environ.get("PROGRESSCAST_WORKER_CONNECTIONS", "10000"))
 # Connections the kernel holds before the worker accepts them. After a restart
-# every client reconnects at once, before the worker has loaded the app: with
-# gunicorn's 2048 the rest of a 10,000-client storm had their SYNs dropped and
-# retried seconds later (bench/storm.py). The kernel caps it at
-# net.core.somaxconn (4096 on current kernels); raise both for larger storms.
-# Connections waiting for accept() while a restarted worker boots: every
-# client reconnects at once. The kernel caps it at net.core.somaxconn (4096 on
-# current kernels); raise that too for instances with over 4,000 clients.
+# every client reconnects at once, before the worker has loaded the app; what
+# does not fit has its SYN dropped and retried seconds later (bench/storm.py).
+# The kernel caps it at net.core.somaxconn (4096 on current kernels): raise
+# that too for instances with over 4,000 clients (docs/deployment.md).
 backlog = int(os.environ.get("PROGRESSCAST_BACKLOG", "16384"))
 timeout = 30
 graceful_timeout = 10
