@@ -581,8 +581,8 @@ def targets(results: dict) -> list[str]:
                     f" ({1000 * run['server_cpu_s'] / n:.2f} against"
                     f" {1000 * peer['server_cpu_s'] / n:.2f} ms per client). Ours goes to the"
                     " restarted worker's boot (its imports: it answered after"
-                    f" {run.get('ready_s') or 0:.1f} s, Node after"
-                    f" {peer.get('ready_s') or 0:.1f} s), gunicorn's HTTP request and the"
+                    f" {_seconds(run.get('ready_s'))}, Node after"
+                    f" {_seconds(peer.get('ready_s'))}), gunicorn's HTTP request and the"
                     " websocket handshake, a JWT verification per token, the Socket.IO"
                     " connect and the resumed rejoin, and the live events sent meanwhile"
                     " (see Reconnect storm).",
@@ -612,6 +612,10 @@ def targets(results: dict) -> list[str]:
             " at saturation swing (see Reconnect storms and request floods).",
         ))  # fmt: skip
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
 
 
 def key_figures(results: dict) -> dict[str, float]:

@@ -114,6 +114,24 @@ class StoreContract:
         assert store.get("j1").cancel_requested == "stop"
         assert store.get("j1").stage_pct == state.stage_pct
 
+    def test_what_a_reader_changes_inside_a_state_stays_its_own(self, store):
+        _, state = self.put(store, create(start=True))
+        _, state = self.put(store, step(state, "progress_update", stage_progress=40))
+        _, state = self.put(store, step(state, "job_failed", error=ValueError("x")))
+        assert state.metadata and state.eta and state.error
+        for read in (store.get("j1"), store.list_jobs()[0]):
+            read.metadata["k"].append(3)
+            read.metadata["new"] = True
+            read.error["message"] = "changed"
+            next(iter(read.eta.values()))  # a dict of JSON values
+            read.eta.clear()
+            snapshot = read.snapshot(now=T0 + 99)
+            snapshot["metadata"]["k"].append(4)
+        again = store.get("j1")
+        assert again == state
+        assert again.metadata == {"k": [1, 2]}
+        assert store.list_jobs()[0] == state
+
     def test_append_stores_every_event_of_a_request_in_order(self, store):
         first, state = self.put(store, create(start=True))
         events, state = self.put(store, step(state, "progress_update", stage="c"))

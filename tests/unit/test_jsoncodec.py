@@ -106,6 +106,20 @@ def test_the_check_follows_the_rule_on_any_text(parts):
     assert may_hold_long_int(text.encode()) is expected
 
 
+JSONISH = st.text(alphabet='0123456789.eE-+ ,[]{}:"\\uabd\u0663é\ud800', max_size=60)
+
+
+@given(st.one_of(JSONISH, st.from_regex(r"-?[0-9]{15,25}(\.[0-9]{1,22})?([eE]-?[0-9]{1,3})?")))
+def test_loads_reads_what_json_reads(text):
+    # Whatever the check lets through to orjson must read as json reads it.
+    for given_text in (text, text.encode("utf-8", "surrogatepass")):
+        try:
+            expected = json.loads(given_text)
+        except ValueError:
+            continue  # not JSON (or not UTF-8) for json either
+        assert repr(loads(given_text)) == repr(expected)
+
+
 @pytest.mark.parametrize(
     "number",
     ["0.00012345678901234567", "1234567890123456789.5", "12345678901234567890e5", "1e-7"],
@@ -113,6 +127,11 @@ def test_the_check_follows_the_rule_on_any_text(parts):
 def test_long_fractions_read_as_json_reads_them(number):
     # They skip json's path now: orjson must give the same float.
     assert repr(loads(number)) == repr(json.loads(number))
+
+
+def test_lone_surrogates_read_as_json_reads_them():
+    for text in ('"\ud800 12345678901234567890"', '["\udfff", 1.5]', '"\\ud800"'):
+        assert repr(loads(text)) == repr(json.loads(text))
 
 
 def test_loads_reads_any_bytes_like_text():

@@ -33,21 +33,43 @@ def decode_state(text: str | bytes) -> JobState:
     A job is read far more often than it changes: every client that joins
     or rejoins it reads it twice, and a reconnect storm brings thousands at
     once. The text of recent states is remembered with the state it decodes
-    to, and each caller gets its own :meth:`JobState.copy` (the per-stage
-    lists are new; the rest is never changed in place). Only texts up to
-    8 KiB are remembered, 512 of them: a few MiB at most.
+    to, and each caller gets a state of its own: :meth:`JobState.copy` with
+    fresh copies of the JSON values it holds (metadata, result, error, ETA
+    state...), so a caller that changes what it read changes nothing for
+    the next one, as when every read decoded anew. Only texts of up to 4,096
+    characters are remembered, 256 of them: about 1.5 MiB for typical states.
     """
+    if not isinstance(text, (str, bytes)):
+        text = bytes(text)  # bytearray, memoryview: unhashable
     if len(text) > _REMEMBERED_TEXT:
         return JobState.from_record(loads(text))
-    return _decoded(text).copy()
+    state = _decoded(text).copy()
+    for name in _JSON_FIELDS:
+        value = getattr(state, name)
+        if value:  # None, {} and [] are replaced, never changed in place
+            setattr(state, name, _copy_json(value))
+    return state
 
 
-_REMEMBERED_TEXT = 8192
+_REMEMBERED_TEXT = 4096
+#: the fields holding decoded JSON containers (the per-stage lists are
+#: JobState.copy's; stages are tuples of frozen Stage)
+_JSON_FIELDS = ("metadata", "result", "error", "eta", "rate_meter", "children")
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def _decoded(text: str | bytes) -> JobState:
     return JobState.from_record(loads(text))
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists and scalars), several times
+    faster than :func:`copy.deepcopy`, which this is, for such values."""
+    if type(value) is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) for v in value]
+    return value
 
 
 class JobStore:
