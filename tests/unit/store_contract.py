@@ -123,7 +123,6 @@ class StoreContract:
             read.metadata["k"].append(3)
             read.metadata["new"] = True
             read.error["message"] = "changed"
-            next(iter(read.eta.values()))  # a dict of JSON values
             read.eta.clear()
             snapshot = read.snapshot(now=T0 + 99)
             snapshot["metadata"]["k"].append(4)

@@ -37,9 +37,6 @@ _STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_floa
 #: 1,024 levels, but Python's json (the encoder's fallback) and every
 #: recursive walk give up near 1,000 with a RecursionError
 MAX_NESTING = 512
-# orjson refuses all that loads() refuses, in C, but reads integers beyond
-# 64 bits as floats: text with one takes the standard library's path
-# (jsoncodec.may_hold_long_int).
 
 
 def loads(s: str | bytes, **kwargs: Any) -> Any:
@@ -51,7 +48,9 @@ def loads(s: str | bytes, **kwargs: Any) -> Any:
     ``json.JSONDecodeError``, which callers already answer as malformed JSON.
     """
     # Every event from the message queue (each instance decodes every one,
-    # docs/deployment.md) and every socket request comes this way.
+    # docs/deployment.md) and every socket request comes this way. orjson
+    # refuses all that this refuses, in C, but reads integers beyond 64 bits
+    # as floats: text that may hold one takes the standard library's path.
     if not kwargs and not jsoncodec.may_hold_long_int(s):
         try:
             value = orjson.loads(s)

@@ -43,7 +43,7 @@ def decode_state(text: str | bytes) -> JobState:
     if not isinstance(text, (str, bytes)):
         text = bytes(text)  # bytearray, memoryview: unhashable
     if len(text) > _REMEMBERED_TEXT:
-        return JobState.from_record(loads(text))
+        return _decode(text)  # a state of its own already
     state = _decoded(text).copy()
     for name in _JSON_FIELDS:
         value = getattr(state, name)
@@ -58,9 +58,11 @@ _REMEMBERED_TEXT = 4096
 _JSON_FIELDS = ("metadata", "result", "error", "eta", "rate_meter", "children")
 
 
-@functools.lru_cache(maxsize=256)
-def _decoded(text: str | bytes) -> JobState:
+def _decode(text: str | bytes) -> JobState:
     return JobState.from_record(loads(text))
+
+
+_decoded = functools.lru_cache(maxsize=256)(_decode)
 
 
 def _copy_json(value: Any) -> Any:
